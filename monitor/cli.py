@@ -1,0 +1,247 @@
+"""The ``integration-monitor`` command: run, check, demo, validate-config, simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+import structlog
+import yaml
+from pydantic import SecretStr
+
+from monitor import __version__, logs
+from monitor.health import derive, utcnow
+from monitor.metrics import Metrics
+from monitor.scheduler import Daemon, open_pollers
+from monitor.settings import (
+    AccountConfig,
+    ConfigError,
+    Defaults,
+    Settings,
+    config_file_from,
+    load_settings,
+    masked_dump,
+    parse_listen_address,
+)
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
+from monitor.state import AccountSnapshot, Status, Store
+
+EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+log = structlog.get_logger("monitor.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="integration-monitor",
+        description="Monitor Sendcloud shop integrations and export their health to Prometheus.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help_text: str, handler: object) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    for name, help_text, handler in (
+        ("run", "run the monitoring daemon", _run),
+        ("check", "poll once, print a table; exit 0 healthy, 1 stale, 2 failing, 3 unreadable",
+         _check),
+        ("validate-config", "check the configuration and print it with secrets masked",
+         _validate),
+    ):  # fmt: skip
+        command(name, help_text, handler).add_argument(
+            "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
+        )
+    demo = command("demo", "run the daemon against the built-in Sendcloud simulator", _demo)
+    demo.add_argument("--listen", default="127.0.0.1:9877", help="metrics address (host:port)")
+    demo.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
+    sim = command("simulator", "serve the Sendcloud API simulator with the demo data", _simulator)
+    sim.add_argument("--listen", default="127.0.0.1:8080", help="address (host:port)")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:
+    return load_settings(config_file_from(args.config, os.environ), os.environ)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings, accounts = _load(args)
+    logs.configure(settings.log_format, secrets=settings.secrets())
+    return _serve(accounts, parse_listen_address(settings.listen_address))
+
+
+def _serve(accounts: list[AccountConfig], listen: tuple[str, int]) -> int:
+    try:
+        daemon = Daemon(accounts, listen)
+    except OSError as exc:
+        log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
+        return EXIT_RUNTIME
+    asyncio.run(_until_signal(daemon))
+    return EXIT_OK
+
+
+async def _until_signal(daemon: Daemon) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, _stopper(stop, signum))
+    await daemon.run(stop)
+
+
+def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
+    def handler() -> None:
+        log.info("shutdown_requested", signal=signal.Signals(signum).name)
+        stop.set()
+
+    return handler
+
+
+def _demo(args: argparse.Namespace) -> int:
+    logs.configure(os.environ.get("MONITOR_LOG_FORMAT") or None)
+    listen = parse_listen_address(args.listen)
+    integrations = demo_integrations(utcnow())
+    with Simulator(integrations) as sim:
+        defaults = Defaults()
+        account = AccountConfig(
+            name="demo",
+            api_url=sim.url,
+            public_key=SecretStr(DEMO_PUBLIC_KEY),
+            secret_key=SecretStr(DEMO_SECRET_KEY),
+            integration_ids=tuple(i.id for i in integrations),
+            poll_interval_seconds=args.interval,
+            stale_after_seconds=defaults.stale_after_seconds,
+            max_concurrency=defaults.max_concurrency,
+            request_timeout_seconds=defaults.request_timeout_seconds,
+        )
+        log.info(
+            "demo_started",
+            simulator=sim.url,
+            metrics=f"http://{args.listen.replace('0.0.0.0', 'localhost')}/metrics",
+        )
+        return _serve([account], listen)
+
+
+def _simulator(args: argparse.Namespace) -> int:
+    logs.configure(None)
+    host, port = parse_listen_address(args.listen)
+    sim = Simulator(demo_integrations(utcnow()), host=host, port=port)
+    log.info("simulator_started", url=sim.url, public_key=DEMO_PUBLIC_KEY)
+    try:
+        sim.serve_forever()
+    finally:
+        sim.stop()
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    settings, accounts = _load(args)
+    print(yaml.safe_dump(masked_dump(settings, accounts), sort_keys=False), end="")
+    return EXIT_OK
+
+
+def _check(args: argparse.Namespace) -> int:
+    settings, accounts = _load(args)
+    logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
+    snapshots = asyncio.run(_poll_once(accounts))
+    now = utcnow()
+    print(format_table(snapshots, now))
+    return check_exit_code(snapshots, now)
+
+
+async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnapshot]:
+    store = Store([a.name for a in accounts])
+    metrics = Metrics(store, [a.name for a in accounts])
+    async with open_pollers(accounts, store, metrics) as pollers:
+        await asyncio.gather(*(p.poll() for p in pollers))
+    return store.snapshots()
+
+
+def integration_status(snapshot: AccountSnapshot, integration_id: int, now: datetime) -> str:
+    """healthy | stale | failing | not_found | unreadable, for the table and the exit code."""
+    observation = snapshot.integrations[integration_id]
+    if observation.status is Status.NOT_FOUND:
+        return "not_found"
+    if observation.status is Status.ERROR or observation.record is None:
+        return "unreadable"
+    health = derive(observation.record, now, observation.stale_after_seconds)
+    if health.failing:
+        return "failing"
+    return "stale" if health.stale else "healthy"
+
+
+def check_exit_code(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> int:
+    """Like a Nagios check: failing (or not found) 2 beats unreadable 3 beats stale 1."""
+    statuses = {
+        integration_status(snapshot, i, now)
+        for snapshot in snapshots.values()
+        for i in snapshot.integrations
+    }
+    if statuses & {"failing", "not_found"}:
+        return EXIT_FAILING
+    if "unreadable" in statuses or any(s.last_cycle_success is None for s in snapshots.values()):
+        return EXIT_UNREADABLE
+    return EXIT_STALE if "stale" in statuses else EXIT_OK
+
+
+def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str:
+    header = ("ACCOUNT", "ID", "SHOP", "TYPE", "STATUS", "FAILING FOR", "LAST FETCHED")
+    rows: list[tuple[str, ...]] = [header]
+    notes: list[str] = []
+    for account, snapshot in snapshots.items():
+        if snapshot.last_cycle_success is None:
+            notes.append(f"account {account}: the Sendcloud API could not be read")
+        for integration_id, observation in sorted(snapshot.integrations.items()):
+            record = observation.record
+            health = (
+                derive(record, now, observation.stale_after_seconds) if record is not None else None
+            )
+            rows.append(
+                (
+                    account,
+                    str(integration_id),
+                    _clip(record.shop_name if record else "", 40),
+                    record.type or "" if record else "",
+                    integration_status(snapshot, integration_id, now),
+                    _ago(health.failing_seconds) if health and health.failing else "-",
+                    _ago(health.staleness_seconds) + " ago"
+                    if health and health.staleness_seconds is not None and record
+                    and record.last_fetched_at else "never",
+                )
+            )  # fmt: skip
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]  # fmt: skip
+    return "\n".join(lines + notes)
+
+
+def _ago(seconds: float) -> str:
+    return str(timedelta(seconds=int(seconds)))
+
+
+def _clip(text: str | None, width: int) -> str:
+    text = (text or "").replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,225 @@
+"""Prometheus metrics: per-integration series built at scrape time, plus self-metrics.
+
+Per-integration values come from a custom collector that reads the last poll results from the
+store and the clock *at scrape time*: ``integration_failing_seconds`` is right at every scrape,
+and integrations that vanished from the account or the configuration simply stop being
+yielded. The daemon polls in the background rather than at scrape time because Sendcloud
+rate-limits (1000 GET/min per account) and several Prometheus replicas would multiply calls.
+"""
+
+from __future__ import annotations
+
+import platform
+from collections.abc import Callable, Iterator
+from datetime import datetime
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitor import __version__
+from monitor.health import derive, utcnow
+from monitor.sendcloud import RequestObserver
+from monitor.state import Observation, Status, Store
+
+_POLL_FROM = " Computed at scrape time from the integration's last successful poll."
+REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class IntegrationCollector(Collector):
+    """Yields fresh metric families from the store on every scrape."""
+
+    def __init__(self, store: Store, clock: Callable[[], datetime], *, account_label: bool) -> None:
+        self._store = store
+        self._clock = clock
+        self._account_label = account_label
+
+    def collect(self) -> Iterator[Metric]:
+        now = self._clock()
+        keys = ["account", "integration_id"] if self._account_label else ["integration_id"]
+        account_keys = keys[:1] if self._account_label else []
+
+        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=[*keys, *extra])
+
+        failing_seconds = gauge(
+            "integration_failing_seconds",
+            "Seconds since Sendcloud started failing to fetch orders from the integration "
+            "(now - started_failing_at); 0 when not failing." + _POLL_FROM,
+        )
+        failing = gauge("integration_failing", "1 when started_failing_at is set, else 0.")
+        staleness = gauge(
+            "integration_fetch_staleness_seconds",
+            "Seconds since orders were last fetched (now - last_fetched_at, or now - created_at "
+            "when never fetched)." + _POLL_FROM,
+        )
+        stale = gauge(
+            "integration_fetch_stale",
+            "1 when the fetch staleness exceeds the integration's stale threshold, else 0.",
+        )
+        stale_threshold = gauge(
+            "integration_fetch_stale_threshold_seconds",
+            "The configured staleness threshold for the integration.",
+        )
+        started_ts = gauge(
+            "integration_started_failing_timestamp_seconds",
+            "started_failing_at as Unix time; absent while the integration is not failing.",
+        )
+        fetched_ts = gauge(
+            "integration_last_fetched_timestamp_seconds",
+            "last_fetched_at as Unix time; absent while orders were never fetched.",
+        )
+        info = InfoMetricFamily(
+            "integration",
+            "Integration metadata from Sendcloud; join on integration_id with group_left.",
+            labels=keys,
+        )
+        up = gauge("integration_up", "1 when the last poll returned the integration, else 0.")
+        not_found = gauge(
+            "integration_not_found", "1 when the API answered 404 for the integration, else 0."
+        )
+        polled_ts = gauge(
+            "integration_last_poll_success_timestamp_seconds",
+            "When the integration was last read successfully (age of the values above).",
+        )
+        cycle_ts = GaugeMetricFamily(
+            "integration_monitor_last_poll_success_timestamp_seconds",
+            "When the last poll cycle without an account-wide error finished.",
+            labels=account_keys,
+        )
+        auth_ok = GaugeMetricFamily(
+            "sendcloud_api_auth_ok",
+            "0 while the Sendcloud API rejects the account's credentials, else 1.",
+            labels=account_keys,
+        )
+
+        for account, snapshot in self._store.snapshots().items():
+            account_values = [account] if self._account_label else []
+            auth_ok.add_metric(account_values, 1.0 if snapshot.auth_ok else 0.0)
+            if snapshot.last_cycle_success is not None:
+                cycle_ts.add_metric(account_values, snapshot.last_cycle_success.timestamp())
+            for observation in snapshot.integrations.values():
+                labels = [*account_values, str(observation.integration_id)]
+                up.add_metric(labels, 1.0 if observation.status is Status.OK else 0.0)
+                not_found.add_metric(labels, 1.0 if observation.status is Status.NOT_FOUND else 0.0)
+                if observation.last_success is not None:
+                    polled_ts.add_metric(labels, observation.last_success.timestamp())
+                record = observation.record
+                if record is None or observation.status is Status.NOT_FOUND:
+                    continue
+                health = derive(record, now, observation.stale_after_seconds)
+                failing_seconds.add_metric(labels, health.failing_seconds)
+                failing.add_metric(labels, float(health.failing))
+                stale.add_metric(labels, float(health.stale))
+                stale_threshold.add_metric(labels, observation.stale_after_seconds)
+                if health.staleness_seconds is not None:
+                    staleness.add_metric(labels, health.staleness_seconds)
+                if record.started_failing_at is not None:
+                    started_ts.add_metric(labels, record.started_failing_at.timestamp())
+                if record.last_fetched_at is not None:
+                    fetched_ts.add_metric(labels, record.last_fetched_at.timestamp())
+                info.add_metric(labels, _info_labels(observation))
+
+        yield from (failing_seconds, failing, staleness, stale, stale_threshold)
+        yield from (started_ts, fetched_ts, info, up, not_found, polled_ts, cycle_ts, auth_ok)
+
+
+def _info_labels(observation: Observation) -> dict[str, str]:
+    record = observation.record
+    assert record is not None
+    return {
+        "shop_name": record.shop_name or "",
+        "shop_url": record.shop_url or "",
+        "integration_type": record.type or "",
+        "feedback_type": record.feedback_type or "",
+        "service_point_enabled": _flag(record.service_point_enabled),
+        "webhook_active": _flag(record.webhook_active),
+    }
+
+
+def _flag(value: bool | None) -> str:
+    return "" if value is None else str(value).lower()
+
+
+class Metrics:
+    """Every metric of the daemon, registered in one injected registry."""
+
+    def __init__(
+        self,
+        store: Store,
+        accounts: list[str],
+        *,
+        registry: CollectorRegistry | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        disable_created_metrics()  # *_created samples only add series nobody graphs
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.account_label = len(accounts) > 1
+        account = ("account",) if self.account_label else ()
+        self._requests = Counter(
+            "sendcloud_api_requests",
+            "Requests to the Sendcloud API by endpoint and HTTP status "
+            "(code=network_error when no response arrived).",
+            [*account, "endpoint", "code"],
+            registry=self.registry,
+        )
+        self._request_seconds = Histogram(
+            "sendcloud_api_request_duration_seconds",
+            "Duration of Sendcloud API requests, including reading the body.",
+            [*account, "endpoint"],
+            buckets=REQUEST_BUCKETS,
+            registry=self.registry,
+        )
+        self._poll_seconds = Histogram(
+            "integration_monitor_poll_duration_seconds",
+            "Duration of one poll cycle of an account.",
+            list(account),
+            buckets=POLL_BUCKETS,
+            registry=self.registry,
+        )
+        self._polls = Counter(
+            "integration_monitor_polls",
+            "Poll cycles by outcome (error: an account-wide failure such as auth or outage).",
+            [*account, "outcome"],
+            registry=self.registry,
+        )
+        self._scheduler_events = Counter(
+            "integration_monitor_scheduler_events",
+            "Scheduler trouble: polls skipped because the previous one still ran, missed runs, "
+            "and job crashes.",
+            [*account, "event"],
+            registry=self.registry,
+        )
+        build = Info(
+            "integration_monitor_build",
+            "Version of the monitor and of Python it runs on.",
+            registry=self.registry,
+        )
+        build.info({"version": __version__, "python_version": platform.python_version()})
+        self.registry.register(IntegrationCollector(store, clock, account_label=self.account_label))
+        for name in accounts:  # show zeros from the start rather than absent series
+            self._polls.labels(*self._account(name), "success")
+            self._polls.labels(*self._account(name), "error")
+
+    def _account(self, account: str) -> tuple[str, ...]:
+        return (account,) if self.account_label else ()
+
+    def request_observer(self, account: str) -> RequestObserver:
+        """The hook a client calls after every request of ``account``."""
+        prefix = self._account(account)
+
+        def observe(endpoint: str, code: str, seconds: float) -> None:
+            self._requests.labels(*prefix, endpoint, code).inc()
+            self._request_seconds.labels(*prefix, endpoint).observe(seconds)
+
+        return observe
+
+    def observe_cycle(self, account: str, seconds: float, ok: bool) -> None:
+        prefix = self._account(account)
+        poll_seconds = self._poll_seconds.labels(*prefix) if prefix else self._poll_seconds
+        poll_seconds.observe(seconds)
+        self._polls.labels(*prefix, "success" if ok else "error").inc()
+
+    def scheduler_event(self, account: str, event: str) -> None:
+        self._scheduler_events.labels(*self._account(account), event).inc()

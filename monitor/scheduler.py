@@ -1,0 +1,155 @@
+"""Wiring and lifecycle: clients, pollers, the APScheduler jobs and the HTTP server.
+
+The scheduler is created inside the running loop (APScheduler's AsyncIOScheduler binds to it).
+Shutdown order matters: pause the scheduler, let in-flight polls finish (bounded), shut the
+scheduler down, then close the HTTP clients and the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+
+import httpx
+import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor.health import utcnow
+from monitor.metrics import Metrics
+from monitor.poller import AccountPoller
+from monitor.sendcloud import SendcloudClient
+from monitor.server import HttpServer, make_app
+from monitor.settings import AccountConfig
+from monitor.state import Store
+
+log = structlog.get_logger("monitor.scheduler")
+
+SHUTDOWN_GRACE_SECONDS = 4.0
+_EVENT_NAMES = {
+    EVENT_JOB_ERROR: "job_error",
+    EVENT_JOB_MISSED: "missed",
+    EVENT_JOB_MAX_INSTANCES: "skipped_overrun",
+}
+
+
+def job_options(interval: float) -> dict[str, object]:
+    """APScheduler options for one account's poll job."""
+    return {
+        "trigger": IntervalTrigger(seconds=interval, jitter=min(interval * 0.1, 5.0)),
+        "max_instances": 1,
+        "coalesce": True,
+        "misfire_grace_time": max(1, int(interval / 2)),
+    }
+
+
+@contextlib.asynccontextmanager
+async def open_pollers(
+    accounts: list[AccountConfig],
+    store: Store,
+    metrics: Metrics,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[list[AccountPoller]]:
+    """One client and one poller per account; the clients are closed on exit."""
+    clients = [
+        SendcloudClient(
+            account.api_url,
+            account.public_key.get_secret_value(),
+            account.secret_key.get_secret_value(),
+            timeout_seconds=account.request_timeout_seconds,
+            max_connections=account.max_concurrency,
+            observer=metrics.request_observer(account.name),
+            transport=transport,
+        )
+        for account in accounts
+    ]
+    try:
+        yield [
+            AccountPoller(account, client, store, clock=clock, on_cycle=metrics.observe_cycle)
+            for account, client in zip(accounts, clients, strict=True)
+        ]
+    finally:
+        for client in clients:
+            await client.aclose()
+
+
+class Daemon:
+    """The long-running monitor. ``run`` returns after ``stop`` is set and cleanup is done."""
+
+    def __init__(
+        self,
+        accounts: list[AccountConfig],
+        listen: tuple[str, int],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.store = Store([a.name for a in accounts])
+        self.metrics = Metrics(self.store, [a.name for a in accounts], clock=clock)
+        self.server = HttpServer(*listen, make_app(self.metrics.registry, self.store.ready))
+        self._clock = clock
+        self._transport = transport
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self.server.start()
+        log.info(
+            "monitor_started",
+            listen_port=self.server.port,
+            accounts=[a.name for a in self.accounts],
+        )
+        try:
+            async with open_pollers(
+                self.accounts, self.store, self.metrics, clock=self._clock,
+                transport=self._transport,
+            ) as pollers:  # fmt: skip
+                await self._schedule_until(stop, pollers)
+        finally:
+            self.server.stop()
+            log.info("monitor_stopped")
+
+    async def _schedule_until(self, stop: asyncio.Event, pollers: list[AccountPoller]) -> None:
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED
+                               | EVENT_JOB_MAX_INSTANCES)  # fmt: skip
+        for poller in pollers:
+            scheduler.add_job(
+                poller.poll,
+                id=poller.account.name,
+                name=f"poll {poller.account.name}",
+                next_run_time=datetime.now(UTC),
+                **job_options(poller.account.poll_interval_seconds),
+            )
+        scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.pause()
+            waiting = [asyncio.create_task(p.idle.wait()) for p in pollers]
+            _, pending = await asyncio.wait(waiting, timeout=SHUTDOWN_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+            if pending:
+                log.warning("shutdown_cancelled_polls", polls=len(pending))
+            scheduler.shutdown(wait=False)
+            await asyncio.sleep(0)  # let cancelled poll tasks unwind before clients close
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        name = _EVENT_NAMES.get(event.code, "other")
+        self.metrics.scheduler_event(str(event.job_id), name)
+        if name == "job_error":
+            log.error(
+                "poll_crashed", account=event.job_id, error=repr(getattr(event, "exception", None))
+            )
+        else:
+            log.warning("poll_not_run", account=event.job_id, reason=name)

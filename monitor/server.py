@@ -1,0 +1,107 @@
+"""The HTTP endpoints: /metrics, /healthz, /readyz and a landing page.
+
+Served by a threaded WSGI server in its own threads (like prometheus-client's own
+``start_http_server``), so rendering a large scrape never blocks the event loop that polls.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from html import escape
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from monitor import __version__
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+LANDING = """<!doctype html>
+<html><head><title>Sendcloud integration monitor</title></head>
+<body><h1>Sendcloud integration monitor</h1><p>Version {version}</p>
+<ul><li><a href="/metrics">/metrics</a> Prometheus metrics</li>
+<li><a href="/healthz">/healthz</a> liveness</li>
+<li><a href="/readyz">/readyz</a> readiness (after the first poll cycle)</li></ul>
+</body></html>
+"""
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _IPv6Server(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # scrapes every few seconds would drown the useful log lines
+
+
+def make_app(
+    registry: CollectorRegistry, ready: Callable[[], bool]
+) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    """The WSGI application: dispatch by path, metrics rendered by prometheus-client."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if ready():
+                return _text(start_response, "200 OK", "ready\n")
+            return _text(start_response, "503 Service Unavailable", "waiting for first poll\n")
+        if path == "/":
+            body = LANDING.format(version=escape(__version__))
+            return _text(start_response, "200 OK", body, "text/html; charset=utf-8")
+        return _text(start_response, "404 Not Found", "not found\n")
+
+    return app
+
+
+def _text(
+    start_response: StartResponse, status: str, body: str, kind: str = "text/plain; charset=utf-8"
+) -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class HttpServer:
+    """Serves the app from background threads; ``port`` is the bound one (0 picks a free one)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: Callable[[Environ, StartResponse], Iterable[bytes]],
+    ) -> None:
+        server_class = _IPv6Server if ":" in host else _ThreadingServer
+        self._server = make_server(
+            host, port, app, server_class=server_class, handler_class=_QuietHandler
+        )
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="http-server", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

@@ -1,0 +1,396 @@
+"""Configuration: a YAML file overridden by environment variables, validated by pydantic.
+
+The YAML file may describe several Sendcloud accounts. The documented environment variables
+(``ENV_VARS``) fill the single-account ``sendcloud:`` block and the global ``defaults:``, so a
+container can be configured with environment variables alone. Everything that reaches the rest
+of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fields to re-check.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
+SECRET_FIELDS = frozenset({"public_key", "secret_key"})
+
+#: Environment variable -> path of the configuration key it sets (and overrides in the file).
+ENV_VARS: dict[str, tuple[str, ...]] = {
+    "SENDCLOUD_API_URL": ("sendcloud", "api_url"),
+    "SENDCLOUD_PUBLIC_KEY": ("sendcloud", "public_key"),
+    "SENDCLOUD_SECRET_KEY": ("sendcloud", "secret_key"),
+    "SENDCLOUD_SECRET_KEY_FILE": ("sendcloud", "secret_key_file"),
+    "MONITOR_INTEGRATION_IDS": ("sendcloud", "integration_ids"),
+    "MONITOR_POLL_INTERVAL_SECONDS": ("defaults", "poll_interval_seconds"),
+    "MONITOR_STALE_AFTER_SECONDS": ("defaults", "stale_after_seconds"),
+    "MONITOR_LISTEN_ADDRESS": ("listen_address",),
+    "MONITOR_LOG_FORMAT": ("log_format",),
+}
+CONFIG_FILE_ENV = "MONITOR_CONFIG_FILE"
+_ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message is meant for the operator, as is."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class IntegrationOverride(_Strict):
+    """Per-integration settings, e.g. a longer stale threshold for a shop that syncs nightly."""
+
+    stale_after_seconds: PositiveFloat | None = None
+
+
+class Defaults(_Strict):
+    """Values every account inherits unless it sets its own."""
+
+    poll_interval_seconds: float = Field(default=60.0, ge=5, le=86400)
+    stale_after_seconds: PositiveFloat = 7200.0
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
+class AccountSettings(_Strict):
+    """One Sendcloud account as written in the file; unset fields come from ``defaults``."""
+
+    name: str = "default"
+    api_url: str = DEFAULT_API_URL
+    public_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    integration_ids: Literal["all"] | list[PositiveInt] = "all"
+    poll_interval_seconds: float | None = Field(default=None, ge=5, le=86400)
+    stale_after_seconds: PositiveFloat | None = None
+    max_concurrency: int | None = Field(default=None, ge=1, le=64)
+    request_timeout_seconds: float | None = Field(default=None, gt=0, le=120)
+    integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ACCOUNT_NAME.match(value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("expected an http(s) URL such as " + DEFAULT_API_URL)
+        if url.query or url.fragment:
+            raise ValueError("the API URL takes no query string or fragment")
+        return str(url).rstrip("/")
+
+    @field_validator("integration_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() == "all":
+                return "all"
+            parts = [part.strip() for part in text.split(",") if part.strip()]
+            if not parts:
+                raise ValueError("expected 'all' or comma-separated integration IDs")
+            return parts
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        return value
+
+    @field_validator("integration_ids")
+    @classmethod
+    def _unique_ids(cls, value: Literal["all"] | list[int]) -> Literal["all"] | list[int]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("expected 'all' or at least one integration ID")
+            return sorted(set(value))
+        return value
+
+
+@dataclass(frozen=True)
+class AccountConfig:
+    """A fully resolved account: what the client, poller and collector work from."""
+
+    name: str
+    api_url: str
+    public_key: SecretStr
+    secret_key: SecretStr
+    integration_ids: tuple[int, ...] | None  # None: every integration of the account
+    poll_interval_seconds: float
+    stale_after_seconds: float
+    max_concurrency: int
+    request_timeout_seconds: float
+    stale_overrides: Mapping[int, float] = field(default_factory=dict)
+
+    def stale_after(self, integration_id: int) -> float:
+        """The stale threshold for one integration (its override, else the account's)."""
+        return self.stale_overrides.get(integration_id, self.stale_after_seconds)
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret string of this account, for log and output scrubbing."""
+        return (self.public_key.get_secret_value(), self.secret_key.get_secret_value())
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """Reads exactly the documented variables of ``ENV_VARS`` into their nested places."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        super().__init__(settings_cls)
+        self._environ = environ
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ builds the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        for name, path in ENV_VARS.items():
+            value = self._environ.get(name)
+            if value is None or value == "":
+                continue
+            node = data
+            for key in path[:-1]:
+                node = node.setdefault(key, {})
+            node[path[-1]] = value
+        return data
+
+
+class Settings(BaseSettings):
+    """The whole configuration as validated from file and environment."""
+
+    model_config = SettingsConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    log_format: Literal["json", "console"] | None = None
+    defaults: Defaults = Field(default_factory=Defaults)
+    sendcloud: AccountSettings | None = None
+    accounts: list[AccountSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            _EnvSource(settings_cls, _load_context.environ),
+        ]
+        if _load_context.config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, _load_context.config_file))
+        return tuple(sources)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _accounts(self) -> Settings:
+        names = [account.name for account in self.accounts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"account names must be unique, repeated: {', '.join(duplicates)}")
+        if self.sendcloud is not None and len(self.accounts) > 1:
+            raise ValueError(
+                "the single-account 'sendcloud' settings (and SENDCLOUD_* / "
+                "MONITOR_INTEGRATION_IDS variables) cannot be combined with several accounts; "
+                "set credentials and integration_ids per account"
+            )
+        return self
+
+    def account_settings(self) -> list[AccountSettings]:
+        """The accounts as written, with the single-account block folded in."""
+        if not self.accounts:
+            return [self.sendcloud or AccountSettings()]
+        if self.sendcloud is None:
+            return list(self.accounts)
+        merged = self.accounts[0].model_dump(exclude_unset=True)
+        merged.update(self.sendcloud.model_dump(exclude_unset=True))
+        return [AccountSettings.model_validate(merged)]
+
+    def resolved_accounts(self) -> list[AccountConfig]:
+        """Apply defaults, read secret files and check credentials; raises ConfigError."""
+        return [_resolve(account, self.defaults) for account in self.account_settings()]
+
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(s for account in self.resolved_accounts() for s in account.secrets())
+
+
+@dataclass
+class _LoadContext:
+    environ: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+
+
+_load_context = _LoadContext()
+
+
+def parse_listen_address(value: str) -> tuple[str, int]:
+    """Split ``host:port`` (``[::1]:9877`` for IPv6) and check the port."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ValueError("expected host:port, e.g. 0.0.0.0:9877")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ValueError("port must be between 0 and 65535")
+    return host.strip("[]") or "0.0.0.0", port
+
+
+def config_file_from(cli_value: str | None, environ: Mapping[str, str]) -> Path | None:
+    """The YAML file named by ``--config`` or MONITOR_CONFIG_FILE; it must exist."""
+    named = cli_value or environ.get(CONFIG_FILE_ENV) or None
+    if named is None:
+        return None
+    path = Path(named)
+    if not path.is_file():
+        raise ConfigError(f"configuration file {named} does not exist or is not a file")
+    return path
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None
+) -> tuple[Settings, list[AccountConfig]]:
+    """Load, validate and resolve the configuration, or raise one readable ConfigError."""
+    _load_context.environ = os.environ if environ is None else environ
+    _load_context.config_file = config_file
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+    except (OSError, ValueError) as exc:  # YAML syntax errors and unreadable files
+        raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
+    finally:
+        _load_context.environ, _load_context.config_file = {}, None
+    return settings, settings.resolved_accounts()
+
+
+def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
+    where = f"account '{account.name}'"
+    if account.public_key is None or not account.public_key.get_secret_value():
+        raise ConfigError(
+            f"{where}: no Sendcloud public key; set SENDCLOUD_PUBLIC_KEY or public_key in the file"
+        )
+    secret = account.secret_key
+    if account.secret_key_file is not None:
+        if secret is not None:
+            raise ConfigError(f"{where}: set either secret_key or secret_key_file, not both")
+        secret = _read_secret_file(account.secret_key_file, where)
+    if secret is None or not secret.get_secret_value():
+        raise ConfigError(
+            f"{where}: no Sendcloud secret key; set SENDCLOUD_SECRET_KEY, "
+            "SENDCLOUD_SECRET_KEY_FILE, or secret_key / secret_key_file in the file"
+        )
+    ids = account.integration_ids
+    return AccountConfig(
+        name=account.name,
+        api_url=account.api_url,
+        public_key=account.public_key,
+        secret_key=secret,
+        integration_ids=None if ids == "all" else tuple(ids),
+        poll_interval_seconds=account.poll_interval_seconds or defaults.poll_interval_seconds,
+        stale_after_seconds=account.stale_after_seconds or defaults.stale_after_seconds,
+        max_concurrency=account.max_concurrency or defaults.max_concurrency,
+        request_timeout_seconds=account.request_timeout_seconds or defaults.request_timeout_seconds,
+        stale_overrides={
+            integration_id: override.stale_after_seconds
+            for integration_id, override in account.integrations.items()
+            if override.stale_after_seconds is not None
+        },
+    )
+
+
+def _read_secret_file(path: Path, where: str) -> SecretStr:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read secret key file {path}: {exc.strerror}") from None
+    return SecretStr(text.strip())
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """One line per problem: where, what was given (unless secret) and what is expected."""
+    lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        where = _dotted(loc)
+        env = _ENV_BY_PATH.get(loc[:2]) or _ENV_BY_PATH.get(loc[:1])
+        if env:
+            where += f" (environment variable {env})"
+        given = ""
+        if error["type"] not in ("missing", "extra_forbidden") and not SECRET_FIELDS & set(loc):
+            given = f" got {error['input']!r}:"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check its spelling and indentation)")
+        else:
+            lines.append(f"  {where}:{given} {error['msg']}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "(top level)"
+
+
+def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, Any]:
+    """The effective configuration with every secret masked, for ``validate-config``."""
+    return {
+        "listen_address": settings.listen_address,
+        "log_format": settings.log_format or "auto",
+        "accounts": [
+            {
+                "name": account.name,
+                "api_url": account.api_url,
+                "public_key": "********",
+                "secret_key": "********",
+                "integration_ids": list(account.integration_ids)
+                if account.integration_ids is not None
+                else "all",
+                "poll_interval_seconds": account.poll_interval_seconds,
+                "stale_after_seconds": account.stale_after_seconds,
+                "max_concurrency": account.max_concurrency,
+                "request_timeout_seconds": account.request_timeout_seconds,
+                "integrations": {
+                    str(i): {"stale_after_seconds": s} for i, s in account.stale_overrides.items()
+                },
+            }
+            for account in accounts
+        ],
+    }

@@ -1,0 +1,430 @@
+"""A Sendcloud v3 Integrations API simulator: a real HTTP server on loopback.
+
+It serves ``GET /integrations``, ``GET /integrations/{id}`` and ``GET /integrations/{id}/logs``
+as the spec describes them (Basic auth, JSON:API errors, cursor pagination with a ``Link``
+header), from scripted scenarios whose timestamps follow the simulator's clock. It powers
+``integration-monitor demo`` and the test suite.
+
+Tests change it while it runs through the Python methods, or over HTTP through the control
+endpoints under ``/_simulator/`` (no auth; loopback tool only):
+
+- ``PATCH /_simulator/integrations/{id}``: JSON with ``scenario`` and/or fields to set
+- ``DELETE /_simulator/integrations/{id}``: the integration answers 404 from then on
+- ``POST /_simulator/faults``: ``{"status": 503, "count": 2, "integration_id": null}``
+- ``GET /_simulator/requests``: the API requests served so far
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from monitor.health import utcnow
+
+DEMO_PUBLIC_KEY = "demo-public-key"
+DEMO_SECRET_KEY = "demo-secret-key"  # noqa: S105 - the simulator's built-in demo credential
+API_PREFIX = "/api/v3"
+DEFAULT_PAGE_SIZE = 25
+HEALTHY_FETCH_PERIOD = timedelta(minutes=5)
+
+Scenario = Literal["healthy", "failing", "stale", "never_fetched", "deleted", "flapping"]
+SCENARIOS: tuple[str, ...] = Scenario.__args__  # type: ignore[attr-defined]
+
+
+@dataclass
+class SimIntegration:
+    """One simulated integration. Timestamps set here are used as they are; the scenario fills
+    in the ones that move with the clock (a healthy shop is fetched every few minutes)."""
+
+    id: int
+    scenario: Scenario = "healthy"
+    shop_name: str = "Simulated shop"
+    shop_url: str = "https://shop.example.com/"
+    type: str = "api"
+    created_at: datetime = field(default_factory=lambda: utcnow() - timedelta(days=30))
+    started_failing_at: datetime | None = None
+    last_fetched_at: datetime | None = None
+    flap_period_seconds: float = 60.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def settle(self, now: datetime) -> None:
+        """Pin the timestamps a scenario needs but were not given, as of ``now``."""
+        if self.scenario == "failing" and self.started_failing_at is None:
+            self.started_failing_at = now
+        elif self.scenario == "stale" and self.last_fetched_at is None:
+            self.last_fetched_at = now - timedelta(hours=5)
+
+    def render(self, now: datetime, epoch: datetime) -> dict[str, Any] | None:
+        """The API representation at ``now``, or None when the integration is deleted."""
+        if self.scenario == "deleted":
+            return None
+        started, fetched = self.started_failing_at, self.last_fetched_at
+        if self.scenario == "healthy":
+            started, fetched = None, fetched or _last_periodic_fetch(now, epoch)
+        elif self.scenario == "failing" and started is not None:
+            fetched = fetched or started - timedelta(minutes=1)
+        elif self.scenario == "stale":
+            started = None
+        elif self.scenario == "never_fetched":
+            started, fetched = None, None
+        elif self.scenario == "flapping":
+            phase = int((now - epoch).total_seconds() // self.flap_period_seconds)
+            phase_start = epoch + timedelta(seconds=phase * self.flap_period_seconds)
+            failing = phase % 2 == 1
+            started = phase_start if failing else None
+            fetched = phase_start - timedelta(seconds=1) if failing else now
+        return {
+            "id": self.id,
+            "shop_name": self.shop_name,
+            "shop_url": self.shop_url,
+            "type": self.type,
+            "started_failing_at": _iso(started),
+            "last_fetched_at": _iso(fetched),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.created_at),
+            "service_point_enabled": True,
+            "service_point_carriers": ["ups", "dhl"],
+            "webhook_active": True,
+            "webhook_url": f"https://hooks.example.com/sendcloud?token=webhook-token-{self.id}",
+            "feedback_type": "eager",
+            **self.extra,
+        }
+
+    def logs(self, now: datetime) -> list[dict[str, Any]]:
+        """Exception logs, newest first; a failing shop has a few, carrying the kind of
+        request details (an Authorization header, a token in the URL) a monitor must not leak."""
+        rendered = self.render(now, now)
+        if rendered is None or rendered["started_failing_at"] is None:
+            return []
+        since = datetime.fromisoformat(rendered["started_failing_at"])
+        return [
+            {
+                "id": self.id * 1000 + n,
+                "integration_id": self.id,
+                "base_url": self.shop_url,
+                "full_url": f"{self.shop_url.rstrip('/')}/orders.json?token=shop-token-{self.id}",
+                "method": "GET",
+                "response_code": 503,
+                "response": {"headers": {"Content-Type": "text/html"}, "body": "<html>503</html>"},
+                "request": {
+                    "headers": {"Authorization": f"Bearer shop-secret-{self.id}"},
+                    "payload": None,
+                },
+                "created_at": _iso(since + timedelta(minutes=5 * n)),
+                "exception_type": "requests.exceptions.HTTPError",
+                "exception": f"503 Server Error: Service Unavailable for url: {self.shop_url}",
+                "protected": False,
+                "additional_data": "",
+            }
+            for n in range(2, -1, -1)
+        ]
+
+
+def demo_integrations(now: datetime) -> list[SimIntegration]:
+    """What ``integration-monitor demo`` shows: one integration per scenario."""
+    return [
+        SimIntegration(1001, "healthy", "Healthy Shopify store", "https://healthy.example.com/",
+                       "shopify"),
+        SimIntegration(1002, "failing", "WooCommerce shop failing for 40 minutes",
+                       "https://woo.example.com/", "woocommerce",
+                       started_failing_at=now - timedelta(minutes=40)),
+        SimIntegration(1003, "failing", "Magento shop failing for 3 hours",
+                       "https://magento.example.com/", "magento",
+                       started_failing_at=now - timedelta(hours=3)),
+        SimIntegration(1004, "stale", "Prestashop not fetched for 5 hours",
+                       "https://presta.example.com/", "prestashop",
+                       last_fetched_at=now - timedelta(hours=5)),
+        SimIntegration(1005, "never_fetched", "New API integration, never fetched",
+                       "https://custom.example.com/", "api",
+                       created_at=now - timedelta(hours=3)),
+        SimIntegration(1006, "flapping", "Lightspeed shop flapping every minute",
+                       "https://lightspeed.example.com/", "lightspeed"),
+        SimIntegration(1007, "deleted", "Deleted shop", "https://deleted.example.com/", "api"),
+    ]  # fmt: skip
+
+
+@dataclass
+class Fault:
+    status: int
+    remaining: int
+    integration_id: int | None = None  # None: any API request
+
+
+class Simulator:
+    """The simulated API and its state. Use as a context manager, or ``start()``/``stop()``."""
+
+    def __init__(
+        self,
+        integrations: list[SimIntegration] | None = None,
+        *,
+        public_key: str = DEMO_PUBLIC_KEY,
+        secret_key: str = DEMO_SECRET_KEY,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+        self.requests: list[str] = []
+        self.clock = clock
+        self.epoch = clock()
+        self._integrations: dict[int, SimIntegration] = {}
+        for integration in integrations or []:
+            self.add(integration)
+        self.next_link_base: str | None = None  # tests: advertise pages on another origin
+        self._auth = "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def origin(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    @property
+    def url(self) -> str:
+        """The API base URL to configure the monitor with."""
+        return self.origin + API_PREFIX
+
+    def start(self) -> Simulator:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="sendcloud-simulator", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> Simulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def serve_forever(self) -> None:
+        """Serve in the calling thread (for ``integration-monitor simulator``)."""
+        self._server.serve_forever()
+
+    # -- changing the simulated world -------------------------------------------------------
+
+    def add(self, integration: SimIntegration) -> None:
+        integration.settle(self.clock())
+        with self._lock:
+            self._integrations[integration.id] = integration
+
+    def update(self, integration_id: int, **changes: Any) -> None:
+        """Change fields of an integration. A new ``scenario`` starts now: ``failing`` fails
+        from this moment, ``healthy`` clears the failure and is fetched again."""
+        with self._lock:
+            current = self._integrations[integration_id]
+            if "scenario" in changes and changes["scenario"] != current.scenario:
+                changes = {"started_failing_at": None, "last_fetched_at": None, **changes}
+            updated = replace(current, **changes)
+            updated.settle(self.clock())
+            self._integrations[integration_id] = updated
+
+    def remove(self, integration_id: int) -> None:
+        """Delete for good: gone from the list and 404 on GET."""
+        with self._lock:
+            self._integrations.pop(integration_id, None)
+
+    def inject_fault(self, status: int, count: int = 1, integration_id: int | None = None) -> None:
+        """Answer the next ``count`` matching API requests with ``status``."""
+        with self._lock:
+            self._faults.append(Fault(status, count, integration_id))
+
+    def request_count(self, prefix: str = "") -> int:
+        with self._lock:
+            return sum(1 for path in self.requests if path.startswith(prefix))
+
+    # -- serving ----------------------------------------------------------------------------
+
+    def handle_api(
+        self, path: str, query: dict[str, list[str]], authorization: str | None
+    ) -> tuple[int, dict[str, str], Any]:
+        with self._lock:
+            self.requests.append(path)
+            if authorization != self._auth:
+                return _error(401, "authentication_failed", "Invalid username/password.")
+            match = re.fullmatch(r"/integrations(?:/(\d+))?(/logs)?/?", path)
+            if match is None:
+                return _error(404, "not_found", "Unknown endpoint.")
+            integration_id = int(match.group(1)) if match.group(1) else None
+            fault = self._take_fault(integration_id)
+            if fault is not None:
+                return fault
+            now = self.clock()
+            if integration_id is None:
+                items = [r for i in self._sorted() if (r := i.render(now, self.epoch))]
+                return self._page(path, query, items)
+            integration = self._integrations.get(integration_id)
+            record = integration.render(now, self.epoch) if integration else None
+            if integration is None or record is None:
+                return _error(
+                    404, "not_found", "The Integration could not be found with the search "
+                    "criteria given"
+                )  # fmt: skip
+            if match.group(2):
+                return self._page(path, query, integration.logs(now))
+            return 200, {}, {"data": record}
+
+    def _sorted(self) -> Iterator[SimIntegration]:
+        return iter(sorted(self._integrations.values(), key=lambda i: i.id))
+
+    def _take_fault(self, integration_id: int | None) -> tuple[int, dict[str, str], Any] | None:
+        for fault in self._faults:
+            if fault.integration_id in (None, integration_id) and fault.remaining > 0:
+                fault.remaining -= 1
+                headers = {"Retry-After": "1"} if fault.status == 429 else {}
+                code = "too_many_requests" if fault.status == 429 else "server_error"
+                status, _, body = _error(fault.status, code, "Injected fault.")
+                return status, headers, body
+        return None
+
+    def _page(
+        self, path: str, query: dict[str, list[str]], items: list[dict[str, Any]]
+    ) -> tuple[int, dict[str, str], Any]:
+        try:
+            size = int(query.get("page_size", [str(DEFAULT_PAGE_SIZE)])[0])
+            offset = _decode_cursor(query.get("cursor", [""])[0])
+        except ValueError:
+            return _error(400, "invalid", "Invalid page_size or cursor.")
+        if not 1 <= size <= 100:
+            return _error(400, "invalid", "page_size must be between 1 and 100.")
+        headers: dict[str, str] = {}
+        if offset + size < len(items):
+            base = self.next_link_base or self.origin
+            params = urlencode({"cursor": _encode_cursor(offset + size), "page_size": size})
+            headers["Link"] = f'<{base}{API_PREFIX}{path}?{params}>; rel="next"'
+        return 200, headers, {"data": items[offset : offset + size]}
+
+    def handle_control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
+        match = re.fullmatch(r"/integrations/(\d+)", path)
+        if match and method == "PATCH":
+            integration_id = int(match.group(1))
+            changes = {k: _parse_field(k, v) for k, v in dict(body or {}).items()}
+            if integration_id not in self._integrations:
+                self.add(SimIntegration(integration_id, **changes))
+            else:
+                self.update(integration_id, **changes)
+            return 200, {"ok": True}
+        if match and method == "DELETE":
+            self.remove(int(match.group(1)))
+            return 200, {"ok": True}
+        if path == "/faults" and method == "POST":
+            self.inject_fault(**dict(body))
+            return 200, {"ok": True}
+        if path == "/requests" and method == "GET":
+            with self._lock:
+                return 200, {"requests": list(self.requests)}
+        return 404, {"error": "unknown control endpoint"}
+
+
+def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "SendcloudSimulator/1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return  # quiet: tests and the demo read their own logs
+
+        def do_GET(self) -> None:
+            self._dispatch("GET")
+
+        def do_PATCH(self) -> None:
+            self._dispatch("PATCH")
+
+        def do_POST(self) -> None:
+            self._dispatch("POST")
+
+        def do_DELETE(self) -> None:
+            self._dispatch("DELETE")
+
+        def _dispatch(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if parts.path.startswith("/_simulator/"):
+                try:
+                    body = json.loads(raw) if raw else None
+                    status, payload = sim.handle_control(method, parts.path[11:], body)
+                except (ValueError, TypeError, KeyError) as exc:
+                    status, payload = 400, {"error": str(exc)}
+                self._send(status, {}, payload)
+            elif parts.path.startswith(API_PREFIX + "/") and method == "GET":
+                path = parts.path[len(API_PREFIX) :]
+                auth = self.headers.get("Authorization")
+                self._send(*sim.handle_api(path, parse_qs(parts.query), auth))
+            else:
+                self._send(*_error(404, "not_found", "Unknown endpoint."))
+
+        def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            if status == 401:
+                self.send_header("WWW-Authenticate", 'Basic realm="api"')
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
+
+
+def _error(status: int, code: str, detail: str) -> tuple[int, dict[str, str], Any]:
+    title = {401: "Unauthorized", 404: "Not Found", 400: "Bad Request"}.get(status, "Error")
+    return status, {}, {"errors": [{"status": str(status), "code": code, "title": title,
+                                     "detail": detail}]}  # fmt: skip
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.urlsafe_b64encode(f"offset:{offset}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> int:
+    if not cursor:
+        return 0
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        raise ValueError("bad cursor") from None
+    prefix, _, number = text.partition(":")
+    if prefix != "offset" or not number.isdigit():
+        raise ValueError("bad cursor")
+    return int(number)
+
+
+def _parse_field(name: str, value: Any) -> Any:
+    if name in ("created_at", "started_failing_at", "last_fetched_at") and value is not None:
+        return datetime.fromisoformat(value)
+    if name == "scenario" and value not in SCENARIOS:
+        raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")
+    return value
+
+
+def _last_periodic_fetch(now: datetime, epoch: datetime) -> datetime:
+    period = HEALTHY_FETCH_PERIOD.total_seconds()
+    elapsed = (now - epoch).total_seconds()
+    return now - timedelta(seconds=elapsed % period + 30)
+
+
+def _iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -1,0 +1,112 @@
+"""Shared fixtures: the simulator on loopback, captured JSON logs, binaries for real tools."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import socket
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from monitor import logs
+from pydantic import SecretStr
+
+from monitor.settings import AccountConfig
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
+
+T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+def require_binary(name: str) -> str:
+    """Path of a real tool; skipped on a laptop without it, a failure in CI."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI (.ci/run installs it)")
+        pytest.skip(f"{name} not installed")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def account_for(sim: Simulator, ids: tuple[int, ...] | None = None, **overrides: Any) -> AccountConfig:
+    values: dict[str, Any] = {
+        "name": "default",
+        "api_url": sim.url,
+        "public_key": SecretStr(DEMO_PUBLIC_KEY),
+        "secret_key": SecretStr(DEMO_SECRET_KEY),
+        "integration_ids": ids,
+        "poll_interval_seconds": 60.0,
+        "stale_after_seconds": 7200.0,
+        "max_concurrency": 4,
+        "request_timeout_seconds": 5.0,
+    }
+    values.update(overrides)
+    return AccountConfig(**values)
+
+
+@pytest.fixture
+def sim() -> Iterator[Simulator]:
+    """A simulator with one integration per scenario (IDs 1..6), on a random loopback port."""
+    now = datetime.now(UTC)
+    integrations = [
+        SimIntegration(1, "healthy", "Healthy shop", type="shopify"),
+        SimIntegration(2, "failing", "Failing shop", type="woocommerce",
+                       started_failing_at=now - timedelta(minutes=40)),
+        SimIntegration(3, "stale", "Stale shop", last_fetched_at=now - timedelta(hours=5)),
+        SimIntegration(4, "never_fetched", "Never fetched shop",
+                       created_at=now - timedelta(hours=3)),
+        SimIntegration(5, "deleted", "Deleted shop"),
+        SimIntegration(6, "flapping", "Flapping shop", flap_period_seconds=3600),
+    ]  # fmt: skip
+    with Simulator(integrations) as simulator:
+        yield simulator
+
+
+class LogCapture:
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    @property
+    def text(self) -> str:
+        return self.stream.getvalue()
+
+    def lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.text.splitlines() if line.strip()]
+
+    def events(self, name: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self.lines() if name is None or e["event"] == name]
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[LogCapture]:
+    """Logging configured exactly as in production (JSON, redaction), into a buffer."""
+    capture = LogCapture()
+    logs.configure("json", stream=capture.stream, secrets=(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY))
+    yield capture
+    logs.configure("json")
+
+
+Clock = Callable[[], datetime]
+
+
+class FakeClock:
+    """A settable clock for pollers and collectors (no freezegun near the event loop)."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
