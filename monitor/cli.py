@@ -68,11 +68,13 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, help_text, handler in (
         ("run", "run the monitoring daemon", _run),
-        ("check", "poll once, print a table; exit 0 healthy, 1 stale, 2 failing, 3 unreadable",
-         _check),
-        ("validate-config", "check the configuration and print it with secrets masked",
-         _validate),
-    ):  # fmt: skip
+        (
+            "check",
+            "poll once, print a table; exit 0 healthy, 1 stale, 2 failing, 3 unreadable",
+            _check,
+        ),
+        ("validate-config", "check the configuration and print it with secrets masked", _validate),
+    ):
         command(name, help_text, handler).add_argument(
             "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
         )
@@ -228,13 +230,18 @@ def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str
                     integration_status(snapshot, integration_id, now),
                     _ago(health.failing_seconds) if health and health.failing else "-",
                     _ago(health.staleness_seconds) + " ago"
-                    if health and health.staleness_seconds is not None and record
-                    and record.last_fetched_at else "never",
+                    if health
+                    and health.staleness_seconds is not None
+                    and record
+                    and record.last_fetched_at
+                    else "never",
                 )
-            )  # fmt: skip
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]  # fmt: skip
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     return "\n".join(lines + notes)
 
 

@@ -110,9 +110,12 @@ class Daemon:
         )
         try:
             async with open_pollers(
-                self.accounts, self.store, self.metrics, clock=self._clock,
+                self.accounts,
+                self.store,
+                self.metrics,
+                clock=self._clock,
                 transport=self._transport,
-            ) as pollers:  # fmt: skip
+            ) as pollers:
                 await self._schedule_until(stop, pollers)
         finally:
             self.server.stop()
@@ -120,8 +123,9 @@ class Daemon:
 
     async def _schedule_until(self, stop: asyncio.Event, pollers: list[AccountPoller]) -> None:
         scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED
-                               | EVENT_JOB_MAX_INSTANCES)  # fmt: skip
+        scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
         for poller in pollers:
             scheduler.add_job(
                 poller.poll,

@@ -91,7 +91,10 @@ class HttpServer:
             host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="http-server", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # quick shutdown()
+            name="http-server",
+            daemon=True,
         )
 
     @property

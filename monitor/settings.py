@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import httpx
+import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -287,17 +288,32 @@ def load_settings(
     config_file: Path | None = None, environ: Mapping[str, str] | None = None
 ) -> tuple[Settings, list[AccountConfig]]:
     """Load, validate and resolve the configuration, or raise one readable ConfigError."""
+    if config_file is not None:
+        _check_yaml_shape(config_file)
     _load_context.environ = os.environ if environ is None else environ
     _load_context.config_file = config_file
     try:
         settings = Settings()
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
-    except (OSError, ValueError) as exc:  # YAML syntax errors and unreadable files
+    except (OSError, ValueError, yaml.YAMLError) as exc:  # a file that changed under us
         raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
     finally:
         _load_context.environ, _load_context.config_file = {}, None
     return settings, settings.resolved_accounts()
+
+
+def _check_yaml_shape(path: Path) -> None:
+    """YAML syntax and a mapping at the top, checked first for a clearer message."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(
+            f"configuration file {path}: the top level must be a mapping of keys "
+            "(listen_address:, defaults:, accounts:, ...)"
+        )
 
 
 def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:

@@ -132,24 +132,50 @@ class SimIntegration:
 def demo_integrations(now: datetime) -> list[SimIntegration]:
     """What ``integration-monitor demo`` shows: one integration per scenario."""
     return [
-        SimIntegration(1001, "healthy", "Healthy Shopify store", "https://healthy.example.com/",
-                       "shopify"),
-        SimIntegration(1002, "failing", "WooCommerce shop failing for 40 minutes",
-                       "https://woo.example.com/", "woocommerce",
-                       started_failing_at=now - timedelta(minutes=40)),
-        SimIntegration(1003, "failing", "Magento shop failing for 3 hours",
-                       "https://magento.example.com/", "magento",
-                       started_failing_at=now - timedelta(hours=3)),
-        SimIntegration(1004, "stale", "Prestashop not fetched for 5 hours",
-                       "https://presta.example.com/", "prestashop",
-                       last_fetched_at=now - timedelta(hours=5)),
-        SimIntegration(1005, "never_fetched", "New API integration, never fetched",
-                       "https://custom.example.com/", "api",
-                       created_at=now - timedelta(hours=3)),
-        SimIntegration(1006, "flapping", "Lightspeed shop flapping every minute",
-                       "https://lightspeed.example.com/", "lightspeed"),
+        SimIntegration(
+            1001, "healthy", "Healthy Shopify store", "https://healthy.example.com/", "shopify"
+        ),
+        SimIntegration(
+            1002,
+            "failing",
+            "WooCommerce shop failing for 40 minutes",
+            "https://woo.example.com/",
+            "woocommerce",
+            started_failing_at=now - timedelta(minutes=40),
+        ),
+        SimIntegration(
+            1003,
+            "failing",
+            "Magento shop failing for 3 hours",
+            "https://magento.example.com/",
+            "magento",
+            started_failing_at=now - timedelta(hours=3),
+        ),
+        SimIntegration(
+            1004,
+            "stale",
+            "Prestashop not fetched for 5 hours",
+            "https://presta.example.com/",
+            "prestashop",
+            last_fetched_at=now - timedelta(hours=5),
+        ),
+        SimIntegration(
+            1005,
+            "never_fetched",
+            "New API integration, never fetched",
+            "https://custom.example.com/",
+            "api",
+            created_at=now - timedelta(hours=3),
+        ),
+        SimIntegration(
+            1006,
+            "flapping",
+            "Lightspeed shop flapping every minute",
+            "https://lightspeed.example.com/",
+            "lightspeed",
+        ),
         SimIntegration(1007, "deleted", "Deleted shop", "https://deleted.example.com/", "api"),
-    ]  # fmt: skip
+    ]
 
 
 @dataclass
@@ -198,7 +224,10 @@ class Simulator:
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name="sendcloud-simulator", daemon=True
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # quick shutdown()
+            name="sendcloud-simulator",
+            daemon=True,
         )
         self._thread.start()
         return self
@@ -275,9 +304,10 @@ class Simulator:
             record = integration.render(now, self.epoch) if integration else None
             if integration is None or record is None:
                 return _error(
-                    404, "not_found", "The Integration could not be found with the search "
-                    "criteria given"
-                )  # fmt: skip
+                    404,
+                    "not_found",
+                    "The Integration could not be found with the search criteria given",
+                )
             if match.group(2):
                 return self._page(path, query, integration.logs(now))
             return 200, {}, {"data": record}
@@ -389,8 +419,11 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
 
 def _error(status: int, code: str, detail: str) -> tuple[int, dict[str, str], Any]:
     title = {401: "Unauthorized", 404: "Not Found", 400: "Bad Request"}.get(status, "Error")
-    return status, {}, {"errors": [{"status": str(status), "code": code, "title": title,
-                                     "detail": detail}]}  # fmt: skip
+    return (
+        status,
+        {},
+        {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]},
+    )
 
 
 def _encode_cursor(offset: int) -> str:

@@ -12,10 +12,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from monitor import logs
 from pydantic import SecretStr
 
+from monitor import logs
 from monitor.settings import AccountConfig
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 
@@ -38,7 +37,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def account_for(sim: Simulator, ids: tuple[int, ...] | None = None, **overrides: Any) -> AccountConfig:
+def account_for(
+    sim: Simulator, ids: tuple[int, ...] | None = None, **overrides: Any
+) -> AccountConfig:
     values: dict[str, Any] = {
         "name": "default",
         "api_url": sim.url,
@@ -60,14 +61,20 @@ def sim() -> Iterator[Simulator]:
     now = datetime.now(UTC)
     integrations = [
         SimIntegration(1, "healthy", "Healthy shop", type="shopify"),
-        SimIntegration(2, "failing", "Failing shop", type="woocommerce",
-                       started_failing_at=now - timedelta(minutes=40)),
+        SimIntegration(
+            2,
+            "failing",
+            "Failing shop",
+            type="woocommerce",
+            started_failing_at=now - timedelta(minutes=40),
+        ),
         SimIntegration(3, "stale", "Stale shop", last_fetched_at=now - timedelta(hours=5)),
-        SimIntegration(4, "never_fetched", "Never fetched shop",
-                       created_at=now - timedelta(hours=3)),
+        SimIntegration(
+            4, "never_fetched", "Never fetched shop", created_at=now - timedelta(hours=3)
+        ),
         SimIntegration(5, "deleted", "Deleted shop"),
         SimIntegration(6, "flapping", "Flapping shop", flap_period_seconds=3600),
-    ]  # fmt: skip
+    ]
     with Simulator(integrations) as simulator:
         yield simulator
 

@@ -51,9 +51,7 @@ def test_future_started_failing_at_is_clamped_and_reported_as_skew() -> None:
 
 @freeze_time("2026-11-27T12:00:00Z")
 def test_never_fetched_uses_created_at() -> None:
-    health = derive(
-        record(last_fetched_at=None, created_at="2026-11-27T09:00:00Z"), utcnow(), 7200
-    )
+    health = derive(record(last_fetched_at=None, created_at="2026-11-27T09:00:00Z"), utcnow(), 7200)
     assert health.staleness_seconds == 3 * 3600
     assert health.stale
 
@@ -64,9 +62,7 @@ def test_no_timestamps_at_all_means_unknown_staleness_not_stale() -> None:
     assert not health.stale
 
 
-@pytest.mark.parametrize(
-    ("age_seconds", "stale"), [(7199, False), (7200, False), (7201, True)]
-)
+@pytest.mark.parametrize(("age_seconds", "stale"), [(7199, False), (7200, False), (7201, True)])
 def test_stale_is_strictly_above_threshold(age_seconds: int, stale: bool) -> None:
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     fetched = now - timedelta(seconds=age_seconds)
@@ -86,7 +82,8 @@ def test_time_moves_the_values_at_later_now() -> None:
         later = derive(r, utcnow(), 7200)
     assert later.failing_seconds - first.failing_seconds == 600
     assert later.staleness_seconds == 2 * 3600 + 600
-    assert later.stale and not first.stale
+    assert later.stale
+    assert not first.stale
 
 
 OK = Conditions(failing=False, stale=False, not_found=False)
@@ -117,7 +114,5 @@ SKEW = Conditions(failing=True, stale=False, not_found=False, clock_skew=True)
         (SKEW, SKEW, []),
     ],
 )
-def test_transitions(
-    previous: Conditions | None, current: Conditions, events: list[str]
-) -> None:
+def test_transitions(previous: Conditions | None, current: Conditions, events: list[str]) -> None:
     assert transitions(previous, current) == events

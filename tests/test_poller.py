@@ -1,0 +1,231 @@
+"""Poll cycles against the simulator: request plans, outcomes, kept values, transition logs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+
+import pytest
+
+from monitor.metrics import Metrics
+from monitor.poller import AccountPoller, Plan, choose_plan
+from monitor.scheduler import open_pollers
+from monitor.simulator import SimIntegration, Simulator
+from monitor.state import Status, Store
+
+from .conftest import FakeClock, LogCapture, account_for
+
+
+@pytest.mark.parametrize(
+    ("ids", "last_pages", "plan"),
+    [
+        (None, None, Plan(use_list=True)),
+        (None, 40, Plan(use_list=True)),
+        ((1,), None, Plan(use_list=False)),
+        ((1, 2, 3), None, Plan(use_list=True, max_pages=2)),  # probe: cheaper only if < 3 pages
+        ((1, 2, 3), 1, Plan(use_list=True, max_pages=2)),
+        ((1, 2, 3), 3, Plan(use_list=False)),  # three pages cost as much as three GETs
+        ((1, 2, 3), 50, Plan(use_list=False)),
+    ],
+)
+def test_choose_plan(ids: tuple[int, ...] | None, last_pages: int | None, plan: Plan) -> None:
+    assert choose_plan(ids, last_pages) == plan
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def world(clock: FakeClock) -> Iterator[Simulator]:
+    now = clock()
+    integrations = [
+        SimIntegration(1, "healthy", "Healthy shop"),
+        SimIntegration(2, "failing", "Failing shop", started_failing_at=now - timedelta(hours=1)),
+        SimIntegration(3, "stale", "Stale shop", last_fetched_at=now - timedelta(hours=5)),
+        SimIntegration(4, "never_fetched", "New shop", created_at=now - timedelta(hours=3)),
+        SimIntegration(5, "deleted", "Deleted shop"),
+    ]
+    with Simulator(integrations, clock=clock) as simulator:
+        yield simulator
+
+
+class Rig:
+    def __init__(self, poller: AccountPoller, store: Store) -> None:
+        self.poller = poller
+        self.store = store
+
+    async def poll(self) -> None:
+        await self.poller.poll()
+
+    def observation(self, integration_id: int):  # type: ignore[no-untyped-def]
+        return self.store.get("default").integrations[integration_id]
+
+
+async def rig_for(
+    sim: Simulator, clock: FakeClock, ids: tuple[int, ...] | None
+) -> AsyncIterator[Rig]:
+    account = account_for(sim, ids)
+    store = Store([account.name])
+    async with open_pollers([account], store, Metrics(store, [account.name]), clock=clock) as (
+        poller,
+    ):
+        yield Rig(poller, store)
+
+
+async def test_single_id_uses_one_get(world: Simulator, clock: FakeClock) -> None:
+    async for rig in rig_for(world, clock, (2,)):
+        await rig.poll()
+        assert world.requests == ["/integrations/2"]
+        assert rig.observation(2).status is Status.OK
+
+
+async def test_small_account_is_listed_and_missing_ids_confirmed(
+    world: Simulator, clock: FakeClock
+) -> None:
+    async for rig in rig_for(world, clock, (1, 2, 5)):
+        await rig.poll()
+        assert world.requests == ["/integrations", "/integrations/5"]
+        assert rig.observation(1).status is Status.OK
+        assert rig.observation(5).status is Status.NOT_FOUND
+        assert 3 not in rig.store.get("default").integrations  # not configured
+
+
+async def test_large_account_falls_back_to_gets_and_remembers() -> None:
+    clock = FakeClock()
+    with Simulator([SimIntegration(i) for i in range(1, 301)], clock=clock) as big:
+        async for rig in rig_for(big, clock, (1, 250, 299)):
+            await rig.poll()
+            # two pages of 100 (capped below 3 GETs), then the two IDs not seen yet
+            assert big.requests == [
+                "/integrations",
+                "/integrations",
+                "/integrations/250",
+                "/integrations/299",
+            ]
+            assert {i: rig.observation(i).status for i in (1, 250, 299)} == dict.fromkeys(
+                (1, 250, 299), Status.OK
+            )
+            big.requests.clear()
+            await rig.poll()
+            assert sorted(big.requests) == [
+                "/integrations/1",
+                "/integrations/250",
+                "/integrations/299",
+            ]
+
+
+async def test_all_mode_lists_and_drops_deleted_integrations(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    async for rig in rig_for(world, clock, None):
+        await rig.poll()
+        assert sorted(rig.store.get("default").integrations) == [1, 2, 3, 4]
+        world.remove(3)
+        world.add(SimIntegration(6, "healthy", "Brand new shop"))
+        world.requests.clear()
+        await rig.poll()
+        assert world.requests == ["/integrations", "/integrations/3"]  # confirm the vanished one
+        assert sorted(rig.store.get("default").integrations) == [1, 2, 4, 6]
+        [gone] = captured_logs.events("integration_not_found")
+        assert gone["integration_id"] == 3
+        assert gone["shop_name"] == "Stale shop"
+
+
+async def test_errors_keep_the_last_good_values_and_stay_isolated(clock: FakeClock) -> None:
+    shops = [SimIntegration(i, "failing" if i == 2 else "healthy") for i in range(1, 251)]
+    with Simulator(shops, clock=clock) as world:
+        async for rig in rig_for(world, clock, (1, 2)):
+            await check_kept_values(world, rig, clock)
+
+
+async def check_kept_values(world: Simulator, rig: Rig, clock: FakeClock) -> None:
+    await rig.poll()  # a capped list walk learns the account is large: GETs from now on
+    await rig.poll()
+    good = rig.observation(2)
+    clock.advance(60)
+    world.requests.clear()
+    world.inject_fault(500, count=10, integration_id=2)
+    await rig.poll()
+    assert world.request_count("/integrations/1") == 1
+    after = rig.observation(2)
+    assert after.status is Status.ERROR
+    assert after.error_reason == "server_error"
+    assert after.record == good.record
+    assert after.last_success == good.last_success
+    assert rig.observation(1).status is Status.OK
+    assert rig.observation(1).last_success == clock()
+
+
+async def test_transitions_are_logged_once(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    async for rig in rig_for(world, clock, (1, 2, 3, 4, 5)):
+        await rig.poll()
+        first = [
+            (e["event"], e["integration_id"])
+            for e in captured_logs.lines()
+            if e["event"].startswith("integration_")
+        ]
+        assert sorted(first) == [
+            ("integration_failing", 2),
+            ("integration_not_found", 5),
+            ("integration_stale", 3),
+            ("integration_stale", 4),
+        ]
+        failing = captured_logs.events("integration_failing")[0]
+        assert failing["level"] == "warning"
+        assert failing["shop_name"] == "Failing shop"
+        assert failing["failing_seconds"] == 3600
+        assert failing["account"] == "default"
+
+        clock.advance(60)
+        await rig.poll()
+        assert len(captured_logs.lines()) == len(first)  # nothing changed, nothing logged
+
+        world.update(2, scenario="healthy")
+        world.update(3, last_fetched_at=clock())
+        clock.advance(60)
+        await rig.poll()
+        recovered = captured_logs.events("integration_recovered")
+        fresh = captured_logs.events("integration_fresh")
+        assert [e["integration_id"] for e in recovered] == [2]
+        assert [e["integration_id"] for e in fresh] == [3]
+        assert recovered[0]["level"] == "info"
+
+
+async def test_auth_failure_logged_once_per_episode(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    async for rig in rig_for(world, clock, (1, 2)):
+        world.inject_fault(401, count=3)  # one list request per cycle
+        for _ in range(3):
+            await rig.poll()
+        snapshot = rig.store.get("default")
+        assert not snapshot.auth_ok
+        assert snapshot.last_cycle_success is None
+        [error] = captured_logs.events("sendcloud_auth_failed")
+        assert error["level"] == "error"
+        assert error["account"] == "default"
+        assert "Sendcloud panel" in error["hint"]
+        assert captured_logs.events("integration_poll_failed") == []  # not one per integration
+        await rig.poll()  # faults used up
+        assert rig.store.get("default").auth_ok
+        assert len(captured_logs.events("sendcloud_auth_recovered")) == 1
+
+
+async def test_account_outage_is_one_event_and_recovery_another(
+    clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    with Simulator([SimIntegration(i) for i in (1, 2, 3)], clock=clock) as sim:
+        async for rig in rig_for(sim, clock, None):
+            await rig.poll()
+            sim.inject_fault(503, count=6)  # three attempts per cycle, two cycles
+            await rig.poll()
+            await rig.poll()
+            assert len(captured_logs.events("account_poll_failed")) == 1
+            assert rig.observation(1).status is Status.ERROR
+            await rig.poll()
+            assert len(captured_logs.events("account_poll_recovered")) == 1
+            assert rig.observation(1).status is Status.OK
