@@ -1,0 +1,75 @@
+"""``check``, ``--version`` and ``--help``: exit codes and the table."""
+
+from __future__ import annotations
+
+import pytest
+
+from monitor import __version__
+from monitor.cli import main
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
+
+from .conftest import free_port
+
+
+def use(monkeypatch: pytest.MonkeyPatch, url: str, ids: str, secret: str = DEMO_SECRET_KEY) -> None:
+    monkeypatch.setenv("SENDCLOUD_API_URL", url)
+    monkeypatch.setenv("SENDCLOUD_PUBLIC_KEY", DEMO_PUBLIC_KEY)
+    monkeypatch.setenv("SENDCLOUD_SECRET_KEY", secret)
+    monkeypatch.setenv("MONITOR_INTEGRATION_IDS", ids)
+
+
+@pytest.mark.parametrize(
+    ("ids", "code", "status"),
+    [
+        ("1", 0, "healthy"),
+        ("1,3", 1, "stale"),
+        ("1,4", 1, "stale"),  # never fetched, created 3h ago
+        ("1,2,3", 2, "failing"),
+        ("1,5", 2, "not_found"),
+    ],
+)
+def test_check_exit_codes(
+    sim: Simulator,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    ids: str,
+    code: int,
+    status: str,
+) -> None:
+    use(monkeypatch, sim.url, ids)
+    assert main(["check"]) == code
+    table = capsys.readouterr().out
+    assert table.splitlines()[0].split()[:3] == ["ACCOUNT", "ID", "SHOP"]
+    assert status in table
+
+
+def test_check_unreadable_api(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, sim.url, "1,2", secret="wrong-secret-key")
+    assert main(["check"]) == 3
+    captured = capsys.readouterr()
+    assert "could not be read" in captured.out
+    assert "wrong-secret-key" not in captured.out + captured.err
+
+
+def test_check_api_down(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, f"http://127.0.0.1:{free_port()}/api/v3", "all")
+    assert main(["check"]) == 3
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("run", "check", "demo", "validate-config", "simulator"):
+        assert command in out
