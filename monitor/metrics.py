@@ -197,7 +197,8 @@ class Metrics:
             registry=self.registry,
         )
         build.info({"version": __version__, "python_version": platform.python_version()})
-        self.registry.register(IntegrationCollector(store, clock, account_label=self.account_label))
+        self.collector = IntegrationCollector(store, clock, account_label=self.account_label)
+        self.registry.register(self.collector)
         for name in accounts:  # show zeros from the start rather than absent series
             self._polls.labels(*self._account(name), "success")
             self._polls.labels(*self._account(name), "error")

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 from monitor.health import utcnow
@@ -37,6 +37,7 @@ DEFAULT_PAGE_SIZE = 25
 HEALTHY_FETCH_PERIOD = timedelta(minutes=5)
 
 Scenario = Literal["healthy", "failing", "stale", "never_fetched", "deleted", "flapping"]
+T = TypeVar("T")
 SCENARIOS: tuple[str, ...] = Scenario.__args__  # type: ignore[attr-defined]
 
 
@@ -298,8 +299,8 @@ class Simulator:
                 return fault
             now = self.clock()
             if integration_id is None:
-                items = [r for i in self._sorted() if (r := i.render(now, self.epoch))]
-                return self._page(path, query, items)
+                listed = [i for i in self._sorted() if i.scenario != "deleted"]
+                return self._page(path, query, listed, lambda i: i.render(now, self.epoch))
             integration = self._integrations.get(integration_id)
             record = integration.render(now, self.epoch) if integration else None
             if integration is None or record is None:
@@ -309,7 +310,7 @@ class Simulator:
                     "The Integration could not be found with the search criteria given",
                 )
             if match.group(2):
-                return self._page(path, query, integration.logs(now))
+                return self._page(path, query, integration.logs(now), lambda item: item)
             return 200, {}, {"data": record}
 
     def _sorted(self) -> Iterator[SimIntegration]:
@@ -326,8 +327,13 @@ class Simulator:
         return None
 
     def _page(
-        self, path: str, query: dict[str, list[str]], items: list[dict[str, Any]]
+        self,
+        path: str,
+        query: dict[str, list[str]],
+        items: list[T],
+        render: Callable[[T], dict[str, Any] | None],
     ) -> tuple[int, dict[str, str], Any]:
+        """One page of ``items`` (only that page is rendered), with a Link to the next."""
         try:
             size = int(query.get("page_size", [str(DEFAULT_PAGE_SIZE)])[0])
             offset = _decode_cursor(query.get("cursor", [""])[0])
@@ -340,7 +346,7 @@ class Simulator:
             base = self.next_link_base or self.origin
             params = urlencode({"cursor": _encode_cursor(offset + size), "page_size": size})
             headers["Link"] = f'<{base}{API_PREFIX}{path}?{params}>; rel="next"'
-        return 200, headers, {"data": items[offset : offset + size]}
+        return 200, headers, {"data": [render(item) for item in items[offset : offset + size]]}
 
     def handle_control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         match = re.fullmatch(r"/integrations/(\d+)", path)
