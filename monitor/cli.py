@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import sys
@@ -20,6 +21,7 @@ from monitor.metrics import Metrics
 from monitor.scheduler import Daemon, open_pollers
 from monitor.settings import (
     AccountConfig,
+    AlertingSettings,
     ConfigError,
     Defaults,
     Settings,
@@ -92,13 +94,24 @@ def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:
 
 def _run(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
-    logs.configure(settings.log_format, secrets=settings.secrets())
-    return _serve(accounts, parse_listen_address(settings.listen_address))
+    logs.configure(
+        settings.log_format, level=_level(settings.log_level), secrets=settings.secrets()
+    )
+    listen = parse_listen_address(settings.listen_address)
+    return _serve(accounts, listen, settings.alerting)
 
 
-def _serve(accounts: list[AccountConfig], listen: tuple[str, int]) -> int:
+def _level(name: str) -> int:
+    return int(logging.getLevelNamesMapping()[name.upper()])
+
+
+def _serve(
+    accounts: list[AccountConfig],
+    listen: tuple[str, int],
+    alerting: AlertingSettings | None = None,
+) -> int:
     try:
-        daemon = Daemon(accounts, listen)
+        daemon = Daemon(accounts, listen, alerting=alerting)
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME
@@ -123,7 +136,10 @@ def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    logs.configure(os.environ.get("MONITOR_LOG_FORMAT") or None)
+    logs.configure(
+        os.environ.get("MONITOR_LOG_FORMAT") or None,
+        level=_level(os.environ.get("MONITOR_LOG_LEVEL") or "info"),
+    )
     listen = parse_listen_address(args.listen)
     integrations = demo_integrations(utcnow())
     with Simulator(integrations) as sim:

@@ -10,10 +10,17 @@ rate-limits (1000 GET/min per account) and several Prometheus replicas would mul
 from __future__ import annotations
 
 import platform
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, Info, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    disable_created_metrics,
+)
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -191,6 +198,31 @@ class Metrics:
             [*account, "event"],
             registry=self.registry,
         )
+        self._alerts = Counter(
+            "integration_monitor_alerts",
+            "Alert events emitted, by alert and status (firing includes repeats and escalations).",
+            ["alert", "status"],
+            registry=self.registry,
+        )
+        self._deliveries = Counter(
+            "integration_monitor_alert_deliveries",
+            "Alert deliveries by sink and outcome (success, failed after retries, dropped from "
+            "a full queue).",
+            ["sink", "outcome"],
+            registry=self.registry,
+        )
+        self._queue_depth = Gauge(
+            "integration_monitor_alert_queue_depth",
+            "Alert deliveries waiting in a sink's queue.",
+            ["sink"],
+            registry=self.registry,
+        )
+        self._firing = Gauge(
+            "integration_monitor_alerts_firing",
+            "Alerts firing now, by alert.",
+            ["alert"],
+            registry=self.registry,
+        )
         build = Info(
             "integration_monitor_build",
             "Version of the monitor and of Python it runs on.",
@@ -224,3 +256,16 @@ class Metrics:
 
     def scheduler_event(self, account: str, event: str) -> None:
         self._scheduler_events.labels(*self._account(account), event).inc()
+
+    def alert_emitted(self, alert: str, status: str) -> None:
+        self._alerts.labels(alert, status).inc()
+
+    def delivery(self, sink: str, outcome: str) -> None:
+        self._deliveries.labels(sink, outcome).inc()
+
+    def queue_depth(self, sink: str, depth: int) -> None:
+        self._queue_depth.labels(sink).set(depth)
+
+    def alerts_firing(self, counts: Mapping[str, int]) -> None:
+        for alert, count in counts.items():
+            self._firing.labels(alert).set(count)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,7 +26,6 @@ AUTH_HINT = (
     "check this account's public and secret API key in the Sendcloud panel "
     "(Settings > Integrations > Sendcloud API) and that the keys are still active"
 )
-_WARNING_EVENTS = frozenset({"integration_failing", "integration_stale", "integration_not_found"})
 
 
 class IntegrationSource(Protocol):
@@ -35,6 +34,10 @@ class IntegrationSource(Protocol):
     async def get_integration(self, integration_id: int) -> Integration: ...
 
     async def list_integrations(self, *, max_pages: int | None = None) -> Any: ...
+
+    async def integration_logs(
+        self, integration_id: int, *, page_size: int = 10
+    ) -> list[dict[str, Any]]: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,7 @@ def choose_plan(ids: tuple[int, ...] | None, last_list_pages: int | None) -> Pla
 
 
 CycleObserver = Callable[[str, float, bool], None]
+AfterCycle = Callable[[AccountSnapshot], Awaitable[object]]
 
 
 def _ignore_cycle(account: str, seconds: float, ok: bool) -> None:
@@ -81,7 +85,8 @@ class AccountPoller:
         on_cycle: CycleObserver = _ignore_cycle,
     ) -> None:
         self.account = account
-        self._client = client
+        self.client = client
+        self.after_cycle: AfterCycle | None = None  # e.g. the alerter
         self._store = store
         self._clock = clock
         self._on_cycle = on_cycle
@@ -96,12 +101,22 @@ class AccountPoller:
         started = time.perf_counter()
         try:
             snapshot = await self._cycle(self._clock())
+            if self.after_cycle is not None:
+                await self._after(snapshot)
         finally:
             self.idle.set()
         self._on_cycle(
             self.account.name, time.perf_counter() - started, self._account_error is None
         )
         return snapshot
+
+    async def _after(self, snapshot: AccountSnapshot) -> None:
+        """Run the after-cycle hook; its failure must not turn into a failed poll."""
+        assert self.after_cycle is not None
+        try:
+            await self.after_cycle(snapshot)
+        except Exception:
+            self._log.exception("after_cycle_failed")
 
     async def _cycle(self, now: datetime) -> AccountSnapshot:
         previous = self._store.get(self.account.name)
@@ -112,7 +127,7 @@ class AccountPoller:
         account_error: ApiError | None = None
         if plan.use_list:
             try:
-                result = await self._client.list_integrations(max_pages=plan.max_pages)
+                result = await self.client.list_integrations(max_pages=plan.max_pages)
             except ApiError as exc:
                 account_error = exc
             else:
@@ -135,7 +150,8 @@ class AccountPoller:
             integrations=observations,
             cycles_completed=previous.cycles_completed + 1,
             last_cycle_success=now if account_error is None else previous.last_cycle_success,
-            auth_ok=not any(isinstance(o, AuthFailed) for o in outcomes.values()),
+            auth_ok=not isinstance(account_error, AuthFailed),
+            account_error=account_error.reason if account_error is not None else None,
             list_pages=list_pages,
         )
         self._store.put(snapshot)
@@ -148,7 +164,7 @@ class AccountPoller:
         async def one(integration_id: int) -> Integration | ApiError:
             async with limit:
                 try:
-                    return await self._client.get_integration(integration_id)
+                    return await self.client.get_integration(integration_id)
                 except ApiError as exc:
                     return exc
 
@@ -252,7 +268,8 @@ class AccountPoller:
             )
             if event == "integration_clock_skew":
                 fields["clock_skew_seconds"] = round(health.clock_skew_seconds, 3)
-        level = "warning" if event in _WARNING_EVENTS or event.endswith("skew") else "info"
+        # Transitions are debug-level: the ``alert`` events are the notification stream.
+        level = "warning" if event == "integration_clock_skew" else "debug"
         getattr(self._log, level)(event, **fields)
 
     def _announce_account(self, error: ApiError | None) -> None:

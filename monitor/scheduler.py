@@ -10,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import structlog
@@ -23,12 +24,14 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor.alerting import Alerter
 from monitor.health import utcnow
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
 from monitor.server import HttpServer, make_app
-from monitor.settings import AccountConfig
+from monitor.settings import AccountConfig, AlertingSettings
+from monitor.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.state import Store
 
 log = structlog.get_logger("monitor.scheduler")
@@ -91,10 +94,13 @@ class Daemon:
         accounts: list[AccountConfig],
         listen: tuple[str, int],
         *,
+        alerting: AlertingSettings | None = None,
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.accounts = accounts
+        self.alerting = alerting or AlertingSettings()
+        self.alerter: Alerter | None = None
         self.store = Store([a.name for a in accounts])
         self.metrics = Metrics(self.store, [a.name for a in accounts], clock=clock)
         self.server = HttpServer(*listen, make_app(self.metrics.registry, self.store.ready))
@@ -116,7 +122,11 @@ class Daemon:
                 clock=self._clock,
                 transport=self._transport,
             ) as pollers:
-                await self._schedule_until(stop, pollers)
+                self.alerter = self._alerter(pollers)
+                try:
+                    await self._schedule_until(stop, pollers)
+                finally:
+                    await self.alerter.aclose()
         finally:
             self.server.stop()
             log.info("monitor_stopped")
@@ -148,6 +158,31 @@ class Daemon:
             scheduler.shutdown(wait=False)
             await asyncio.sleep(0)  # let cancelled poll tasks unwind before clients close
 
+    def _alerter(self, pollers: list[AccountPoller]) -> Alerter:
+        """The alerting service, hooked after every poll cycle; needs the running loop."""
+        by_name = {p.account.name: p for p in pollers}
+        page_size = self.alerting.cause_logs_page_size
+
+        async def fetch_logs(account: str, integration_id: int) -> list[dict[str, Any]]:
+            return await by_name[account].client.integration_logs(
+                integration_id, page_size=page_size
+            )
+
+        alerter = Alerter(
+            self.alerting.rules(),
+            build_sinks(self.alerting, self.metrics, self._clock, self.accounts),
+            clock=self._clock,
+            ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
+            fetch_logs=fetch_logs,
+            cause_timeout_seconds=self.alerting.cause_timeout_seconds,
+            state_file=self.alerting.state_file,
+            on_alert=self.metrics.alert_emitted,
+            on_firing=self.metrics.alerts_firing,
+        )
+        for poller in pollers:
+            poller.after_cycle = alerter.on_snapshot
+        return alerter
+
     def _on_job_event(self, event: JobEvent) -> None:
         name = _EVENT_NAMES.get(event.code, "other")
         self.metrics.scheduler_event(str(event.job_id), name)
@@ -157,3 +192,41 @@ class Daemon:
             )
         else:
             log.warning("poll_not_run", account=event.job_id, reason=name)
+
+
+def build_sinks(
+    alerting: AlertingSettings,
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+    accounts: list[AccountConfig],
+) -> list[Sink]:
+    """stdout always; then the configured webhooks and Alertmanager."""
+    sinks: list[Sink] = [StdoutSink(metrics.delivery)]
+    for webhook in alerting.resolved_webhooks():
+        sinks.append(
+            WebhookSink(
+                webhook.name,
+                webhook.url.get_secret_value(),
+                hmac_secret=webhook.hmac_secret.get_secret_value() if webhook.hmac_secret else None,
+                slack=webhook.slack,
+                timeout_seconds=webhook.timeout_seconds,
+                max_attempts=webhook.max_attempts,
+                queue_size=webhook.queue_size,
+                observe=metrics.delivery,
+                depth=metrics.queue_depth,
+            )
+        )
+    if alerting.alertmanager is not None:
+        longest = max(a.poll_interval_seconds for a in accounts)
+        sinks.append(
+            AlertmanagerSink(
+                alerting.alertmanager.url,
+                keep_alive=timedelta(seconds=max(300.0, 3 * longest)),
+                clock=clock,
+                timeout_seconds=alerting.alertmanager.timeout_seconds,
+                max_attempts=alerting.alertmanager.max_attempts,
+                observe=metrics.delivery,
+                depth=metrics.queue_depth,
+            )
+        )
+    return sinks

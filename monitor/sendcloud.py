@@ -195,6 +195,19 @@ class SendcloudClient:
             seen.add(str(next_url))
             url, params = next_url, None
 
+    async def integration_logs(
+        self, integration_id: int, *, page_size: int = 10
+    ) -> list[dict[str, Any]]:
+        """The most recent exception logs of one integration (first page only), as raw objects:
+        they carry request details that callers must redact before use."""
+        response, raw = await self._request(
+            "integration_logs", f"integrations/{integration_id}/logs", {"page_size": page_size}
+        )
+        data = _json(response, raw).get("data") if isinstance(_json(response, raw), dict) else None
+        if not isinstance(data, list):
+            raise InvalidResponse("logs response has no 'data' array", status=200)
+        return [item for item in data if isinstance(item, dict)]
+
     def _next_link(self, response: httpx.Response) -> httpx.URL | None:
         link = response.links.get("next", {}).get("url")
         if not link:

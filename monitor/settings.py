@@ -36,9 +36,11 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from monitor.alerts import AlertRules
+
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
-SECRET_FIELDS = frozenset({"public_key", "secret_key"})
+SECRET_FIELDS = frozenset({"public_key", "secret_key", "url", "hmac_secret"})
 
 #: Environment variable -> path of the configuration key it sets (and overrides in the file).
 ENV_VARS: dict[str, tuple[str, ...]] = {
@@ -51,6 +53,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "MONITOR_STALE_AFTER_SECONDS": ("defaults", "stale_after_seconds"),
     "MONITOR_LISTEN_ADDRESS": ("listen_address",),
     "MONITOR_LOG_FORMAT": ("log_format",),
+    "MONITOR_LOG_LEVEL": ("log_level",),
+    "MONITOR_STATE_FILE": ("alerting", "state_file"),
 }
 CONFIG_FILE_ENV = "MONITOR_CONFIG_FILE"
 _ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}
@@ -140,6 +144,90 @@ class AccountSettings(_Strict):
         return value
 
 
+class WebhookSettings(_Strict):
+    """A generic webhook receiver of alert events. Its URL is treated as a secret."""
+
+    name: str = "webhook"
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    hmac_secret: SecretStr | None = None
+    hmac_secret_file: Path | None = None
+    format: Literal["json", "slack"] = "json"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return AccountSettings._name(value)
+
+
+class AlertmanagerSettings(_Strict):
+    """An Alertmanager to post alerts to (its base URL, e.g. http://alertmanager:9093)."""
+
+    url: str
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return AccountSettings._api_url(value)
+
+
+class AlertingSettings(_Strict):
+    """Alert rules, the state file and the delivery sinks (see docs/alerts.md)."""
+
+    state_file: Path | None = None
+    runbook_base_url: str = "docs/runbook.md"
+    repeat_interval_seconds: float = Field(default=14400.0, ge=0)
+    failing_for_seconds: float = Field(default=600.0, ge=0)
+    failing_critical_after_seconds: float = Field(default=3600.0, ge=0)
+    stale_for_seconds: float = Field(default=0.0, ge=0)
+    not_found_polls: int = Field(default=2, ge=1)
+    auth_failing_for_seconds: float = Field(default=0.0, ge=0)
+    unreachable_for_seconds: float = Field(default=300.0, ge=0)
+    cause_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    cause_logs_page_size: int = Field(default=10, ge=1, le=100)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    alertmanager: AlertmanagerSettings | None = None
+
+    @model_validator(mode="after")
+    def _unique_webhooks(self) -> AlertingSettings:
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return self
+
+    def rules(self) -> AlertRules:
+        return AlertRules(
+            failing_for_seconds=self.failing_for_seconds,
+            failing_critical_after_seconds=self.failing_critical_after_seconds,
+            stale_for_seconds=self.stale_for_seconds,
+            not_found_polls=self.not_found_polls,
+            auth_failing_for_seconds=self.auth_failing_for_seconds,
+            unreachable_for_seconds=self.unreachable_for_seconds,
+            repeat_interval_seconds=self.repeat_interval_seconds,
+            runbook_base_url=self.runbook_base_url.rstrip("#"),
+        )
+
+    def resolved_webhooks(self) -> list[WebhookConfig]:
+        """Webhooks with their secret files read; raises ConfigError."""
+        return [_resolve_webhook(w) for w in self.webhooks]
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    name: str
+    url: SecretStr
+    hmac_secret: SecretStr | None
+    slack: bool
+    timeout_seconds: float
+    max_attempts: int
+    queue_size: int
+
+
 @dataclass(frozen=True)
 class AccountConfig:
     """A fully resolved account: what the client, poller and collector work from."""
@@ -194,7 +282,9 @@ class Settings(BaseSettings):
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
     log_format: Literal["json", "console"] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
     defaults: Defaults = Field(default_factory=Defaults)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     sendcloud: AccountSettings | None = None
     accounts: list[AccountSettings] = Field(default_factory=list)
 
@@ -250,7 +340,13 @@ class Settings(BaseSettings):
         return [_resolve(account, self.defaults) for account in self.account_settings()]
 
     def secrets(self) -> tuple[str, ...]:
-        return tuple(s for account in self.resolved_accounts() for s in account.secrets())
+        """Every secret value, for scrubbing logs."""
+        found = [s for account in self.resolved_accounts() for s in account.secrets()]
+        for webhook in self.alerting.resolved_webhooks():
+            found.append(webhook.url.get_secret_value())
+            if webhook.hmac_secret is not None:
+                found.append(webhook.hmac_secret.get_secret_value())
+        return tuple(found)
 
 
 @dataclass
@@ -322,11 +418,7 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
         raise ConfigError(
             f"{where}: no Sendcloud public key; set SENDCLOUD_PUBLIC_KEY or public_key in the file"
         )
-    secret = account.secret_key
-    if account.secret_key_file is not None:
-        if secret is not None:
-            raise ConfigError(f"{where}: set either secret_key or secret_key_file, not both")
-        secret = _read_secret_file(account.secret_key_file, where)
+    secret = _one_secret(account.secret_key, account.secret_key_file, "secret_key", where)
     if secret is None or not secret.get_secret_value():
         raise ConfigError(
             f"{where}: no Sendcloud secret key; set SENDCLOUD_SECRET_KEY, "
@@ -349,6 +441,34 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
             if override.stale_after_seconds is not None
         },
     )
+
+
+def _resolve_webhook(webhook: WebhookSettings) -> WebhookConfig:
+    where = f"webhook '{webhook.name}'"
+    url = _one_secret(webhook.url, webhook.url_file, "url", where)
+    if url is None:
+        raise ConfigError(f"{where}: set url or url_file")
+    if not url.get_secret_value().startswith(("http://", "https://")):
+        raise ConfigError(f"{where}: the url must start with http:// or https://")
+    return WebhookConfig(
+        name=webhook.name,
+        url=url,
+        hmac_secret=_one_secret(
+            webhook.hmac_secret, webhook.hmac_secret_file, "hmac_secret", where
+        ),
+        slack=webhook.format == "slack",
+        timeout_seconds=webhook.timeout_seconds,
+        max_attempts=webhook.max_attempts,
+        queue_size=webhook.queue_size,
+    )
+
+
+def _one_secret(
+    value: SecretStr | None, file: Path | None, name: str, where: str
+) -> SecretStr | None:
+    if value is not None and file is not None:
+        raise ConfigError(f"{where}: set either {name} or {name}_file, not both")
+    return _read_secret_file(file, where) if file is not None else value
 
 
 def _read_secret_file(path: Path, where: str) -> SecretStr:

@@ -45,6 +45,7 @@ class AccountSnapshot:
     cycles_completed: int = 0
     last_cycle_success: datetime | None = None
     auth_ok: bool = True
+    account_error: str | None = None  # reason of an account-wide failure in the last cycle
     list_pages: int | None = None  # pages of the last complete list walk (request planning)
 
 

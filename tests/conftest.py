@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import socket
@@ -98,7 +99,12 @@ class LogCapture:
 def captured_logs() -> Iterator[LogCapture]:
     """Logging configured exactly as in production (JSON, redaction), into a buffer."""
     capture = LogCapture()
-    logs.configure("json", stream=capture.stream, secrets=(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY))
+    logs.configure(
+        "json",
+        level=logging.DEBUG,
+        stream=capture.stream,
+        secrets=(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY),
+    )
     yield capture
     logs.configure("json")
 

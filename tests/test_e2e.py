@@ -36,6 +36,7 @@ def daemon_env(sim: Simulator, port: int, **extra: str) -> dict[str, str]:
         "MONITOR_INTEGRATION_IDS": "all",
         "MONITOR_POLL_INTERVAL_SECONDS": "5",
         "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+        "MONITOR_LOG_LEVEL": "debug",  # transition events are debug-level
         **extra,
     }
 
@@ -56,6 +57,14 @@ def test_run_flip_failing_and_back_then_sigterm(e2e_sim: Simulator) -> None:
         assert daemon.metric("integration_fetch_stale", integration_id="3") == 1
         assert daemon.metric("integration_info", integration_id="1", shop_name="Alpha shop") == 1
         assert [e["integration_id"] for e in daemon.events("integration_failing")] == [2]
+        [alert] = [e for e in daemon.events("alert") if e["alert"] == "IntegrationFailing"]
+        assert (alert["integration_id"], alert["status"], alert["severity"]) == (
+            2,
+            "firing",
+            "critical",
+        )
+        assert alert["shop_name"] == "Beta shop"
+        assert alert["cause"]["exception_type"] == "requests.exceptions.HTTPError"
 
         e2e_sim.update(1, scenario="failing")
         daemon.wait_for(
@@ -94,7 +103,7 @@ def test_run_flip_failing_and_back_then_sigterm(e2e_sim: Simulator) -> None:
     assert daemon.events("monitor_stopped")
     for line in daemon.events():  # every line is structured JSON with the basic keys
         assert {"timestamp", "level", "event"} <= set(line)
-    for secret in (SECRET, PUBLIC):
+    for secret in (SECRET, PUBLIC, "shop-secret-2", "shop-token-2", "webhook-token"):
         assert secret not in daemon.output
         assert secret not in metrics_text
 

@@ -33,9 +33,11 @@ def test_known_secrets_are_scrubbed_anywhere(captured_logs: LogCapture) -> None:
 
 def test_secret_looking_keys_and_url_queries_are_redacted(captured_logs: LogCapture) -> None:
     structlog.get_logger("t").info(
-        "request", authorization="Bearer abc123", api_token="t0k3n",
+        "request",
+        authorization="Bearer abc123",
+        api_token="t0k3n",
         url="https://shop.example.com/orders.json?token=hunter2",
-    )  # fmt: skip
+    )
     [line] = captured_logs.lines()
     assert line["authorization"] == "********"
     assert line["api_token"] == "********"

@@ -171,8 +171,16 @@ def test_account_label_only_with_several_accounts() -> None:
     assert value(metrics, "sendcloud_api_auth_ok", account="us") == 1
     metrics.request_observer("us")("get_integration", "200", 0.1)
     metrics.observe_cycle("us", 0.2, True)
-    assert value(metrics, "sendcloud_api_requests_total", account="us", endpoint="get_integration",
-                 code="200") == 1  # fmt: skip
+    assert (
+        value(
+            metrics,
+            "sendcloud_api_requests_total",
+            account="us",
+            endpoint="get_integration",
+            code="200",
+        )
+        == 1
+    )
     assert value(metrics, "integration_monitor_poll_duration_seconds_count", account="us") == 1
 
 
@@ -182,10 +190,14 @@ def test_self_metrics() -> None:
     observe("list_integrations", "200", 0.3)
     observe("get_integration", "network_error", 5.0)
     metrics.observe_cycle("default", 1.5, False)
-    assert value(metrics, "sendcloud_api_requests_total", endpoint="list_integrations",
-                 code="200") == 1  # fmt: skip
-    assert value(metrics, "sendcloud_api_request_duration_seconds_count",
-                 endpoint="get_integration") == 1  # fmt: skip
+    assert (
+        value(metrics, "sendcloud_api_requests_total", endpoint="list_integrations", code="200")
+        == 1
+    )
+    assert (
+        value(metrics, "sendcloud_api_request_duration_seconds_count", endpoint="get_integration")
+        == 1
+    )
     assert value(metrics, "integration_monitor_polls_total", outcome="error") == 1
     assert value(metrics, "integration_monitor_polls_total", outcome="success") == 0
     assert value(metrics, "integration_monitor_poll_duration_seconds_sum") == 1.5
@@ -221,9 +233,12 @@ def test_promtool_check_metrics_is_clean(accounts: list[str]) -> None:
         metrics.observe_cycle(account, 0.5, True)
         metrics.scheduler_event(account, "missed")
     result = subprocess.run(
-        [promtool, "check", "metrics"], input=exposition(metrics), capture_output=True,
-        timeout=30, check=False,
-    )  # fmt: skip
+        [promtool, "check", "metrics"],
+        input=exposition(metrics),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     findings = (result.stdout + result.stderr).decode()
     assert result.returncode == 0, findings
     assert findings.strip() == ""

@@ -175,7 +175,7 @@ async def test_transitions_are_logged_once(
             ("integration_stale", 4),
         ]
         failing = captured_logs.events("integration_failing")[0]
-        assert failing["level"] == "warning"
+        assert failing["level"] == "debug"  # the alert events are the notification stream
         assert failing["shop_name"] == "Failing shop"
         assert failing["failing_seconds"] == 3600
         assert failing["account"] == "default"
@@ -192,7 +192,7 @@ async def test_transitions_are_logged_once(
         fresh = captured_logs.events("integration_fresh")
         assert [e["integration_id"] for e in recovered] == [2]
         assert [e["integration_id"] for e in fresh] == [3]
-        assert recovered[0]["level"] == "info"
+        assert recovered[0]["level"] == "debug"
 
 
 async def test_auth_failure_logged_once_per_episode(
@@ -229,3 +229,15 @@ async def test_account_outage_is_one_event_and_recovery_another(
             await rig.poll()
             assert len(captured_logs.events("account_poll_recovered")) == 1
             assert rig.observation(1).status is Status.OK
+
+
+async def test_auth_failure_in_all_mode_on_the_first_poll(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    async for rig in rig_for(world, clock, None):
+        world.inject_fault(403, count=1)
+        await rig.poll()
+        snapshot = rig.store.get("default")
+        assert not snapshot.auth_ok
+        assert snapshot.account_error == "auth_failed"
+        assert len(captured_logs.events("sendcloud_auth_failed")) == 1
