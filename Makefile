@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench deploy clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.x)")'
@@ -32,6 +32,10 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/scrape.py
+
+## Regenerate deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml
+deploy: $(STAMP)
+	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py > deploy/kubernetes/prometheusrule.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

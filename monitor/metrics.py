@@ -159,6 +159,7 @@ class Metrics:
         *,
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
+        poll_intervals: Mapping[str, float] | None = None,
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: unused series
         self.registry = registry if registry is not None else CollectorRegistry()
@@ -223,6 +224,14 @@ class Metrics:
             ["alert"],
             registry=self.registry,
         )
+        interval = Gauge(
+            "integration_monitor_poll_interval_seconds",
+            "The configured poll interval (for alert rules: no successful poll for N intervals).",
+            list(account),
+            registry=self.registry,
+        )
+        for name, seconds in (poll_intervals or {}).items():
+            (interval.labels(*self._account(name)) if self.account_label else interval).set(seconds)
         build = Info(
             "integration_monitor_build",
             "Version of the monitor and of Python it runs on.",

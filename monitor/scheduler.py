@@ -102,7 +102,12 @@ class Daemon:
         self.alerting = alerting or AlertingSettings()
         self.alerter: Alerter | None = None
         self.store = Store([a.name for a in accounts])
-        self.metrics = Metrics(self.store, [a.name for a in accounts], clock=clock)
+        self.metrics = Metrics(
+            self.store,
+            [a.name for a in accounts],
+            clock=clock,
+            poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
+        )
         self.server = HttpServer(*listen, make_app(self.metrics.registry, self.store.ready))
         self._clock = clock
         self._transport = transport

