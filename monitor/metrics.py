@@ -26,7 +26,7 @@ from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.health import derive, utcnow
-from monitor.sendcloud import RequestObserver
+from monitor.sendcloud import ClientEvents
 from monitor.state import Observation, Status, Store
 
 _POLL_FROM = " Computed at scrape time from the integration's last successful poll."
@@ -179,6 +179,24 @@ class Metrics:
             buckets=REQUEST_BUCKETS,
             registry=self.registry,
         )
+        self._api_errors = Counter(
+            "sendcloud_api_errors",
+            "Sendcloud API requests that failed after their retries, by endpoint and reason.",
+            [*account, "endpoint", "reason"],
+            registry=self.registry,
+        )
+        self._throttled = Counter(
+            "sendcloud_api_throttled",
+            "429 answers from Sendcloud; each pauses the account for its Retry-After.",
+            list(account),
+            registry=self.registry,
+        )
+        self._budget_wait = Counter(
+            "sendcloud_api_budget_wait_seconds",
+            "Seconds requests waited for the account's request budget.",
+            list(account),
+            registry=self.registry,
+        )
         self._poll_seconds = Histogram(
             "integration_monitor_poll_duration_seconds",
             "Duration of one poll cycle of an account.",
@@ -247,15 +265,9 @@ class Metrics:
     def _account(self, account: str) -> tuple[str, ...]:
         return (account,) if self.account_label else ()
 
-    def request_observer(self, account: str) -> RequestObserver:
-        """The hook a client calls after every request of ``account``."""
-        prefix = self._account(account)
-
-        def observe(endpoint: str, code: str, seconds: float) -> None:
-            self._requests.labels(*prefix, endpoint, code).inc()
-            self._request_seconds.labels(*prefix, endpoint).observe(seconds)
-
-        return observe
+    def client_events(self, account: str) -> ClientEvents:
+        """The hook the client of ``account`` reports its requests to."""
+        return _ClientMetrics(self, self._account(account))
 
     def observe_cycle(self, account: str, seconds: float, ok: bool) -> None:
         prefix = self._account(account)
@@ -278,3 +290,27 @@ class Metrics:
     def alerts_firing(self, counts: Mapping[str, int]) -> None:
         for alert, count in counts.items():
             self._firing.labels(alert).set(count)
+
+
+class _ClientMetrics:
+    """:class:`ClientEvents` for one account, recorded as metrics."""
+
+    def __init__(self, metrics: Metrics, prefix: tuple[str, ...]) -> None:
+        self._m = metrics
+        self._prefix = prefix
+
+    def _child(self, metric: Counter) -> Counter:
+        return metric.labels(*self._prefix) if self._prefix else metric
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self._m._requests.labels(*self._prefix, endpoint, code).inc()
+        self._m._request_seconds.labels(*self._prefix, endpoint).observe(seconds)
+
+    def error(self, endpoint: str, reason: str) -> None:
+        self._m._api_errors.labels(*self._prefix, endpoint, reason).inc()
+
+    def throttled(self, pause_seconds: float) -> None:
+        self._child(self._m._throttled).inc()
+
+    def budget_wait(self, seconds: float) -> None:
+        self._child(self._m._budget_wait).inc(seconds)

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.health import Conditions, derive, transitions, utcnow
-from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound
+from monitor.ratelimit import RequestBudget, smallest_interval
+from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound, deadline
 from monitor.settings import AccountConfig
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
@@ -83,8 +84,15 @@ class AccountPoller:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_cycle: CycleObserver = _ignore_cycle,
+        budget: RequestBudget | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.account = account
+        self.budget = budget
+        self._auth_backoff = account.auth_retry_seconds
+        self._monotonic = monotonic
+        self._auth_retry_at: float | None = None
+        self._warned_budget = False
         self.client = client
         self.after_cycle: AfterCycle | None = None  # e.g. the alerter
         self._store = store
@@ -96,19 +104,47 @@ class AccountPoller:
         self.idle.set()
 
     async def poll(self) -> AccountSnapshot:
-        """One full cycle; never raises for API trouble (that is recorded in the snapshot)."""
+        """One full cycle; never raises for API trouble (that is recorded in the snapshot).
+
+        Retries inside the cycle stop at a deadline within the poll interval. After an auth
+        failure the account is left alone for ``auth_retry_seconds``: rejected keys do not get
+        better by hammering the API.
+        """
+        if self._auth_retry_at is not None and self._monotonic() < self._auth_retry_at:
+            return self._store.get(self.account.name)
         self.idle.clear()
         started = time.perf_counter()
+        requests_before = self.budget.acquired if self.budget else 0
+        token = deadline.set(self._monotonic() + 0.9 * self.account.poll_interval_seconds)
         try:
             snapshot = await self._cycle(self._clock())
             if self.after_cycle is not None:
                 await self._after(snapshot)
         finally:
+            deadline.reset(token)
             self.idle.set()
-        self._on_cycle(
-            self.account.name, time.perf_counter() - started, self._account_error is None
-        )
+        self._auth_retry_at = None if snapshot.auth_ok else self._monotonic() + self._auth_backoff
+        if self.budget is not None:
+            self._check_budget(self.budget.acquired - requests_before)
+        ok = self._account_error is None
+        self._on_cycle(self.account.name, time.perf_counter() - started, ok)
         return snapshot
+
+    def _check_budget(self, requests: int) -> None:
+        """Warn once when a cycle needs more of the budget than its interval allows."""
+        assert self.budget is not None
+        needed = smallest_interval(requests, self.budget.per_minute)
+        if needed > self.account.poll_interval_seconds and not self._warned_budget:
+            self._warned_budget = True
+            self._log.warning(
+                "poll_interval_too_short",
+                requests_per_cycle=requests,
+                max_requests_per_minute=self.budget.per_minute,
+                poll_interval_seconds=self.account.poll_interval_seconds,
+                smallest_feasible_interval_seconds=needed,
+                hint="cycles are stretched to stay within the request budget; raise "
+                "poll_interval_seconds or monitor fewer integrations",
+            )
 
     async def _after(self, snapshot: AccountSnapshot) -> None:
         """Run the after-cycle hook; its failure must not turn into a failed poll."""

@@ -28,6 +28,7 @@ from monitor.alerting import Alerter
 from monitor.health import utcnow
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
+from monitor.ratelimit import RequestBudget
 from monitor.sendcloud import SendcloudClient
 from monitor.server import HttpServer, make_app
 from monitor.settings import AccountConfig, AlertingSettings
@@ -64,6 +65,7 @@ async def open_pollers(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[list[AccountPoller]]:
     """One client and one poller per account; the clients are closed on exit."""
+    budgets = [RequestBudget(account.max_requests_per_minute) for account in accounts]
     clients = [
         SendcloudClient(
             account.api_url,
@@ -71,15 +73,18 @@ async def open_pollers(
             account.secret_key.get_secret_value(),
             timeout_seconds=account.request_timeout_seconds,
             max_connections=account.max_concurrency,
-            observer=metrics.request_observer(account.name),
+            events=metrics.client_events(account.name),
+            budget=budget,
             transport=transport,
         )
-        for account in accounts
+        for account, budget in zip(accounts, budgets, strict=True)
     ]
     try:
         yield [
-            AccountPoller(account, client, store, clock=clock, on_cycle=metrics.observe_cycle)
-            for account, client in zip(accounts, clients, strict=True)
+            AccountPoller(
+                account, client, store, clock=clock, on_cycle=metrics.observe_cycle, budget=budget
+            )
+            for account, client, budget in zip(accounts, clients, budgets, strict=True)
         ]
     finally:
         for client in clients:

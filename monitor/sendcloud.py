@@ -9,6 +9,7 @@ origin: credentials are never sent anywhere else.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import email.utils
 import json
 import random
@@ -22,11 +23,14 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from monitor import __version__
+from monitor.ratelimit import RequestBudget
 
 USER_AGENT = f"sendcloud-integration-monitor/{__version__}"
 MAX_PAGE_SIZE = 100
 MAX_BODY_BYTES = 5 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class Integration(BaseModel):
@@ -49,10 +53,15 @@ class Integration(BaseModel):
 
     @field_validator("started_failing_at", "last_fetched_at", "created_at", "updated_at")
     @classmethod
-    def _assume_utc(cls, value: datetime | None) -> datetime | None:
-        """RFC 3339 requires an offset; a timestamp without one is read as UTC."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
+    def _plausible(cls, value: datetime | None) -> datetime | None:
+        """RFC 3339 requires an offset; a timestamp without one is read as UTC. Epoch-like or
+        far-future values are data errors, not facts to alert on."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        if not EARLIEST <= value < LATEST:
+            raise ValueError(f"implausible timestamp (outside {EARLIEST.year}-{LATEST.year - 1})")
         return value
 
 
@@ -65,13 +74,18 @@ class ListResult:
 
 
 class ApiError(Exception):
-    """A request that produced no usable answer. ``reason`` is a short, stable label."""
+    """A request that produced no usable answer. ``reason`` is a short, stable label (used as
+    a metric label, so from a small fixed set)."""
 
     reason = "error"
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
+        if reason is not None:
+            self.reason = reason
 
 
 class NotFound(ApiError):
@@ -104,14 +118,39 @@ class Unreachable(ApiError):
     reason = "unreachable"
 
 
-class RequestObserver(Protocol):
-    """Receives one call per HTTP request (metrics hook; keeps the client free of metrics)."""
+class ClientEvents(Protocol):
+    """What the client reports (the metrics hook; keeps the client free of metrics)."""
 
-    def __call__(self, endpoint: str, code: str, seconds: float) -> None: ...
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        """One HTTP request and its outcome (``network_error`` when no response came)."""
+
+    def error(self, endpoint: str, reason: str) -> None:
+        """One logical request that failed, after its retries."""
+
+    def throttled(self, pause_seconds: float) -> None:
+        """A 429 paused the account."""
+
+    def budget_wait(self, seconds: float) -> None:
+        """Time spent waiting for the request budget."""
 
 
-def _ignore(endpoint: str, code: str, seconds: float) -> None:
-    return None
+class NoEvents:
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        return None
+
+    def error(self, endpoint: str, reason: str) -> None:
+        return None
+
+    def throttled(self, pause_seconds: float) -> None:
+        return None
+
+    def budget_wait(self, seconds: float) -> None:
+        return None
+
+
+#: Monotonic time by which the current poll cycle must be done; retries never sleep past it.
+deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+MAX_RETRY_AFTER = 60.0
 
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -130,18 +169,23 @@ class SendcloudClient:
         max_connections: int = 8,
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
-        observer: RequestObserver = _ignore,
+        events: ClientEvents | None = None,
+        budget: RequestBudget | None = None,
+        auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = httpx.URL(api_url.rstrip("/") + "/")
-        self._observer = observer
+        self._events = events or NoEvents()
+        self._budget = budget
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._sleep = sleep
+        self._monotonic = monotonic
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            auth=httpx.BasicAuth(public_key, secret_key),
+            auth=auth or httpx.BasicAuth(public_key, secret_key),
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
             limits=httpx.Limits(
                 max_connections=max_connections, max_keepalive_connections=max_connections
@@ -181,7 +225,9 @@ class SendcloudClient:
             body = _json(response, raw)
             data = body.get("data") if isinstance(body, dict) else None
             if not isinstance(data, list):
-                raise InvalidResponse("list response has no 'data' array", status=200)
+                raise InvalidResponse(
+                    "list response has no 'data' array", status=200, reason="invalid_record"
+                )
             for item in data:
                 try:
                     found.append(_parse_integration(item))
@@ -191,7 +237,9 @@ class SendcloudClient:
             if next_url is None or (max_pages is not None and pages >= max_pages):
                 return ListResult(found, complete=next_url is None, pages=pages, invalid=invalid)
             if str(next_url) in seen:
-                raise InvalidResponse("pagination loops back to a page already read", status=200)
+                raise InvalidResponse(
+                    "pagination loops back to a page already read", status=200, reason="link_loop"
+                )
             seen.add(str(next_url))
             url, params = next_url, None
 
@@ -203,9 +251,12 @@ class SendcloudClient:
         response, raw = await self._request(
             "integration_logs", f"integrations/{integration_id}/logs", {"page_size": page_size}
         )
-        data = _json(response, raw).get("data") if isinstance(_json(response, raw), dict) else None
+        body = _json(response, raw)
+        data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(data, list):
-            raise InvalidResponse("logs response has no 'data' array", status=200)
+            raise InvalidResponse(
+                "logs response has no 'data' array", status=200, reason="invalid_record"
+            )
         return [item for item in data if isinstance(item, dict)]
 
     def _next_link(self, response: httpx.Response) -> httpx.URL | None:
@@ -221,32 +272,57 @@ class SendcloudClient:
             raise InvalidResponse(
                 f"refusing to follow a pagination link to another origin ({target.host})",
                 status=response.status_code,
+                reason="foreign_link",
             )
         return target
 
     async def _request(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None = None
     ) -> tuple[httpx.Response, bytes]:
-        """One logical GET with a bounded retry of transient failures."""
+        """One logical GET: budgeted, with a bounded retry of transient failures that never
+        sleeps past the poll cycle's deadline."""
         attempt = 1
         while True:
             try:
                 return await self._attempt(endpoint, url, params)
-            except (Unreachable, ServerError, RateLimited) as exc:
-                if attempt >= self._max_attempts or not _retryable(exc):
+            except ApiError as exc:
+                if isinstance(exc, RateLimited):
+                    self._throttle(exc)
+                delay = self._delay(attempt, exc)
+                if attempt >= self._max_attempts or not _retryable(exc) or self._too_late(delay):
+                    if not isinstance(exc, NotFound):
+                        self._events.error(endpoint, exc.reason)
                     raise
-                await self._sleep(self._delay(attempt, exc))
+                await self._sleep(delay)
                 attempt += 1
 
+    def _throttle(self, exc: RateLimited) -> None:
+        """A 429 pauses the whole account: capped Retry-After plus jitter."""
+        pause = min(exc.retry_after or 1.0, MAX_RETRY_AFTER) + random.uniform(0, 1)  # noqa: S311
+        if self._budget is not None:
+            self._budget.pause(pause)
+        self._events.throttled(pause)
+
     def _delay(self, attempt: int, exc: ApiError) -> float:
+        """Exponential backoff with full jitter (a 429 waits in the budget instead)."""
+        if isinstance(exc, RateLimited) and self._budget is not None:
+            return 0.0
         cap = float(self._backoff * 2 ** (attempt - 1))
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            return min(exc.retry_after, 4 * cap) + random.uniform(0, self._backoff)  # noqa: S311
+            cap = max(cap, min(exc.retry_after, MAX_RETRY_AFTER))
         return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+
+    def _too_late(self, delay: float) -> bool:
+        end = deadline.get()
+        return end is not None and self._monotonic() + delay >= end
 
     async def _attempt(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None
     ) -> tuple[httpx.Response, bytes]:
+        if self._budget is not None:
+            waited = await self._budget.acquire()
+            if waited:
+                self._events.budget_wait(waited)
         started = time.perf_counter()
         code = "network_error"
         try:
@@ -254,17 +330,26 @@ class SendcloudClient:
                 code = str(response.status_code)
                 raw = await _read_capped(response)
         except httpx.TimeoutException as exc:
-            raise Unreachable(f"timed out: {type(exc).__name__}") from None
+            raise Unreachable(f"timed out: {type(exc).__name__}", reason="timeout") from None
         except httpx.TransportError as exc:
-            raise Unreachable(f"connection failed: {type(exc).__name__}") from None
+            name = type(exc).__name__
+            raise Unreachable(f"connection failed: {name}", reason=_transport_reason(exc)) from None
         finally:
-            self._observer(endpoint, code, time.perf_counter() - started)
+            self._events.request(endpoint, code, time.perf_counter() - started)
         _raise_for_status(response, raw)
         return response, raw
 
 
 def _retryable(exc: ApiError) -> bool:
     return isinstance(exc, Unreachable) or exc.status in RETRYABLE_STATUS
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connect_error"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return "connection_reset"
+    return "unreachable"
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
@@ -275,7 +360,9 @@ async def _read_capped(response: httpx.Response) -> bytes:
         size += len(chunk)
         if size > MAX_BODY_BYTES:
             raise InvalidResponse(
-                f"response body larger than {MAX_BODY_BYTES} bytes", status=response.status_code
+                f"response body larger than {MAX_BODY_BYTES} bytes",
+                status=response.status_code,
+                reason="body_too_large",
             )
         chunks.append(chunk)
     return b"".join(chunks)
@@ -296,7 +383,9 @@ def _raise_for_status(response: httpx.Response, raw: bytes) -> None:
         )
     if status >= 500:
         raise ServerError(f"server error ({status})", status=status)
-    raise InvalidResponse(f"unexpected status {status}: {detail}", status=status)
+    raise InvalidResponse(
+        f"unexpected status {status}: {detail}", status=status, reason="unexpected_status"
+    )
 
 
 def _error_detail(raw: bytes) -> str:
@@ -331,14 +420,20 @@ def _json(response: httpx.Response, raw: bytes) -> Any:
         return json.loads(raw)
     except ValueError:
         kind = response.headers.get("content-type", "unknown content type")
-        raise InvalidResponse(f"body is not JSON ({kind})", status=response.status_code) from None
+        raise InvalidResponse(
+            f"body is not JSON ({kind[:60]})", status=response.status_code, reason="invalid_json"
+        ) from None
 
 
 def _parse_integration(data: object) -> Integration:
     if not isinstance(data, dict):
-        raise InvalidResponse("integration record is not an object", status=200)
+        raise InvalidResponse(
+            "integration record is not an object", status=200, reason="invalid_record"
+        )
     try:
         return Integration.model_validate(data)
     except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())
-        raise InvalidResponse(f"integration record has invalid fields: {fields}") from None
+        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())[:200]
+        raise InvalidResponse(
+            f"integration record has invalid fields: {fields}", status=200, reason="invalid_record"
+        ) from None

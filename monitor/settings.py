@@ -82,6 +82,8 @@ class Defaults(_Strict):
     stale_after_seconds: PositiveFloat = 7200.0
     max_concurrency: int = Field(default=8, ge=1, le=64)
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_requests_per_minute: int = Field(default=900, ge=1, le=1000)
+    auth_retry_seconds: float = Field(default=300.0, ge=0, le=86400)
 
 
 class AccountSettings(_Strict):
@@ -97,6 +99,8 @@ class AccountSettings(_Strict):
     stale_after_seconds: PositiveFloat | None = None
     max_concurrency: int | None = Field(default=None, ge=1, le=64)
     request_timeout_seconds: float | None = Field(default=None, gt=0, le=120)
+    max_requests_per_minute: int | None = Field(default=None, ge=1, le=1000)
+    auth_retry_seconds: float | None = Field(default=None, ge=0, le=86400)
     integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -242,6 +246,8 @@ class AccountConfig:
     max_concurrency: int
     request_timeout_seconds: float
     stale_overrides: Mapping[int, float] = field(default_factory=dict)
+    max_requests_per_minute: int = 900
+    auth_retry_seconds: float = 300.0
 
     def stale_after(self, integration_id: int) -> float:
         """The stale threshold for one integration (its override, else the account's)."""
@@ -399,6 +405,10 @@ def load_settings(
     return settings, settings.resolved_accounts()
 
 
+def _first(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def _check_yaml_shape(path: Path) -> None:
     """YAML syntax and a mapping at the top, checked first for a clearer message."""
     try:
@@ -435,6 +445,8 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
         stale_after_seconds=account.stale_after_seconds or defaults.stale_after_seconds,
         max_concurrency=account.max_concurrency or defaults.max_concurrency,
         request_timeout_seconds=account.request_timeout_seconds or defaults.request_timeout_seconds,
+        max_requests_per_minute=account.max_requests_per_minute or defaults.max_requests_per_minute,
+        auth_retry_seconds=_first(account.auth_retry_seconds, defaults.auth_retry_seconds),
         stale_overrides={
             integration_id: override.stale_after_seconds
             for integration_id, override in account.integrations.items()
@@ -523,6 +535,8 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
                 "stale_after_seconds": account.stale_after_seconds,
                 "max_concurrency": account.max_concurrency,
                 "request_timeout_seconds": account.request_timeout_seconds,
+                "max_requests_per_minute": account.max_requests_per_minute,
+                "auth_retry_seconds": account.auth_retry_seconds,
                 "integrations": {
                     str(i): {"stale_after_seconds": s} for i, s in account.stale_overrides.items()
                 },

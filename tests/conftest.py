@@ -51,6 +51,7 @@ def account_for(
         "stale_after_seconds": 7200.0,
         "max_concurrency": 4,
         "request_timeout_seconds": 5.0,
+        "auth_retry_seconds": 0.0,  # poll again at once after an auth failure
     }
     values.update(overrides)
     return AccountConfig(**values)

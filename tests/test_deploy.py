@@ -80,7 +80,7 @@ def exported_metric_names() -> set[str]:
     store = Store(["default"])
     store.put(AccountSnapshot("default", {1: Observation(1, Status.OK, failing, 60, T0)}, 1, T0))
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
-    metrics.request_observer("default")("get_integration", "200", 0.1)
+    metrics.client_events("default").request("get_integration", "200", 0.1)
     metrics.observe_cycle("default", 0.1, True)
     text = generate_latest(metrics.registry).decode()
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))

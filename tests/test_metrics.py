@@ -169,7 +169,7 @@ def test_account_label_only_with_several_accounts() -> None:
     metrics = Metrics(store, ["eu", "us"], clock=lambda: T0)
     assert value(metrics, "integration_failing_seconds", account="eu", integration_id="7") == 3600
     assert value(metrics, "sendcloud_api_auth_ok", account="us") == 1
-    metrics.request_observer("us")("get_integration", "200", 0.1)
+    metrics.client_events("us").request("get_integration", "200", 0.1)
     metrics.observe_cycle("us", 0.2, True)
     assert (
         value(
@@ -186,7 +186,7 @@ def test_account_label_only_with_several_accounts() -> None:
 
 def test_self_metrics() -> None:
     metrics = Metrics(store_with(), ["default"], clock=lambda: T0)
-    observe = metrics.request_observer("default")
+    observe = metrics.client_events("default").request
     observe("list_integrations", "200", 0.3)
     observe("get_integration", "network_error", 5.0)
     metrics.observe_cycle("default", 1.5, False)
@@ -229,7 +229,7 @@ def test_promtool_check_metrics_is_clean(accounts: list[str]) -> None:
         )
     metrics = Metrics(store, accounts, clock=lambda: T0)
     for account in accounts:
-        metrics.request_observer(account)("get_integration", "200", 0.1)
+        metrics.client_events(account).request("get_integration", "200", 0.1)
         metrics.observe_cycle(account, 0.5, True)
         metrics.scheduler_event(account, "missed")
     result = subprocess.run(

@@ -30,6 +30,28 @@ async def no_sleep(seconds: float) -> None:
     return None
 
 
+class Recorded:
+    """ClientEvents that keep what they are told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str]] = []
+        self.pauses: list[float] = []
+        self.waited = 0.0
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.requests.append((endpoint, code))
+
+    def error(self, endpoint: str, reason: str) -> None:
+        self.errors.append((endpoint, reason))
+
+    def throttled(self, pause_seconds: float) -> None:
+        self.pauses.append(pause_seconds)
+
+    def budget_wait(self, seconds: float) -> None:
+        self.waited += seconds
+
+
 def client_for(sim: Simulator, secret: str = DEMO_SECRET_KEY, **kwargs: object) -> SendcloudClient:
     return SendcloudClient(sim.url, DEMO_PUBLIC_KEY, secret, sleep=no_sleep, **kwargs)  # type: ignore[arg-type]
 
@@ -146,14 +168,14 @@ async def test_connection_refused_is_unreachable() -> None:
 
 
 async def test_observer_sees_every_request(sim: Simulator) -> None:
-    seen: list[tuple[str, str]] = []
-    client = client_for(sim, observer=lambda endpoint, code, seconds: seen.append((endpoint, code)))
+    events = Recorded()
+    client = client_for(sim, events=events)
     await client.get_integration(1)
     with pytest.raises(NotFound):
         await client.get_integration(5)
     await client.list_integrations()
     await client.aclose()
-    assert seen == [
+    assert events.requests == [
         ("get_integration", "200"),
         ("get_integration", "404"),
         ("list_integrations", "200"),
