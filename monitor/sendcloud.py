@@ -9,12 +9,13 @@ origin: credentials are never sent anywhere else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import email.utils
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -201,9 +202,9 @@ class SendcloudClient:
     async def get_integration(self, integration_id: int) -> Integration:
         """GET /integrations/{id}; raises NotFound for a deleted or unknown integration."""
         response, raw = await self._request("get_integration", f"integrations/{integration_id}")
-        body = _json(response, raw)
-        data = body.get("data") if isinstance(body, dict) else None
-        return _parse_integration(data)
+        with self._counted("get_integration"):
+            body = _json(response, raw)
+            return _parse_integration(body.get("data") if isinstance(body, dict) else None)
 
     async def list_integrations(
         self, *, page_size: int = MAX_PAGE_SIZE, max_pages: int | None = None
@@ -222,24 +223,22 @@ class SendcloudClient:
         while True:
             response, raw = await self._request("list_integrations", url, params)
             pages += 1
-            body = _json(response, raw)
-            data = body.get("data") if isinstance(body, dict) else None
-            if not isinstance(data, list):
-                raise InvalidResponse(
-                    "list response has no 'data' array", status=200, reason="invalid_record"
-                )
-            for item in data:
-                try:
-                    found.append(_parse_integration(item))
-                except InvalidResponse:
-                    invalid += 1
-            next_url = self._next_link(response)
-            if next_url is None or (max_pages is not None and pages >= max_pages):
-                return ListResult(found, complete=next_url is None, pages=pages, invalid=invalid)
-            if str(next_url) in seen:
-                raise InvalidResponse(
-                    "pagination loops back to a page already read", status=200, reason="link_loop"
-                )
+            with self._counted("list_integrations"):
+                for item in _data_list(response, raw):
+                    try:
+                        found.append(_parse_integration(item))
+                    except InvalidResponse as exc:
+                        invalid += 1
+                        self._events.error("list_integrations", exc.reason)
+                next_url = self._next_link(response)
+                if next_url is None or (max_pages is not None and pages >= max_pages):
+                    return ListResult(found, next_url is None, pages=pages, invalid=invalid)
+                if str(next_url) in seen:
+                    raise InvalidResponse(
+                        "pagination loops back to a page already read",
+                        status=200,
+                        reason="link_loop",
+                    )
             seen.add(str(next_url))
             url, params = next_url, None
 
@@ -251,13 +250,17 @@ class SendcloudClient:
         response, raw = await self._request(
             "integration_logs", f"integrations/{integration_id}/logs", {"page_size": page_size}
         )
-        body = _json(response, raw)
-        data = body.get("data") if isinstance(body, dict) else None
-        if not isinstance(data, list):
-            raise InvalidResponse(
-                "logs response has no 'data' array", status=200, reason="invalid_record"
-            )
-        return [item for item in data if isinstance(item, dict)]
+        with self._counted("integration_logs"):
+            return [item for item in _data_list(response, raw) if isinstance(item, dict)]
+
+    @contextlib.contextmanager
+    def _counted(self, endpoint: str) -> Iterator[None]:
+        """Report a response that arrived but cannot be used."""
+        try:
+            yield
+        except InvalidResponse as exc:
+            self._events.error(endpoint, exc.reason)
+            raise
 
     def _next_link(self, response: httpx.Response) -> httpx.URL | None:
         link = response.links.get("next", {}).get("url")
@@ -423,6 +426,14 @@ def _json(response: httpx.Response, raw: bytes) -> Any:
         raise InvalidResponse(
             f"body is not JSON ({kind[:60]})", status=response.status_code, reason="invalid_json"
         ) from None
+
+
+def _data_list(response: httpx.Response, raw: bytes) -> list[Any]:
+    body = _json(response, raw)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise InvalidResponse("response has no 'data' array", status=200, reason="invalid_record")
+    return data
 
 
 def _parse_integration(data: object) -> Integration:

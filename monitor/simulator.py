@@ -18,9 +18,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
+import math
 import re
+import socket
+import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -181,9 +186,45 @@ def demo_integrations(now: datetime) -> list[SimIntegration]:
 
 @dataclass
 class Fault:
-    status: int
-    remaining: int
+    """Misbehaviour for the next ``count`` matching requests (records, for record faults).
+
+    Kinds: ``status`` (answer ``status``), ``malformed_json``, ``html`` (a maintenance page with
+    200), ``truncated`` (the body stops early), ``reset`` (the connection drops), ``oversized``
+    (a 6 MB body), ``slow`` (answer after ``delay`` seconds), and the record faults
+    ``wrong_types``, ``missing_fields``, ``unknown_fields``, ``far_future``, ``epoch``.
+    """
+
+    kind: str = "status"
+    status: int = 503
+    count: int = 1
     integration_id: int | None = None  # None: any API request
+    delay: float = 0.0
+
+    def remaining_for(self, integration_id: int | None) -> bool:
+        return self.count > 0 and self.integration_id in (None, integration_id)
+
+
+RECORD_FAULTS = frozenset(
+    {"wrong_types", "missing_fields", "unknown_fields", "far_future", "epoch"}
+)
+FAULT_KINDS = (
+    frozenset({"status", "malformed_json", "html", "truncated", "reset", "oversized", "slow"})
+    | RECORD_FAULTS
+)
+
+
+@dataclass
+class Reply:
+    """What the handler sends: JSON ``payload``, or raw ``body``; possibly late or broken."""
+
+    status: int
+    payload: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    content_type: str = "application/json"
+    delay: float = 0.0
+    truncate: bool = False
+    reset: bool = False
 
 
 class Simulator:
@@ -198,8 +239,14 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         clock: Callable[[], datetime] = utcnow,
+        rate_limit_per_minute: int | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
+        self.rate_limit_per_minute = rate_limit_per_minute
+        self._monotonic = monotonic
+        self._window: collections.deque[float] = collections.deque()
+        self.throttled = 0  # 429s answered by the rate limit
         self._faults: list[Fault] = []
         self.requests: list[str] = []
         self.clock = clock
@@ -272,10 +319,19 @@ class Simulator:
         with self._lock:
             self._integrations.pop(integration_id, None)
 
-    def inject_fault(self, status: int, count: int = 1, integration_id: int | None = None) -> None:
-        """Answer the next ``count`` matching API requests with ``status``."""
+    def inject_fault(
+        self,
+        status: int = 503,
+        count: int = 1,
+        integration_id: int | None = None,
+        kind: str = "status",
+        delay: float = 0.0,
+    ) -> None:
+        """Misbehave for the next ``count`` matching API requests (see :class:`Fault`)."""
+        if kind not in FAULT_KINDS:
+            raise ValueError(f"fault kind must be one of {', '.join(sorted(FAULT_KINDS))}")
         with self._lock:
-            self._faults.append(Fault(status, count, integration_id))
+            self._faults.append(Fault(kind, status, count, integration_id, delay))
 
     def request_count(self, prefix: str = "") -> int:
         with self._lock:
@@ -285,45 +341,74 @@ class Simulator:
 
     def handle_api(
         self, path: str, query: dict[str, list[str]], authorization: str | None
-    ) -> tuple[int, dict[str, str], Any]:
+    ) -> Reply:
         with self._lock:
             self.requests.append(path)
             if authorization != self._auth:
                 return _error(401, "authentication_failed", "Invalid username/password.")
+            limited = self._rate_limited()
+            if limited is not None:
+                return limited
             match = re.fullmatch(r"/integrations(?:/(\d+))?(/logs)?/?", path)
             if match is None:
                 return _error(404, "not_found", "Unknown endpoint.")
             integration_id = int(match.group(1)) if match.group(1) else None
-            fault = self._take_fault(integration_id)
+            fault = self._take_fault(integration_id, record=False)
+            if fault is not None and fault.kind not in ("slow",):
+                return _fault_reply(fault)
+            reply = self._answer(path, query, integration_id, bool(match.group(2)))
             if fault is not None:
-                return fault
-            now = self.clock()
-            if integration_id is None:
-                listed = [i for i in self._sorted() if i.scenario != "deleted"]
-                return self._page(path, query, listed, lambda i: i.render(now, self.epoch))
-            integration = self._integrations.get(integration_id)
-            record = integration.render(now, self.epoch) if integration else None
-            if integration is None or record is None:
-                return _error(
-                    404,
-                    "not_found",
-                    "The Integration could not be found with the search criteria given",
-                )
-            if match.group(2):
-                return self._page(path, query, integration.logs(now), lambda item: item)
-            return 200, {}, {"data": record}
+                reply.delay = fault.delay
+            return reply
+
+    def _answer(
+        self, path: str, query: dict[str, list[str]], integration_id: int | None, logs: bool
+    ) -> Reply:
+        now = self.clock()
+        if integration_id is None:
+            listed = [i for i in self._sorted() if i.scenario != "deleted"]
+            return self._page(path, query, listed, lambda i: self._record(i, now))
+        integration = self._integrations.get(integration_id)
+        record = self._record(integration, now) if integration else None
+        if integration is None or record is None:
+            return _error(
+                404,
+                "not_found",
+                "The Integration could not be found with the search criteria given",
+            )
+        if logs:
+            return self._page(path, query, integration.logs(now), lambda item: item)
+        return Reply(200, {"data": record})
+
+    def _record(self, integration: SimIntegration, now: datetime) -> dict[str, Any] | None:
+        record = integration.render(now, self.epoch)
+        fault = self._take_fault(integration.id, record=True)
+        return record if record is None or fault is None else _broken_record(record, fault.kind)
+
+    def _rate_limited(self) -> Reply | None:
+        """Sendcloud's limit: more than N requests in the last minute answer 429."""
+        if self.rate_limit_per_minute is None:
+            return None
+        now = self._monotonic()
+        while self._window and self._window[0] <= now - 60.0:
+            self._window.popleft()
+        if len(self._window) >= self.rate_limit_per_minute:
+            self.throttled += 1
+            retry_after = max(1, math.ceil(self._window[0] + 60.0 - now))
+            reply = _error(429, "too_many_requests", "Rate limit exceeded.")
+            reply.headers["Retry-After"] = str(retry_after)
+            return reply
+        self._window.append(now)
+        return None
 
     def _sorted(self) -> Iterator[SimIntegration]:
         return iter(sorted(self._integrations.values(), key=lambda i: i.id))
 
-    def _take_fault(self, integration_id: int | None) -> tuple[int, dict[str, str], Any] | None:
+    def _take_fault(self, integration_id: int | None, *, record: bool) -> Fault | None:
         for fault in self._faults:
-            if fault.integration_id in (None, integration_id) and fault.remaining > 0:
-                fault.remaining -= 1
-                headers = {"Retry-After": "1"} if fault.status == 429 else {}
-                code = "too_many_requests" if fault.status == 429 else "server_error"
-                status, _, body = _error(fault.status, code, "Injected fault.")
-                return status, headers, body
+            if fault.remaining_for(integration_id) and (fault.kind in RECORD_FAULTS) == record:
+                fault.count -= 1
+                return fault
         return None
 
     def _page(
@@ -332,7 +417,7 @@ class Simulator:
         query: dict[str, list[str]],
         items: list[T],
         render: Callable[[T], dict[str, Any] | None],
-    ) -> tuple[int, dict[str, str], Any]:
+    ) -> Reply:
         """One page of ``items`` (only that page is rendered), with a Link to the next."""
         try:
             size = int(query.get("page_size", [str(DEFAULT_PAGE_SIZE)])[0])
@@ -346,7 +431,8 @@ class Simulator:
             base = self.next_link_base or self.origin
             params = urlencode({"cursor": _encode_cursor(offset + size), "page_size": size})
             headers["Link"] = f'<{base}{API_PREFIX}{path}?{params}>; rel="next"'
-        return 200, headers, {"data": [render(item) for item in items[offset : offset + size]]}
+        page = [render(item) for item in items[offset : offset + size]]
+        return Reply(200, {"data": [item for item in page if item is not None]}, headers)
 
     def handle_control(self, method: str, path: str, body: Any) -> tuple[int, Any]:
         match = re.fullmatch(r"/integrations/(\d+)", path)
@@ -400,36 +486,75 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                     status, payload = sim.handle_control(method, parts.path[11:], body)
                 except (ValueError, TypeError, KeyError) as exc:
                     status, payload = 400, {"error": str(exc)}
-                self._send(status, {}, payload)
+                self._send(Reply(status, payload))
             elif parts.path.startswith(API_PREFIX + "/") and method == "GET":
                 path = parts.path[len(API_PREFIX) :]
                 auth = self.headers.get("Authorization")
-                self._send(*sim.handle_api(path, parse_qs(parts.query), auth))
+                self._send(sim.handle_api(path, parse_qs(parts.query), auth))
             else:
-                self._send(*_error(404, "not_found", "Unknown endpoint."))
+                self._send(_error(404, "not_found", "Unknown endpoint."))
 
-        def _send(self, status: int, headers: dict[str, str], payload: Any) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            if status == 401:
+        def _send(self, reply: Reply) -> None:
+            if reply.delay:
+                time.sleep(reply.delay)
+            if reply.reset:  # drop the connection with a TCP reset, no answer at all
+                self.connection.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                )
+                self.close_connection = True
+                return
+            data = reply.body if reply.body is not None else json.dumps(reply.payload).encode()
+            self.send_response(reply.status)
+            self.send_header("Content-Type", reply.content_type)
+            length = len(data) * 2 if reply.truncate else len(data)
+            self.send_header("Content-Length", str(length))
+            if reply.status == 401:
                 self.send_header("WWW-Authenticate", 'Basic realm="api"')
-            for name, value in headers.items():
+            for name, value in reply.headers.items():
                 self.send_header(name, value)
             self.end_headers()
             self.wfile.write(data)
+            if reply.truncate:
+                self.close_connection = True
 
     return Handler
 
 
-def _error(status: int, code: str, detail: str) -> tuple[int, dict[str, str], Any]:
+def _error(status: int, code: str, detail: str) -> Reply:
     title = {401: "Unauthorized", 404: "Not Found", 400: "Bad Request"}.get(status, "Error")
-    return (
-        status,
-        {},
-        {"errors": [{"status": str(status), "code": code, "title": title, "detail": detail}]},
-    )
+    error = {"status": str(status), "code": code, "title": title, "detail": detail}
+    return Reply(status, {"errors": [error]})
+
+
+def _fault_reply(fault: Fault) -> Reply:
+    if fault.kind == "status":
+        reply = _error(fault.status, "injected", "Injected fault.")
+        if fault.status == 429:
+            reply.headers["Retry-After"] = "1"
+        return reply
+    if fault.kind == "malformed_json":
+        return Reply(200, body=b'{"data": {"id": 1, "shop_name": ')
+    if fault.kind == "html":
+        html = b"<html><body><h1>Down for maintenance</h1></body></html>"
+        return Reply(200, body=html, content_type="text/html")
+    if fault.kind == "truncated":
+        return Reply(200, body=b'{"data": {"id": 1, "shop_name": "cut', truncate=True)
+    if fault.kind == "reset":
+        return Reply(200, reset=True)
+    padding = b"x" * (6 * 1024 * 1024)  # oversized
+    return Reply(200, body=b'{"data": {"id": 1, "shop_name": "' + padding + b'"}}')
+
+
+def _broken_record(record: dict[str, Any], kind: str) -> dict[str, Any]:
+    if kind == "wrong_types":
+        return {**record, "id": "not-a-number", "webhook_active": {"nested": True}}
+    if kind == "missing_fields":
+        return {"shop_name": record["shop_name"]}
+    if kind == "unknown_fields":
+        return {**record, "brand_new_field": {"added": "later"}, "another": [1, 2, 3]}
+    if kind == "far_future":
+        return {**record, "started_failing_at": "9999-12-31T23:59:59Z"}
+    return {**record, "last_fetched_at": "1970-01-01T00:00:00Z"}  # epoch
 
 
 def _encode_cursor(offset: int) -> str:
