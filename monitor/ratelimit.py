@@ -47,12 +47,12 @@ class RequestBudget:
                 now = self._clock()
                 self._refill(now)
                 delay = max(0.0, self._paused_until - now)
-                if delay == 0.0 and self._tokens >= 1.0:
-                    self._tokens -= 1.0
+                if delay == 0.0 and self._tokens >= 1.0 - 1e-9:
+                    self._tokens = max(0.0, self._tokens - 1.0)
                     self.acquired += 1
                     return waited
                 if delay == 0.0:
-                    delay = (1.0 - self._tokens) / self._rate
+                    delay = max(1e-6, (1.0 - self._tokens) / self._rate)
                 await self._sleep(delay)
                 waited += delay
 

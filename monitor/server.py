@@ -41,6 +41,8 @@ class _IPv6Server(_ThreadingServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    disable_nagle_algorithm = True
+
     def log_message(self, format: str, *args: Any) -> None:
         return  # scrapes every few seconds would drown the useful log lines
 
