@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from monitor.alerting import Alerter
 from monitor.health import utcnow
 from monitor.metrics import Metrics
+from monitor.oauth import OAuth2ClientCredentials
 from monitor.poller import AccountPoller
 from monitor.ratelimit import RequestBudget
 from monitor.sendcloud import SendcloudClient
@@ -75,6 +76,7 @@ async def open_pollers(
             max_connections=account.max_concurrency,
             events=metrics.client_events(account.name),
             budget=budget,
+            auth=_auth(account),
             transport=transport,
         )
         for account, budget in zip(accounts, budgets, strict=True)
@@ -89,6 +91,18 @@ async def open_pollers(
     finally:
         for client in clients:
             await client.aclose()
+
+
+def _auth(account: AccountConfig) -> httpx.Auth | None:
+    """OAuth2 client credentials when configured; None means Basic auth with the keys."""
+    if account.auth != "oauth2":
+        return None
+    return OAuth2ClientCredentials(
+        account.oauth2_token_url,
+        account.public_key.get_secret_value(),
+        account.secret_key.get_secret_value(),
+        scope=account.oauth2_scope,
+    )
 
 
 class Daemon:

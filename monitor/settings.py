@@ -37,6 +37,7 @@ from pydantic_settings import (
 )
 
 from monitor.alerts import AlertRules
+from monitor.oauth import DEFAULT_TOKEN_URL
 
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
@@ -48,6 +49,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "SENDCLOUD_PUBLIC_KEY": ("sendcloud", "public_key"),
     "SENDCLOUD_SECRET_KEY": ("sendcloud", "secret_key"),
     "SENDCLOUD_SECRET_KEY_FILE": ("sendcloud", "secret_key_file"),
+    "SENDCLOUD_AUTH": ("sendcloud", "auth"),
+    "SENDCLOUD_OAUTH2_TOKEN_URL": ("sendcloud", "oauth2_token_url"),
     "MONITOR_INTEGRATION_IDS": ("sendcloud", "integration_ids"),
     "MONITOR_POLL_INTERVAL_SECONDS": ("defaults", "poll_interval_seconds"),
     "MONITOR_STALE_AFTER_SECONDS": ("defaults", "stale_after_seconds"),
@@ -94,6 +97,9 @@ class AccountSettings(_Strict):
     public_key: SecretStr | None = None
     secret_key: SecretStr | None = None
     secret_key_file: Path | None = None
+    auth: Literal["basic", "oauth2"] = "basic"
+    oauth2_token_url: str = DEFAULT_TOKEN_URL
+    oauth2_scope: str = "api"
     integration_ids: Literal["all"] | list[PositiveInt] = "all"
     poll_interval_seconds: float | None = Field(default=None, ge=5, le=86400)
     stale_after_seconds: PositiveFloat | None = None
@@ -108,6 +114,13 @@ class AccountSettings(_Strict):
     def _name(cls, value: str) -> str:
         if not _ACCOUNT_NAME.match(value):
             raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("oauth2_token_url")
+    @classmethod
+    def _token_url(cls, value: str) -> str:
+        """Checked like the API URL, but kept exactly: the token path ends in a slash."""
+        cls._api_url(value)
         return value
 
     @field_validator("api_url")
@@ -248,6 +261,9 @@ class AccountConfig:
     stale_overrides: Mapping[int, float] = field(default_factory=dict)
     max_requests_per_minute: int = 900
     auth_retry_seconds: float = 300.0
+    auth: str = "basic"  # or "oauth2": client credentials at oauth2_token_url
+    oauth2_token_url: str = DEFAULT_TOKEN_URL
+    oauth2_scope: str = "api"
 
     def stale_after(self, integration_id: int) -> float:
         """The stale threshold for one integration (its override, else the account's)."""
@@ -447,6 +463,9 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
         request_timeout_seconds=account.request_timeout_seconds or defaults.request_timeout_seconds,
         max_requests_per_minute=account.max_requests_per_minute or defaults.max_requests_per_minute,
         auth_retry_seconds=_first(account.auth_retry_seconds, defaults.auth_retry_seconds),
+        auth=account.auth,
+        oauth2_token_url=account.oauth2_token_url,
+        oauth2_scope=account.oauth2_scope,
         stale_overrides={
             integration_id: override.stale_after_seconds
             for integration_id, override in account.integrations.items()
@@ -526,6 +545,8 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
             {
                 "name": account.name,
                 "api_url": account.api_url,
+                "auth": account.auth,
+                "oauth2_token_url": account.oauth2_token_url,
                 "public_key": "********",
                 "secret_key": "********",
                 "integration_ids": list(account.integration_ids)

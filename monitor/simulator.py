@@ -22,6 +22,7 @@ import collections
 import json
 import math
 import re
+import secrets
 import socket
 import struct
 import threading
@@ -38,6 +39,7 @@ from monitor.health import utcnow
 DEMO_PUBLIC_KEY = "demo-public-key"
 DEMO_SECRET_KEY = "demo-secret-key"  # noqa: S105 - the simulator's built-in demo credential
 API_PREFIX = "/api/v3"
+TOKEN_PATH = "/oauth2/token/"  # noqa: S105 - a path
 DEFAULT_PAGE_SIZE = 25
 HEALTHY_FETCH_PERIOD = timedelta(minutes=5)
 
@@ -247,6 +249,9 @@ class Simulator:
         self._monotonic = monotonic
         self._window: collections.deque[float] = collections.deque()
         self.throttled = 0  # 429s answered by the rate limit
+        self.token_lifetime = 3600  # seconds, for OAuth2 access tokens
+        self.token_requests = 0
+        self._tokens: dict[str, float] = {}  # OAuth2 access token -> expiry (monotonic)
         self._faults: list[Fault] = []
         self.requests: list[str] = []
         self.clock = clock
@@ -269,6 +274,11 @@ class Simulator:
     def url(self) -> str:
         """The API base URL to configure the monitor with."""
         return self.origin + API_PREFIX
+
+    @property
+    def token_url(self) -> str:
+        """The OAuth2 token endpoint (client credentials: the same keys as Basic auth)."""
+        return self.origin + TOKEN_PATH
 
     def start(self) -> Simulator:
         self._thread = threading.Thread(
@@ -333,6 +343,33 @@ class Simulator:
         with self._lock:
             self._faults.append(Fault(kind, status, count, integration_id, delay))
 
+    def revoke_tokens(self) -> None:
+        """Invalidate every OAuth2 access token issued so far."""
+        with self._lock:
+            self._tokens.clear()
+
+    def handle_token(self, form: dict[str, list[str]], authorization: str | None) -> Reply:
+        """``POST /oauth2/token/`` with ``grant_type=client_credentials``."""
+        with self._lock:
+            self.token_requests += 1
+            if authorization != self._auth:
+                return Reply(401, {"error": "invalid_client"})
+            if form.get("grant_type") != ["client_credentials"]:
+                return Reply(400, {"error": "unsupported_grant_type"})
+            if form.get("scope", ["api"]) != ["api"]:
+                return Reply(400, {"error": "invalid_scope"})
+            token = secrets.token_urlsafe(24)
+            self._tokens[token] = self._monotonic() + self.token_lifetime
+            return Reply(200, {"access_token": token, "token_type": "Bearer",
+                               "expires_in": self.token_lifetime, "scope": "api"})  # fmt: skip
+
+    def _authorized(self, authorization: str | None) -> bool:
+        if authorization == self._auth:
+            return True
+        scheme, _, token = (authorization or "").partition(" ")
+        expiry = self._tokens.get(token)
+        return scheme == "Bearer" and expiry is not None and self._monotonic() < expiry
+
     def request_count(self, prefix: str = "") -> int:
         with self._lock:
             return sum(1 for path in self.requests if path.startswith(prefix))
@@ -344,7 +381,7 @@ class Simulator:
     ) -> Reply:
         with self._lock:
             self.requests.append(path)
-            if authorization != self._auth:
+            if not self._authorized(authorization):
                 return _error(401, "authentication_failed", "Invalid username/password.")
             limited = self._rate_limited()
             if limited is not None:
@@ -488,6 +525,9 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 except (ValueError, TypeError, KeyError) as exc:
                     status, payload = 400, {"error": str(exc)}
                 self._send(Reply(status, payload))
+            elif parts.path == TOKEN_PATH and method == "POST":
+                form = parse_qs(raw.decode("utf-8", "replace"))
+                self._send(sim.handle_token(form, self.headers.get("Authorization")))
             elif parts.path.startswith(API_PREFIX + "/") and method == "GET":
                 path = parts.path[len(API_PREFIX) :]
                 auth = self.headers.get("Authorization")

@@ -153,3 +153,30 @@ def test_demo_shows_healthy_failing_and_stale() -> None:
     finally:
         daemon.kill()
     assert code == 0
+
+
+@pytest.mark.timeout(60)
+def test_oauth2_end_to_end(e2e_sim: Simulator) -> None:
+    port = free_port()
+    env = daemon_env(e2e_sim, port, SENDCLOUD_AUTH="oauth2",
+                     SENDCLOUD_OAUTH2_TOKEN_URL=e2e_sim.token_url)  # fmt: skip
+    daemon = DaemonProcess(["run"], env, port)
+    try:
+        daemon.wait_ready()
+        assert daemon.metric("integration_up", integration_id="2") == 1
+        assert daemon.metric("sendcloud_api_auth_ok") == 1
+        e2e_sim.revoke_tokens()  # the next poll gets a 401, refreshes once and replays
+        daemon.wait_for(lambda: e2e_sim.token_requests == 2, 15, "a token refresh")
+        daemon.wait_for(lambda: e2e_sim.request_count() >= 4, 15, "the replayed poll")
+        assert daemon.metric("sendcloud_api_auth_ok") == 1
+        metrics_text = daemon.get("/metrics").text
+        code, _ = daemon.terminate()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert daemon.events("sendcloud_auth_failed") == []
+    tokens = list(e2e_sim._tokens)
+    assert tokens
+    for secret in (SECRET, PUBLIC, *tokens):
+        assert secret not in daemon.output
+        assert secret not in metrics_text
