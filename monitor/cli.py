@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import structlog
 import yaml
@@ -32,6 +33,7 @@ from monitor.settings import (
 )
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
 from monitor.state import AccountSnapshot, Status, Store
+from monitor.webconfig import WebConfig, load_web_config
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CONFIG = 2
@@ -80,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         command(name, help_text, handler).add_argument(
             "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
         )
+    commands.choices["run"].add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="PATH",
+        help="TLS and basic auth for the HTTP endpoints, in the Prometheus exporter-toolkit "
+        "format (or MONITOR_WEB_CONFIG_FILE)",
+    )
     demo = command("demo", "run the daemon against the built-in Sendcloud simulator", _demo)
     demo.add_argument("--listen", default="127.0.0.1:9877", help="metrics address (host:port)")
     demo.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
@@ -94,11 +103,17 @@ def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:
 
 def _run(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
+    web = _web_config(args)
     logs.configure(
         settings.log_format, level=_level(settings.log_level), secrets=settings.secrets()
     )
     listen = parse_listen_address(settings.listen_address)
-    return _serve(accounts, listen, settings.alerting)
+    return _serve(accounts, listen, settings.alerting, web)
+
+
+def _web_config(args: argparse.Namespace) -> WebConfig | None:
+    named = args.web_config_file or os.environ.get("MONITOR_WEB_CONFIG_FILE")
+    return load_web_config(Path(named)) if named else None
 
 
 def _level(name: str) -> int:
@@ -109,9 +124,10 @@ def _serve(
     accounts: list[AccountConfig],
     listen: tuple[str, int],
     alerting: AlertingSettings | None = None,
+    web: WebConfig | None = None,
 ) -> int:
     try:
-        daemon = Daemon(accounts, listen, alerting=alerting)
+        daemon = Daemon(accounts, listen, alerting=alerting, web_config=web)
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME

@@ -35,6 +35,7 @@ from monitor.server import HttpServer, make_app
 from monitor.settings import AccountConfig, AlertingSettings
 from monitor.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.state import Store
+from monitor.webconfig import WebConfig, protect
 
 log = structlog.get_logger("monitor.scheduler")
 
@@ -114,6 +115,7 @@ class Daemon:
         listen: tuple[str, int],
         *,
         alerting: AlertingSettings | None = None,
+        web_config: WebConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
@@ -127,7 +129,9 @@ class Daemon:
             clock=clock,
             poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
         )
-        self.server = HttpServer(*listen, make_app(self.metrics.registry, self.store.ready))
+        app = make_app(self.metrics.registry, self.store.ready)
+        web = web_config or WebConfig()
+        self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
         self._clock = clock
         self._transport = transport
 

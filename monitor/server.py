@@ -7,6 +7,7 @@ Served by a threaded WSGI server in its own threads (like prometheus-client's ow
 from __future__ import annotations
 
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from html import escape
@@ -34,6 +35,21 @@ LANDING = """<!doctype html>
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """With TLS, wrap each connection; the handshake happens in the request's own thread,
+        so a slow or plain-HTTP client never blocks accepting others."""
+        sock, address = super().get_request()
+        if self.ssl_context is None:
+            return sock, address
+        wrapped = self.ssl_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # failed handshakes and dropped clients are not the operator's problem
 
 
 class _IPv6Server(_ThreadingServer):
@@ -87,11 +103,13 @@ class HttpServer:
         host: str,
         port: int,
         app: Callable[[Environ, StartResponse], Iterable[bytes]],
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         server_class = _IPv6Server if ":" in host else _ThreadingServer
         self._server = make_server(
             host, port, app, server_class=server_class, handler_class=_QuietHandler
         )
+        self._server.ssl_context = ssl_context
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},  # quick shutdown()
