@@ -88,8 +88,11 @@ class OAuth2ClientCredentials(httpx.Auth):
         body = _json_object(response)
         token, lifetime = body.get("access_token"), body.get("expires_in", 3600)
         if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
-            raise InvalidResponse("the OAuth2 token response has no usable access_token",
-                                  status=200, reason="token_error")  # fmt: skip
+            raise InvalidResponse(
+                "the OAuth2 token response has no usable access_token",
+                status=200,
+                reason="token_error",
+            )
         self._token = token
         self._expires_at = self._clock() + float(lifetime)
         self.refreshes += 1

@@ -360,8 +360,15 @@ class Simulator:
                 return Reply(400, {"error": "invalid_scope"})
             token = secrets.token_urlsafe(24)
             self._tokens[token] = self._monotonic() + self.token_lifetime
-            return Reply(200, {"access_token": token, "token_type": "Bearer",
-                               "expires_in": self.token_lifetime, "scope": "api"})  # fmt: skip
+            return Reply(
+                200,
+                {
+                    "access_token": token,
+                    "token_type": "Bearer",
+                    "expires_in": self.token_lifetime,
+                    "scope": "api",
+                },
+            )
 
     def _authorized(self, authorization: str | None) -> bool:
         if authorization == self._auth:

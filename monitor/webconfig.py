@@ -169,11 +169,14 @@ def protect(app: App, config: WebConfig) -> App:
         protected = config.users and path not in UNPROTECTED
         if protected and not allowed(environ.get("HTTP_AUTHORIZATION", "")):
             body = b"unauthorized\n"
-            with_headers("401 Unauthorized", [
-                ("WWW-Authenticate", 'Basic realm="integration-monitor"'),
-                ("Content-Type", "text/plain; charset=utf-8"),
-                ("Content-Length", str(len(body))),
-            ])  # fmt: skip
+            with_headers(
+                "401 Unauthorized",
+                [
+                    ("WWW-Authenticate", 'Basic realm="integration-monitor"'),
+                    ("Content-Type", "text/plain; charset=utf-8"),
+                    ("Content-Length", str(len(body))),
+                ],
+            )
             return [body]
         return app(environ, with_headers)
 

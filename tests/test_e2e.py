@@ -158,8 +158,9 @@ def test_demo_shows_healthy_failing_and_stale() -> None:
 @pytest.mark.timeout(60)
 def test_oauth2_end_to_end(e2e_sim: Simulator) -> None:
     port = free_port()
-    env = daemon_env(e2e_sim, port, SENDCLOUD_AUTH="oauth2",
-                     SENDCLOUD_OAUTH2_TOKEN_URL=e2e_sim.token_url)  # fmt: skip
+    env = daemon_env(
+        e2e_sim, port, SENDCLOUD_AUTH="oauth2", SENDCLOUD_OAUTH2_TOKEN_URL=e2e_sim.token_url
+    )
     daemon = DaemonProcess(["run"], env, port)
     try:
         daemon.wait_ready()

@@ -132,10 +132,19 @@ async def test_one_integration_misbehaves(
         )
         # the last good values are kept, and keep ageing at scrape time
         assert rig.value("integration_failing_seconds", integration_id="2") == before + 60
-        assert rig.value("integration_info", integration_id="2", shop_name="Shop 2",
-                         shop_url="https://shop.example.com/", integration_type="api",
-                         feedback_type="eager", service_point_enabled="true",
-                         webhook_active="true") == 1  # fmt: skip
+        assert (
+            rig.value(
+                "integration_info",
+                integration_id="2",
+                shop_name="Shop 2",
+                shop_url="https://shop.example.com/",
+                integration_type="api",
+                feedback_type="eager",
+                service_point_enabled="true",
+                webhook_active="true",
+            )
+            == 1
+        )
     for other in ("1", "3"):  # the others are untouched
         assert rig.value("integration_up", integration_id=other) == 1
         assert rig.value("integration_failing", integration_id=other) == 0
@@ -164,8 +173,11 @@ async def test_the_whole_api_misbehaves(
     for integration_id in ("1", "2", "3"):
         assert rig.value("integration_up", integration_id=integration_id) == 0
         assert rig.value("integration_failing_seconds", integration_id=integration_id) is not None
-    events = [e["event"] for e in captured_logs.lines()
-              if e["event"] in ("account_poll_failed", "sendcloud_auth_failed")]  # fmt: skip
+    events = [
+        e["event"]
+        for e in captured_logs.lines()
+        if e["event"] in ("account_poll_failed", "sendcloud_auth_failed")
+    ]
     assert len(events) == 1  # once per episode, not per poll or per integration
     assert rig.value("integration_monitor_polls_total", outcome="error") == 2
     rig.sim._faults.clear()

@@ -67,8 +67,9 @@ async def test_3000_requests_against_1000_per_minute_get_no_429() -> None:
     shops = [SimIntegration(i) for i in range(1, 3001)]
     with Simulator(shops, rate_limit_per_minute=1000, monotonic=virtual) as sim:
         budget = RequestBudget(900, clock=virtual, sleep=sleep)
-        client = SendcloudClient(sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget,
-                                 sleep=sleep, monotonic=virtual)  # fmt: skip
+        client = SendcloudClient(
+            sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget, sleep=sleep, monotonic=virtual
+        )
         limit = asyncio.Semaphore(8)
 
         async def get(integration_id: int) -> int:

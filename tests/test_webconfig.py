@@ -162,8 +162,12 @@ def test_bad_web_config_exits_2_with_the_reason(files: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "SENDCLOUD_PUBLIC_KEY": "p", "SENDCLOUD_SECRET_KEY": "s"}
     result = subprocess.run(
         [sys.executable, "-m", "monitor", "run", "--web.config.file", str(path)],
-        env=env, capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 2
     assert "not a bcrypt hash" in result.stderr
     assert "Traceback" not in result.stderr

@@ -1,0 +1,158 @@
+"""Lifecycle: SIGTERM in the middle of a poll, and an accelerated soak for leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from monitor import logs
+from monitor.scheduler import Daemon
+from monitor.simulator import SimIntegration, Simulator
+
+from .conftest import account_for, free_port
+from .daemon import DaemonProcess
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_mid_poll_stops_within_5_seconds() -> None:
+    with Simulator([SimIntegration(i) for i in (1, 2, 3)]) as sim:
+        port = free_port()
+        env = {
+            "SENDCLOUD_API_URL": sim.url,
+            "SENDCLOUD_PUBLIC_KEY": "demo-public-key",
+            "SENDCLOUD_SECRET_KEY": "demo-secret-key",
+            "MONITOR_INTEGRATION_IDS": "all",
+            "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+        }
+        sim.inject_fault(kind="slow", delay=8.0, count=1)  # the first poll hangs for 8 s
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_for(lambda: sim.request_count() == 1, 15, "the first request in flight")
+            assert daemon.get("/readyz").status_code == 503  # the poll has not finished
+            code, seconds = daemon.terminate(timeout=10)
+        finally:
+            daemon.kill()
+    assert code == 0
+    assert seconds < 5
+    assert daemon.events("shutdown_cancelled_polls")  # the in-flight poll was cancelled
+    assert "Traceback" not in daemon.output
+
+
+SOAK_INTEGRATIONS = 1000
+# About 8 cycles a second of 1000 integrations (each ~100 ms of parsing, derivation and alert
+# evaluation): 60 s gives ~500 cycles. SOAK_SECONDS=300 runs a few thousand.
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "60"))
+FAULTS = ["status", "malformed_json", "html", "truncated", "reset", "wrong_types", "far_future"]
+
+
+@pytest.fixture
+def remote_simulator() -> Iterator[str]:
+    """The simulator in its own process: the soak measures only the daemon's memory."""
+    port = free_port()
+    code = (
+        "from monitor.simulator import SimIntegration, Simulator\n"
+        f"shops = [SimIntegration(i, 'failing' if i % 7 == 0 else 'healthy') "
+        f"for i in range(1, {SOAK_INTEGRATIONS + 1})]\n"
+        f"Simulator(shops, port={port}).serve_forever()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code])
+    origin = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            httpx.get(origin + "/_simulator/requests", timeout=1)
+            break
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, "simulator did not start"
+            time.sleep(0.1)
+    try:
+        yield origin
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def rss_kib() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def quiet_logs() -> Iterator[None]:
+    with open(os.devnull, "w") as devnull:
+        logs.configure("json", stream=devnull)
+        yield
+    logs.configure("json")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(SOAK_SECONDS + 120)
+@pytest.mark.usefixtures("quiet_logs")
+async def test_soak_memory_and_descriptors_stay_flat(remote_simulator: str) -> None:
+    await soak(remote_simulator)
+
+
+async def soak(origin: str) -> None:
+    sim_url = origin + "/api/v3"
+    account = replace(
+        account_for(RemoteSimulator(sim_url), None),  # type: ignore[arg-type]
+        poll_interval_seconds=0.05,
+        max_requests_per_minute=10**6,  # accelerated: the budget is tested elsewhere
+    )
+    daemon = Daemon([account], ("127.0.0.1", 0))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(daemon.run(stop))
+    rng = random.Random(7)  # noqa: S311 - reproducible fault schedule
+    control = httpx.AsyncClient(base_url=origin + "/_simulator")
+
+    async def cycles() -> int:
+        return daemon.store.get("default").cycles_completed
+
+    started = time.monotonic()
+    baseline: tuple[int, int] | None = None
+    try:
+        while time.monotonic() - started < SOAK_SECONDS:
+            await asyncio.sleep(0.5)
+            fault = {"kind": rng.choice(FAULTS), "status": rng.choice([500, 502, 503, 429]),
+                     "count": rng.randint(1, 3)}  # fmt: skip
+            if rng.random() < 0.7:
+                fault["integration_id"] = rng.randint(1, SOAK_INTEGRATIONS)
+            await control.post("/faults", json=fault)
+            if baseline is None and await cycles() >= 100:
+                baseline = (rss_kib(), open_fds())  # warm: pools, caches, first alerts
+        done = await cycles()
+    finally:
+        stop.set()
+        await asyncio.wait_for(runner, timeout=10)
+        await control.aclose()
+    assert baseline is not None, "fewer than 100 cycles ran"
+    rss_growth = rss_kib() - baseline[0]
+    fd_growth = open_fds() - baseline[1]
+    print(f"soak: {done} cycles of {SOAK_INTEGRATIONS} integrations in {SOAK_SECONDS:.0f} s, "
+          f"RSS growth after warm-up {rss_growth} KiB, fd growth {fd_growth}")  # fmt: skip
+    assert done >= SOAK_SECONDS * 5
+    assert rss_growth < 20 * 1024
+    assert fd_growth <= 2
+
+
+class RemoteSimulator:
+    """Just what account_for needs of a simulator running in another process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url

@@ -1,0 +1,151 @@
+"""Property-based tests: arbitrary API data never crashes the parser, never produces negative
+durations, never breaks the exposition format and never forges a log line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor import logs
+from monitor.health import derive
+from monitor.metrics import Metrics
+from monitor.sendcloud import ApiError, Integration, SendcloudClient, _parse_integration
+from monitor.state import AccountSnapshot, Observation, Status, Store
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+FIELDS = [
+    "id",
+    "shop_name",
+    "shop_url",
+    "type",
+    "started_failing_at",
+    "last_fetched_at",
+    "created_at",
+    "updated_at",
+    "service_point_enabled",
+    "webhook_active",
+    "feedback_type",
+]
+records = st.dictionaries(st.sampled_from(FIELDS) | st.text(max_size=5), json_values, max_size=12)
+timestamps = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31), timezones=st.just(UTC)
+)
+
+
+@given(records)
+def test_parser_accepts_or_rejects_cleanly(data: dict[str, Any]) -> None:
+    reason = None
+    try:
+        record = _parse_integration(data)
+    except ApiError as exc:
+        reason = exc.reason
+    else:
+        assert isinstance(record.id, int)
+    assert reason in (None, "invalid_record")
+
+
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.binary(max_size=300) | json_values.map(lambda v: json.dumps(v).encode()),
+    st.sampled_from([200, 201, 204, 301, 400, 404, 418, 500, 503]),
+)
+def test_client_turns_any_body_into_a_record_or_an_api_error(body: bytes, status: int) -> None:
+    async def run() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
+
+        async def no_sleep(seconds: float) -> None:
+            return None
+
+        client = SendcloudClient(
+            "https://api.test/api/v3", "p", "s", transport=transport, sleep=no_sleep
+        )
+        with contextlib.suppress(ApiError):
+            await client.get_integration(1)
+        with contextlib.suppress(ApiError):
+            await client.list_integrations()
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+@given(
+    started=st.none() | timestamps,
+    fetched=st.none() | timestamps,
+    created=st.none() | timestamps,
+    now=timestamps,
+    threshold=st.floats(min_value=1, max_value=10**7),
+)
+def test_derived_durations_are_never_negative(
+    started: datetime | None,
+    fetched: datetime | None,
+    created: datetime | None,
+    now: datetime,
+    threshold: float,
+) -> None:
+    record = Integration(
+        id=1, started_failing_at=started, last_fetched_at=fetched, created_at=created
+    )
+    health = derive(record, now, threshold)
+    assert health.failing_seconds >= 0
+    assert health.clock_skew_seconds >= 0
+    assert health.failing == (started is not None)
+    if health.staleness_seconds is None:
+        assert fetched is None
+        assert created is None
+        assert not health.stale
+    else:
+        assert health.staleness_seconds >= 0
+        assert health.stale == (health.staleness_seconds > threshold)
+
+
+@settings(max_examples=80)
+@given(name=st.text(), url=st.text(), kind=st.text(max_size=20))
+def test_api_strings_cannot_break_the_exposition(name: str, url: str, kind: str) -> None:
+    now = datetime(2026, 11, 27, tzinfo=UTC)
+    record = Integration(
+        id=5, shop_name=name, shop_url=url, type=kind, started_failing_at=now - timedelta(hours=1)
+    )
+    store = Store(["default"])
+    store.put(AccountSnapshot("default", {5: Observation(5, Status.OK, record, 60, now)}, 1, now))
+    text = generate_latest(Metrics(store, ["default"], clock=lambda: now).registry).decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    [info] = families["integration_info"].samples
+    assert info.labels["shop_name"] == name
+    assert info.labels["shop_url"] == url
+    assert info.labels["integration_type"] == kind
+    [failing] = families["integration_failing_seconds"].samples
+    assert failing.value == 3600
+    assert failing.labels == {"integration_id": "5"}  # nothing injected next to it
+
+
+@settings(max_examples=80)
+@given(st.text().filter(lambda text: "://" not in text))  # URLs lose their query strings
+def test_api_strings_cannot_forge_log_lines(name: str) -> None:
+    stream = io.StringIO()
+    logs.configure("json", stream=stream)
+    try:
+        structlog.get_logger("t").warning("alert", shop_name=name, summary=f"about {name}")
+    finally:
+        logs.configure("json")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    entry = json.loads(lines[0])
+    assert entry["event"] == "alert"
+    assert entry["shop_name"] == logs.scrubber.scrub(name)
