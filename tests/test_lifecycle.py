@@ -129,8 +129,11 @@ async def soak(origin: str) -> None:
     try:
         while time.monotonic() - started < SOAK_SECONDS:
             await asyncio.sleep(0.5)
-            fault = {"kind": rng.choice(FAULTS), "status": rng.choice([500, 502, 503, 429]),
-                     "count": rng.randint(1, 3)}  # fmt: skip
+            fault = {
+                "kind": rng.choice(FAULTS),
+                "status": rng.choice([500, 502, 503, 429]),
+                "count": rng.randint(1, 3),
+            }
             if rng.random() < 0.7:
                 fault["integration_id"] = rng.randint(1, SOAK_INTEGRATIONS)
             await control.post("/faults", json=fault)
@@ -144,8 +147,10 @@ async def soak(origin: str) -> None:
     assert baseline is not None, "fewer than 100 cycles ran"
     rss_growth = rss_kib() - baseline[0]
     fd_growth = open_fds() - baseline[1]
-    print(f"soak: {done} cycles of {SOAK_INTEGRATIONS} integrations in {SOAK_SECONDS:.0f} s, "
-          f"RSS growth after warm-up {rss_growth} KiB, fd growth {fd_growth}")  # fmt: skip
+    print(
+        f"soak: {done} cycles of {SOAK_INTEGRATIONS} integrations in {SOAK_SECONDS:.0f} s, "
+        f"RSS growth after warm-up {rss_growth} KiB, fd growth {fd_growth}"
+    )
     assert done >= SOAK_SECONDS * 5
     assert rss_growth < 20 * 1024
     assert fd_growth <= 2

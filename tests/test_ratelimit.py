@@ -87,3 +87,76 @@ async def test_3000_requests_against_1000_per_minute_get_no_429() -> None:
     print(f"achieved {rate:.0f} requests per budget minute (budget 900, limit 1000)")
     assert rate <= 910  # never above the budget (plus its one-second burst)
     assert rate >= 600  # and the budget is used, not wasted
+
+
+async def test_429_pauses_the_account_and_is_counted(captured_logs: object) -> None:
+    """A server stricter than the budget: 429s pause the account, retries then get through."""
+    from prometheus_client import generate_latest
+
+    from monitor.metrics import Metrics
+    from monitor.state import Store
+
+    def virtual() -> float:
+        return time.monotonic() * 60  # one real second is a budget minute
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / 60)
+
+    metrics = Metrics(Store(["default"]), ["default"])
+    with Simulator([SimIntegration(1)], rate_limit_per_minute=5, monotonic=virtual) as sim:
+        client = SendcloudClient(
+            sim.url,
+            DEMO_PUBLIC_KEY,
+            DEMO_SECRET_KEY,
+            budget=RequestBudget(900, clock=virtual, sleep=sleep),
+            events=metrics.client_events("default"),
+            sleep=sleep,
+            monotonic=virtual,
+            max_attempts=5,
+        )
+        for _ in range(8):
+            assert (await client.get_integration(1)).id == 1
+        await client.aclose()
+    assert sim.throttled >= 1
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = generate_latest(metrics.registry).decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    throttled = values["sendcloud_api_throttled_total"]
+    waited = values["sendcloud_api_budget_wait_seconds_total"]
+    assert throttled == sim.throttled
+    assert waited > 0
+
+
+async def test_a_cycle_too_big_for_its_interval_warns_once(captured_logs: object) -> None:
+    from dataclasses import replace
+
+    from monitor.metrics import Metrics
+    from monitor.poller import AccountPoller
+    from monitor.state import Store
+
+    from .conftest import LogCapture, account_for
+
+    assert isinstance(captured_logs, LogCapture)
+    clock = Clock()
+    with Simulator([SimIntegration(i) for i in range(1, 1001)]) as sim:
+        account = replace(
+            account_for(sim, None), poll_interval_seconds=5, max_requests_per_minute=60
+        )
+        budget = RequestBudget(60, clock=clock, sleep=clock.sleep)
+        client = SendcloudClient(sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget)
+        store = Store(["default"])
+        poller = AccountPoller(
+            account,
+            client,
+            store,
+            budget=budget,
+            on_cycle=Metrics(store, ["default"]).observe_cycle,
+        )
+        await poller.poll()  # 10 pages at one request a second: 10 s > 5 s
+        await poller.poll()
+        await client.aclose()
+    [warning] = captured_logs.events("poll_interval_too_short")
+    assert warning["requests_per_cycle"] == 10
+    assert warning["smallest_feasible_interval_seconds"] == 10
+    assert clock.now >= 19  # the cycles were stretched to the budget, not the interval

@@ -171,3 +171,50 @@ def test_bad_web_config_exits_2_with_the_reason(files: Path) -> None:
     assert result.returncode == 2
     assert "not a bcrypt hash" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_the_daemon_serves_tls_and_basic_auth_end_to_end(files: Path, sim: object) -> None:
+    from monitor.simulator import Simulator
+
+    from .conftest import free_port
+    from .daemon import DaemonProcess
+
+    assert isinstance(sim, Simulator)
+    path = write(
+        files,
+        f"""
+tls_server_config: {{cert_file: server.crt, key_file: server.key}}
+basic_auth_users: {{prometheus: {hashed()}}}
+""",
+    )
+    port = free_port()
+    env = {
+        "SENDCLOUD_API_URL": sim.url,
+        "SENDCLOUD_PUBLIC_KEY": "demo-public-key",
+        "SENDCLOUD_SECRET_KEY": "demo-secret-key",
+        "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+        "MONITOR_WEB_CONFIG_FILE": str(path),
+    }
+    daemon = DaemonProcess(["run"], env, port)
+    base = f"https://127.0.0.1:{port}"
+    trust = ssl.create_default_context(cafile=str(files / "ca.crt"))
+    try:
+        daemon.wait_for(
+            lambda: httpx.get(base + "/healthz", verify=trust).status_code == 200, 20, "/healthz"
+        )
+        daemon.wait_for(
+            lambda: (
+                "integration_up"
+                in httpx.get(base + "/metrics", verify=trust, auth=("prometheus", PASSWORD)).text
+            ),
+            20,
+            "metrics over TLS with basic auth",
+        )
+        assert httpx.get(base + "/metrics", verify=trust).status_code == 401
+        assert status_of(f"http://127.0.0.1:{port}/metrics") is None
+        code, _ = daemon.terminate()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert PASSWORD not in daemon.output
