@@ -45,10 +45,12 @@ def save(path: Path, states: Mapping[AlertKey, AlertState]) -> None:
 
 
 def load(path: Path) -> dict[AlertKey, AlertState]:
-    """The saved open alerts; empty (with one warning) when the file cannot be used."""
+    """The saved open alerts; empty, with one warning, when the file is missing (a first start)
+    or cannot be used."""
     try:
         document = json.loads(path.read_bytes())
     except FileNotFoundError:
+        log.warning("alert_state_missing", path=str(path), action="start clean")
         return {}
     except (OSError, ValueError) as exc:
         log.warning("alert_state_unreadable", path=str(path), error=str(exc), action="start clean")

@@ -27,6 +27,8 @@ from monitor.alerts import (
 from monitor.sendcloud import Integration
 from monitor.state import AccountSnapshot, Observation, Status
 
+from .conftest import LogCapture
+
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 RULES = AlertRules(repeat_interval_seconds=4 * 3600)
 FAILING = AlertKey(INTEGRATION_FAILING, "shop", 7)
@@ -172,11 +174,16 @@ def test_restart_with_restored_state_neither_refires_nor_forgets(tmp_path: Path)
         b"\xff\xfe",
     ],
 )
-def test_corrupt_or_incompatible_state_file_starts_clean(tmp_path: Path, content: bytes) -> None:
+def test_corrupt_or_incompatible_state_file_starts_clean(
+    tmp_path: Path, content: bytes, captured_logs: LogCapture
+) -> None:
     path = tmp_path / "alerts.json"
     path.write_bytes(content)
     assert statefile.load(path) == {}
     assert statefile.load(tmp_path / "missing.json") == {}
+    warnings = [e["event"] for e in captured_logs.lines() if e["level"] == "warning"]
+    assert len(warnings) == 2
+    assert warnings[1] == "alert_state_missing"
 
 
 def test_state_file_write_is_atomic_no_temporary_left(tmp_path: Path) -> None:
