@@ -32,7 +32,7 @@ from monitor.settings import (
     parse_listen_address,
 )
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
-from monitor.state import AccountSnapshot, Status, Store
+from monitor.state import AccountSnapshot, Observation, Status, Store
 from monitor.webconfig import WebConfig, load_web_config
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -249,32 +249,27 @@ def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str
         if snapshot.last_cycle_success is None:
             notes.append(f"account {account}: the Sendcloud API could not be read")
         for integration_id, observation in sorted(snapshot.integrations.items()):
-            record = observation.record
-            health = (
-                derive(record, now, observation.stale_after_seconds) if record is not None else None
-            )
-            rows.append(
-                (
-                    account,
-                    str(integration_id),
-                    _clip(record.shop_name if record else "", 40),
-                    record.type or "" if record else "",
-                    integration_status(snapshot, integration_id, now),
-                    _ago(health.failing_seconds) if health and health.failing else "-",
-                    _ago(health.staleness_seconds) + " ago"
-                    if health
-                    and health.staleness_seconds is not None
-                    and record
-                    and record.last_fetched_at
-                    else "never",
-                )
-            )
+            status = integration_status(snapshot, integration_id, now)
+            rows.append((account, str(integration_id), *status_columns(observation, status, now)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
         for row in rows
     ]
     return "\n".join(lines + notes)
+
+
+def status_columns(observation: Observation, status: str, now: datetime) -> tuple[str, ...]:
+    """SHOP, TYPE, STATUS, FAILING FOR, LAST FETCHED of one integration."""
+    record = observation.record
+    if record is None:
+        return ("", "", status, "-", "-")
+    health = derive(record, now, observation.stale_after_seconds)
+    failing_for = _ago(health.failing_seconds) if health.failing else "-"
+    fetched = "never"
+    if record.last_fetched_at is not None:
+        fetched = _ago((now - record.last_fetched_at).total_seconds()) + " ago"
+    return (_clip(record.shop_name, 40), record.type or "", status, failing_for, fetched)
 
 
 def _ago(seconds: float) -> str:

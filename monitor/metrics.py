@@ -267,7 +267,14 @@ class Metrics:
 
     def client_events(self, account: str) -> ClientEvents:
         """The hook the client of ``account`` reports its requests to."""
-        return _ClientMetrics(self, self._account(account))
+        return _ClientMetrics(
+            self._account(account),
+            requests=self._requests,
+            durations=self._request_seconds,
+            errors=self._api_errors,
+            throttled=self._throttled,
+            budget_wait=self._budget_wait,
+        )
 
     def observe_cycle(self, account: str, seconds: float, ok: bool) -> None:
         prefix = self._account(account)
@@ -295,22 +302,32 @@ class Metrics:
 class _ClientMetrics:
     """:class:`ClientEvents` for one account, recorded as metrics."""
 
-    def __init__(self, metrics: Metrics, prefix: tuple[str, ...]) -> None:
-        self._m = metrics
+    def __init__(
+        self,
+        prefix: tuple[str, ...],
+        *,
+        requests: Counter,
+        durations: Histogram,
+        errors: Counter,
+        throttled: Counter,
+        budget_wait: Counter,
+    ) -> None:
         self._prefix = prefix
-
-    def _child(self, metric: Counter) -> Counter:
-        return metric.labels(*self._prefix) if self._prefix else metric
+        self._requests = requests
+        self._durations = durations
+        self._errors = errors
+        self._throttled = throttled.labels(*prefix) if prefix else throttled
+        self._budget_wait = budget_wait.labels(*prefix) if prefix else budget_wait
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
-        self._m._requests.labels(*self._prefix, endpoint, code).inc()
-        self._m._request_seconds.labels(*self._prefix, endpoint).observe(seconds)
+        self._requests.labels(*self._prefix, endpoint, code).inc()
+        self._durations.labels(*self._prefix, endpoint).observe(seconds)
 
     def error(self, endpoint: str, reason: str) -> None:
-        self._m._api_errors.labels(*self._prefix, endpoint, reason).inc()
+        self._errors.labels(*self._prefix, endpoint, reason).inc()
 
     def throttled(self, pause_seconds: float) -> None:
-        self._child(self._m._throttled).inc()
+        self._throttled.inc()
 
     def budget_wait(self, seconds: float) -> None:
-        self._child(self._m._budget_wait).inc(seconds)
+        self._budget_wait.inc(seconds)

@@ -8,6 +8,7 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 
 from __future__ import annotations
 
+import contextvars
 import os
 import re
 from collections.abc import Mapping
@@ -319,12 +320,14 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment over YAML over defaults; which file and environment: see load_settings."""
+        context = _load_context.get() or _LoadContext()
         sources: list[PydanticBaseSettingsSource] = [
             init_settings,
-            _EnvSource(settings_cls, _load_context.environ),
+            _EnvSource(settings_cls, context.environ),
         ]
-        if _load_context.config_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, _load_context.config_file))
+        if context.config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, context.config_file))
         return tuple(sources)
 
     @field_validator("listen_address")
@@ -371,13 +374,17 @@ class Settings(BaseSettings):
         return tuple(found)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _LoadContext:
+    """What one load_settings call reads (pydantic-settings picks sources per class)."""
+
     environ: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
 
 
-_load_context = _LoadContext()
+_load_context: contextvars.ContextVar[_LoadContext | None] = contextvars.ContextVar(
+    "settings_load_context", default=None
+)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -408,8 +415,7 @@ def load_settings(
     """Load, validate and resolve the configuration, or raise one readable ConfigError."""
     if config_file is not None:
         _check_yaml_shape(config_file)
-    _load_context.environ = os.environ if environ is None else environ
-    _load_context.config_file = config_file
+    token = _load_context.set(_LoadContext(os.environ if environ is None else environ, config_file))
     try:
         settings = Settings()
     except ValidationError as exc:
@@ -417,7 +423,7 @@ def load_settings(
     except (OSError, ValueError, yaml.YAMLError) as exc:  # a file that changed under us
         raise ConfigError(f"cannot read configuration file {config_file}: {exc}") from None
     finally:
-        _load_context.environ, _load_context.config_file = {}, None
+        _load_context.reset(token)
     return settings, settings.resolved_accounts()
 
 
