@@ -15,6 +15,18 @@ from typing import Any
 import httpx
 
 
+def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``integration-monitor ARGS`` as a process that is expected to exit by itself."""
+    return subprocess.run(
+        [sys.executable, "-m", "monitor", *args],
+        env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
 class DaemonProcess:
     """The daemon as an operator runs it: a process, env vars, stdout logs, SIGTERM."""
 

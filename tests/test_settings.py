@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from monitor.cli import main
 from monitor.settings import DEFAULT_API_URL, ConfigError, load_settings
+
+from .daemon import run_once
 
 KEYS = {"SENDCLOUD_PUBLIC_KEY": "pub-123456", "SENDCLOUD_SECRET_KEY": "sec-abcdef-very-secret"}
 
@@ -204,15 +204,7 @@ def test_validate_config_masks_secrets(
 
 
 def test_invalid_config_from_the_command_line_is_one_message_no_traceback() -> None:
-    env = {"PATH": "/usr/bin:/bin", **KEYS, "MONITOR_STALE_AFTER_SECONDS": "-5"}
-    result = subprocess.run(
-        [sys.executable, "-m", "monitor", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    result = run_once(["run"], {**KEYS, "MONITOR_STALE_AFTER_SECONDS": "-5"})
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "defaults.stale_after_seconds" in result.stderr
