@@ -79,7 +79,7 @@ class Alerter:
         now = self._clock()
         account = snapshot.account
         conditions, unknown = conditions_for(
-            snapshot, now, ids_configured=self._ids_configured.get(account, False)
+            snapshot, ids_configured=self._ids_configured.get(account, False)
         )
         previous = {k: s for k, s in self.states.items() if k.account == account}
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)

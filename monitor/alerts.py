@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from monitor.health import derive
 from monitor.state import AccountSnapshot, Status
 
 INTEGRATION_FAILING = "IntegrationFailing"
@@ -38,9 +37,9 @@ ACCOUNT_ALERTS = frozenset({AUTH_FAILING, API_UNREACHABLE})
 class AlertRules:
     """Thresholds and timing of the alert rules (see docs/alerts.md for the defaults' why)."""
 
-    failing_for_seconds: float = 600.0
+    failing_for_seconds: float = 900.0
     failing_critical_after_seconds: float = 3600.0
-    stale_for_seconds: float = 0.0
+    stale_for_seconds: float = 900.0
     not_found_polls: int = 2
     auth_failing_for_seconds: float = 0.0
     unreachable_for_seconds: float = 300.0
@@ -123,10 +122,12 @@ class Evaluation:
 
 
 def conditions_for(
-    snapshot: AccountSnapshot, now: datetime, *, ids_configured: bool
+    snapshot: AccountSnapshot, *, ids_configured: bool
 ) -> tuple[list[Condition], set[AlertKey]]:
-    """Conditions holding in ``snapshot``, and the keys whose state is unknown this time
-    (integrations that could not be read, or every integration during an account-wide error)."""
+    """Conditions holding in ``snapshot`` (from each integration's health as derived at its
+    read), and the keys whose state is unknown this time (integrations that could not be
+    read, or every integration during an account-wide error): unknown is neither firing nor
+    resolved."""
     account = snapshot.account
     conditions: list[Condition] = []
     unknown: set[AlertKey] = set()
@@ -152,25 +153,23 @@ def conditions_for(
             if ids_configured:
                 conditions.append(Condition(keys[2], None, Context()))
             continue
-        record = observation.record
+        record, health = observation.record, observation.health
         assert record is not None
-        health = derive(record, now, observation.stale_after_seconds)
+        assert health is not None
         context = Context(
             shop_name=record.shop_name,
             shop_url=record.shop_url,
             integration_type=record.type,
             started_failing_at=record.started_failing_at,
-            failing_seconds=health.failing_seconds if health.failing else 0.0,
+            failing_seconds=health.failing_seconds,
             last_fetched_at=record.last_fetched_at,
             staleness_seconds=health.staleness_seconds,
         )
-        if health.failing and record.started_failing_at is not None:
-            conditions.append(Condition(keys[0], min(record.started_failing_at, now), context))
-        if health.stale:
-            reference = record.last_fetched_at or record.created_at
-            assert reference is not None
-            since = reference + timedelta(seconds=observation.stale_after_seconds)
-            conditions.append(Condition(keys[1], min(since, now), context))
+        if health.failing_since is not None:
+            conditions.append(Condition(keys[0], health.failing_since, context))
+        if health.stale and health.fetched_since is not None:
+            since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)
+            conditions.append(Condition(keys[1], min(since, health.read_at), context))
     return conditions, unknown
 
 

@@ -17,7 +17,7 @@ import yaml
 from pydantic import SecretStr
 
 from monitor import __version__, logs
-from monitor.health import derive, utcnow
+from monitor.health import State, utcnow
 from monitor.metrics import Metrics
 from monitor.scheduler import Daemon, open_pollers
 from monitor.settings import (
@@ -32,7 +32,7 @@ from monitor.settings import (
     parse_listen_address,
 )
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
-from monitor.state import AccountSnapshot, Observation, Status, Store
+from monitor.state import AccountSnapshot, Observation, Store
 from monitor.webconfig import WebConfig, load_web_config
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -48,13 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    # ``check`` speaks Nagios: a configuration it cannot use, or a run cut short, is UNKNOWN,
+    # never OK; the other commands exit 2 for an invalid configuration.
+    is_check = args.command == "check"
     try:
         return int(args.handler(args))
     except ConfigError as exc:
         print(f"integration-monitor: {exc}", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_UNREADABLE if is_check else EXIT_CONFIG
     except KeyboardInterrupt:
-        return EXIT_OK
+        return EXIT_UNREADABLE if is_check else EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,7 +77,8 @@ def _parser() -> argparse.ArgumentParser:
         ("run", "run the monitoring daemon", _run),
         (
             "check",
-            "poll once, print a table; exit 0 healthy, 1 stale, 2 failing, 3 unreadable",
+            "poll once, print a table; exit 0 healthy, 1 stale, 2 failing or not found, "
+            "3 unknown (API unreadable, invalid configuration, interrupted)",
             _check,
         ),
         ("validate-config", "check the configuration and print it with secrets masked", _validate),
@@ -201,9 +205,8 @@ def _check(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
     logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
     snapshots = asyncio.run(_poll_once(accounts))
-    now = utcnow()
-    print(format_table(snapshots, now))
-    return check_exit_code(snapshots, now)
+    print(format_table(snapshots, utcnow()))
+    return check_exit_code(snapshots)
 
 
 async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnapshot]:
@@ -214,31 +217,15 @@ async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnaps
     return store.snapshots()
 
 
-def integration_status(snapshot: AccountSnapshot, integration_id: int, now: datetime) -> str:
-    """healthy | stale | failing | not_found | unreadable, for the table and the exit code."""
-    observation = snapshot.integrations[integration_id]
-    if observation.status is Status.NOT_FOUND:
-        return "not_found"
-    if observation.status is Status.ERROR or observation.record is None:
-        return "unreadable"
-    health = derive(observation.record, now, observation.stale_after_seconds)
-    if health.failing:
-        return "failing"
-    return "stale" if health.stale else "healthy"
-
-
-def check_exit_code(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> int:
-    """Like a Nagios check: failing (or not found) 2 beats unreadable 3 beats stale 1."""
-    statuses = {
-        integration_status(snapshot, i, now)
-        for snapshot in snapshots.values()
-        for i in snapshot.integrations
-    }
-    if statuses & {"failing", "not_found"}:
+def check_exit_code(snapshots: Mapping[str, AccountSnapshot]) -> int:
+    """Nagios: failing or not found 2 (CRITICAL) beats unreadable 3 (UNKNOWN) beats stale 1
+    (WARNING) beats 0 (OK)."""
+    states = {o.state for s in snapshots.values() for o in s.integrations.values()}
+    if states & {State.FAILING, State.NOT_FOUND}:
         return EXIT_FAILING
-    if "unreadable" in statuses or any(s.last_cycle_success is None for s in snapshots.values()):
+    if State.UNKNOWN in states or any(s.account_error for s in snapshots.values()):
         return EXIT_UNREADABLE
-    return EXIT_STALE if "stale" in statuses else EXIT_OK
+    return EXIT_STALE if State.STALE in states else EXIT_OK
 
 
 def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str:
@@ -246,11 +233,12 @@ def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str
     rows: list[tuple[str, ...]] = [header]
     notes: list[str] = []
     for account, snapshot in snapshots.items():
-        if snapshot.last_cycle_success is None:
-            notes.append(f"account {account}: the Sendcloud API could not be read")
+        if snapshot.account_error is not None:
+            notes.append(
+                f"account {account}: the Sendcloud API could not be read ({snapshot.account_error})"
+            )
         for integration_id, observation in sorted(snapshot.integrations.items()):
-            status = integration_status(snapshot, integration_id, now)
-            rows.append((account, str(integration_id), *status_columns(observation, status, now)))
+            rows.append((account, str(integration_id), *status_columns(observation, now)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [
         "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
@@ -259,16 +247,16 @@ def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str
     return "\n".join(lines + notes)
 
 
-def status_columns(observation: Observation, status: str, now: datetime) -> tuple[str, ...]:
+def status_columns(observation: Observation, now: datetime) -> tuple[str, ...]:
     """SHOP, TYPE, STATUS, FAILING FOR, LAST FETCHED of one integration."""
-    record = observation.record
-    if record is None:
-        return ("", "", status, "-", "-")
-    health = derive(record, now, observation.stale_after_seconds)
-    failing_for = _ago(health.failing_seconds) if health.failing else "-"
+    record, health, at = observation.record, observation.health, observation.values_at(now)
+    status = observation.state.value
+    if record is None or health is None or at is None:
+        return (_clip(record.shop_name if record else None, 40), "", status, "-", "-")
+    failing_for = _ago(health.failing_seconds_at(at)) if health.failing else "-"
     fetched = "never"
     if record.last_fetched_at is not None:
-        fetched = _ago((now - record.last_fetched_at).total_seconds()) + " ago"
+        fetched = _ago(max(0.0, (now - record.last_fetched_at).total_seconds())) + " ago"
     return (_clip(record.shop_name, 40), record.type or "", status, failing_for, fetched)
 
 

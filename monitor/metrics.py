@@ -25,11 +25,14 @@ from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.health import derive, utcnow
+from monitor.health import utcnow
 from monitor.sendcloud import ClientEvents
 from monitor.state import Observation, Status, Store
 
-_POLL_FROM = " Computed at scrape time from the integration's last successful poll."
+_POLL_FROM = (
+    " Computed at scrape time from the integration's last successful read; frozen at that"
+    " read while the integration cannot be read (integration_up 0)."
+)
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -112,16 +115,17 @@ class IntegrationCollector(Collector):
                 not_found.add_metric(labels, 1.0 if observation.status is Status.NOT_FOUND else 0.0)
                 if observation.last_success is not None:
                     polled_ts.add_metric(labels, observation.last_success.timestamp())
-                record = observation.record
-                if record is None or observation.status is Status.NOT_FOUND:
+                at = observation.values_at(now)
+                health, record = observation.health, observation.record
+                if at is None or health is None or record is None:
                     continue
-                health = derive(record, now, observation.stale_after_seconds)
-                failing_seconds.add_metric(labels, health.failing_seconds)
+                failing_seconds.add_metric(labels, health.failing_seconds_at(at))
                 failing.add_metric(labels, float(health.failing))
                 stale.add_metric(labels, float(health.stale))
-                stale_threshold.add_metric(labels, observation.stale_after_seconds)
-                if health.staleness_seconds is not None:
-                    staleness.add_metric(labels, health.staleness_seconds)
+                stale_threshold.add_metric(labels, health.stale_after_seconds)
+                staleness_seconds = health.staleness_seconds_at(at)
+                if staleness_seconds is not None:
+                    staleness.add_metric(labels, staleness_seconds)
                 if record.started_failing_at is not None:
                     started_ts.add_metric(labels, record.started_failing_at.timestamp())
                 if record.last_fetched_at is not None:

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from monitor.health import Conditions, derive, transitions, utcnow
+from monitor.health import derive, transitions, utcnow
 from monitor.ratelimit import RequestBudget, smallest_interval
-from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound, deadline
+from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound
 from monitor.settings import AccountConfig
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
@@ -65,6 +65,27 @@ def choose_plan(ids: tuple[int, ...] | None, last_list_pages: int | None) -> Pla
     return Plan(use_list=True, max_pages=n - 1)
 
 
+#: Share of the poll interval one cycle may take, everything included.
+CYCLE_DEADLINE_SHARE = 0.9
+
+
+@dataclass(frozen=True, slots=True)
+class Read:
+    """What one request for an integration produced, and when it arrived."""
+
+    outcome: Integration | ApiError
+    at: datetime
+
+
+@dataclass
+class _Fetch:
+    """What a cycle's fetching learnt besides the records."""
+
+    list_pages: int | None
+    account_error: ApiError | None = None
+    cut: str | None = None  # "deadline" or "page_cap" when the cycle was cut short
+
+
 CycleObserver = Callable[[str, float, bool], None]
 AfterCycle = Callable[[AccountSnapshot], Awaitable[object]]
 
@@ -100,32 +121,33 @@ class AccountPoller:
         self._on_cycle = on_cycle
         self._log = log.bind(account=account.name)
         self._account_error: str | None = None
+        self._cut: str | None = None
+        self._last_requests = 0
         self.idle = asyncio.Event()
         self.idle.set()
 
     async def poll(self) -> AccountSnapshot:
         """One full cycle; never raises for API trouble (that is recorded in the snapshot).
 
-        Retries inside the cycle stop at a deadline within the poll interval. After an auth
-        failure the account is left alone for ``auth_retry_seconds``: rejected keys do not get
-        better by hammering the API.
+        The whole cycle — pages, GETs, retries, 429 pauses, budget waits — runs under one
+        deadline within the poll interval. After an auth failure the account is left alone for
+        ``auth_retry_seconds``: rejected keys do not get better by hammering the API.
         """
         if self._auth_retry_at is not None and self._monotonic() < self._auth_retry_at:
             return self._store.get(self.account.name)
         self.idle.clear()
         started = time.perf_counter()
         requests_before = self.budget.acquired if self.budget else 0
-        token = deadline.set(self._monotonic() + 0.9 * self.account.poll_interval_seconds)
         try:
-            snapshot = await self._cycle(self._clock())
+            snapshot = await self._cycle()
             if self.after_cycle is not None:
                 await self._after(snapshot)
         finally:
-            deadline.reset(token)
             self.idle.set()
         self._auth_retry_at = None if snapshot.auth_ok else self._monotonic() + self._auth_backoff
         if self.budget is not None:
-            self._check_budget(self.budget.acquired - requests_before)
+            self._last_requests = self.budget.acquired - requests_before
+            self._check_budget(self._last_requests)
         ok = self._account_error is None
         self._on_cycle(self.account.name, time.perf_counter() - started, ok)
         return snapshot
@@ -154,72 +176,110 @@ class AccountPoller:
         except Exception:
             self._log.exception("after_cycle_failed")
 
-    async def _cycle(self, now: datetime) -> AccountSnapshot:
+    async def _cycle(self) -> AccountSnapshot:
         previous = self._store.get(self.account.name)
-        ids = self.account.integration_ids
-        plan = choose_plan(ids, previous.list_pages)
-        outcomes: dict[int, Integration | ApiError] = {}
-        list_pages = previous.list_pages
-        account_error: ApiError | None = None
-        if plan.use_list:
-            try:
-                result = await self.client.list_integrations(max_pages=plan.max_pages)
-            except ApiError as exc:
-                account_error = exc
-            else:
-                list_pages = result.pages if result.complete else len(ids or ())
-                wanted = None if ids is None else set(ids)
-                outcomes.update(
-                    (r.id, r) for r in result.integrations if wanted is None or r.id in wanted
-                )
-        expected = set(ids) if ids is not None else set(previous.integrations) | set(outcomes)
-        if account_error is not None:
-            outcomes.update((i, account_error) for i in expected)
+        reads: dict[int, Read] = {}
+        fetch = _Fetch(list_pages=previous.list_pages)
+        try:
+            async with asyncio.timeout(self._deadline_seconds()):
+                await self._fetch(previous, reads, fetch)
+        except TimeoutError:
+            fetch.cut = "deadline"
+        expected = self._expected(previous, reads)
+        if fetch.cut is None:
+            self._cut = None
         else:
-            missing = sorted(expected - set(outcomes))
-            outcomes.update(await self._get_many(missing))
-            account_error = _account_wide_error(outcomes.values())
+            self._announce_cut(fetch.cut, read=len(reads), unread=len(expected - set(reads)))
+            if not reads and fetch.account_error is None:
+                fetch.account_error = ApiError("poll cycle cut short", reason=fetch.cut)
+            unread = ApiError("not read before the cycle was cut short", reason=fetch.cut)
+            reads.update((i, Read(unread, self._clock())) for i in expected - set(reads))
+        account_error = fetch.account_error
+        if account_error is not None:
+            at = self._clock()
+            reads = {i: Read(account_error, at) for i in expected}
+        else:
+            account_error = _account_wide_error(r.outcome for r in reads.values())
         self._announce_account(account_error)
-        observations = self._observe(previous, outcomes, now, drop_not_found=ids is None)
+        observations = self._observe(previous, reads)
         snapshot = AccountSnapshot(
             account=self.account.name,
             integrations=observations,
             cycles_completed=previous.cycles_completed + 1,
-            last_cycle_success=now if account_error is None else previous.last_cycle_success,
+            last_cycle_success=self._clock()
+            if account_error is None
+            else previous.last_cycle_success,
             auth_ok=not isinstance(account_error, AuthFailed),
             account_error=account_error.reason if account_error is not None else None,
-            list_pages=list_pages,
+            list_pages=fetch.list_pages,
         )
         self._store.put(snapshot)
         return snapshot
 
-    async def _get_many(self, ids: Iterable[int]) -> dict[int, Integration | ApiError]:
-        """GET each ID, at most ``max_concurrency`` at a time."""
+    def _deadline_seconds(self) -> float:
+        """90 % of the interval — or of the interval the request budget makes necessary, so a
+        cycle that cannot fit its interval is stretched (with one warning) instead of cut at
+        the same place every time."""
+        interval = self.account.poll_interval_seconds
+        if self.budget is not None:
+            ids = self.account.integration_ids
+            expected = max(self._last_requests, len(ids) if ids is not None else 0)
+            interval = max(interval, smallest_interval(expected, self.budget.per_minute))
+        return CYCLE_DEADLINE_SHARE * interval
+
+    def _expected(self, previous: AccountSnapshot, reads: Mapping[int, Read]) -> set[int]:
+        """The integrations this cycle is about: the configured IDs, or in ``all`` mode every
+        one known before or seen now (an unreadable one keeps its last values)."""
+        ids = self.account.integration_ids
+        return set(ids) if ids is not None else set(previous.integrations) | set(reads)
+
+    async def _fetch(
+        self, previous: AccountSnapshot, reads: dict[int, Read], fetch: _Fetch
+    ) -> None:
+        """Fill ``reads`` as answers arrive, so a cycle cut short keeps what it got."""
+        ids = self.account.integration_ids
+        plan = choose_plan(ids, previous.list_pages)
+        if plan.use_list:
+            try:
+                result = await self.client.list_integrations(max_pages=plan.max_pages)
+            except ApiError as exc:
+                fetch.account_error = exc
+                return
+            at = self._clock()
+            wanted = None if ids is None else set(ids)
+            reads.update(
+                (r.id, Read(r, at)) for r in result.integrations if wanted is None or r.id in wanted
+            )
+            if ids is None and not result.complete:
+                fetch.cut = "page_cap"  # a cursor that never ends: keep the rest as they were
+                return
+            fetch.list_pages = result.pages if result.complete else len(ids or ())
+        missing = self._expected(previous, reads) - set(reads)
+        await self._get_many(_oldest_read_first(missing, previous), reads)
+
+    async def _get_many(self, ids: Iterable[int], reads: dict[int, Read]) -> None:
+        """GET each ID, at most ``max_concurrency`` at a time, recording each on arrival."""
         limit = asyncio.Semaphore(self.account.max_concurrency)
 
-        async def one(integration_id: int) -> Integration | ApiError:
+        async def one(integration_id: int) -> None:
             async with limit:
+                outcome: Integration | ApiError
                 try:
-                    return await self.client.get_integration(integration_id)
+                    outcome = await self.client.get_integration(integration_id)
                 except ApiError as exc:
-                    return exc
+                    outcome = exc
+                reads[integration_id] = Read(outcome, self._clock())
 
-        ids = list(ids)
-        results = await asyncio.gather(*(one(i) for i in ids))
-        return dict(zip(ids, results, strict=True))
+        await asyncio.gather(*(one(i) for i in ids))
 
     def _observe(
-        self,
-        previous: AccountSnapshot,
-        outcomes: Mapping[int, Integration | ApiError],
-        now: datetime,
-        *,
-        drop_not_found: bool,
+        self, previous: AccountSnapshot, reads: Mapping[int, Read]
     ) -> dict[int, Observation]:
+        drop_not_found = self.account.integration_ids is None
         observations: dict[int, Observation] = {}
-        for integration_id, outcome in sorted(outcomes.items()):
+        for integration_id, read in sorted(reads.items()):
             before = previous.integrations.get(integration_id)
-            observation = self._observation(integration_id, outcome, before, now)
+            observation = self._observation(integration_id, read, before)
             self._announce(observation, before)
             if drop_not_found and observation.status is Status.NOT_FOUND:
                 continue  # left the account: its series go away
@@ -227,50 +287,35 @@ class AccountPoller:
         return observations
 
     def _observation(
-        self,
-        integration_id: int,
-        outcome: Integration | ApiError,
-        before: Observation | None,
-        now: datetime,
+        self, integration_id: int, read: Read, before: Observation | None
     ) -> Observation:
-        stale_after = self.account.stale_after(integration_id)
+        """Derive health once, at the time the record arrived; keep the last good one (frozen)
+        when the integration could not be read."""
+        outcome = read.outcome
         if isinstance(outcome, Integration):
-            health = derive(outcome, now, stale_after)
-            return Observation(
-                integration_id=integration_id,
-                status=Status.OK,
-                record=outcome,
-                stale_after_seconds=stale_after,
-                last_success=now,
-                conditions=Conditions(
-                    failing=health.failing,
-                    stale=health.stale,
-                    not_found=False,
-                    clock_skew=health.clock_skew_seconds > 0,
-                ),
+            health = derive(
+                outcome,
+                read.at,
+                self.account.stale_after(integration_id),
+                self.account.clock_skew_tolerance_seconds,
             )
-        if isinstance(outcome, NotFound):
-            return Observation(
-                integration_id=integration_id,
-                status=Status.NOT_FOUND,
-                record=None,
-                stale_after_seconds=stale_after,
-                last_success=before.last_success if before else None,
-                error_reason=outcome.reason,
-                conditions=Conditions(failing=False, stale=False, not_found=True),
-            )
-        return Observation(  # keep the last good record and the last announced conditions
-            integration_id=integration_id,
-            status=Status.ERROR,
-            record=before.record if before else None,
-            stale_after_seconds=stale_after,
-            last_success=before.last_success if before else None,
+            return Observation(integration_id, Status.OK, outcome, health)
+        status = Status.NOT_FOUND if isinstance(outcome, NotFound) else Status.ERROR
+        return Observation(
+            integration_id,
+            status,
+            before.record if before else None,
+            before.health if before else None,
             error_reason=outcome.reason,
-            conditions=before.conditions if before else None,
         )
 
     def _announce(self, current: Observation, before: Observation | None) -> None:
         """Log transitions of one integration (never on a poll where nothing changed)."""
+        was_found = before is None or before.status is not Status.NOT_FOUND
+        if current.status is Status.NOT_FOUND:
+            if was_found:
+                self._emit("integration_not_found", current)
+            return
         if current.status is Status.ERROR:
             if self._account_error is None and (
                 before is None or before.status is not Status.ERROR
@@ -281,32 +326,42 @@ class AccountPoller:
                     reason=current.error_reason,
                 )
             return
-        if current.conditions is None:
-            return
-        previous = before.conditions if before is not None else None
-        for event in transitions(previous, current.conditions):
-            self._emit(event, current, before)
+        assert current.health is not None
+        previous = before.health if before is not None and was_found else None
+        for event in transitions(previous, current.health):
+            self._emit(event, current)
 
-    def _emit(self, event: str, current: Observation, before: Observation | None) -> None:
-        record = current.record or (before.record if before else None)
+    def _emit(self, event: str, current: Observation) -> None:
+        record, health = current.record, current.health
         fields: dict[str, Any] = {
             "integration_id": current.integration_id,
             "shop_name": record.shop_name if record else None,
         }
-        if current.record is not None and current.last_success is not None:
-            health = derive(current.record, current.last_success, current.stale_after_seconds)
+        if record is not None and health is not None and current.status is Status.OK:
             fields.update(
                 failing_seconds=round(health.failing_seconds, 3),
-                started_failing_at=_iso(current.record.started_failing_at),
+                started_failing_at=_iso(record.started_failing_at),
                 staleness_seconds=_round(health.staleness_seconds),
-                last_fetched_at=_iso(current.record.last_fetched_at),
-                stale_after_seconds=current.stale_after_seconds,
+                last_fetched_at=_iso(record.last_fetched_at),
+                stale_after_seconds=health.stale_after_seconds,
             )
-            if event == "integration_clock_skew":
-                fields["clock_skew_seconds"] = round(health.clock_skew_seconds, 3)
         # Transitions are debug-level: the ``alert`` events are the notification stream.
         level = "warning" if event == "integration_clock_skew" else "debug"
         getattr(self._log, level)(event, **fields)
+
+    def _announce_cut(self, reason: str, *, read: int, unread: int) -> None:
+        """Once per episode: a cycle that ran out of time or pages keeps the last values."""
+        if reason == self._cut:
+            return
+        self._cut = reason
+        self._log.warning(
+            "poll_cycle_cut_short",
+            reason=reason,
+            integrations_read=read,
+            integrations_kept=unread,
+            hint="the last good values are kept for what was not read; lengthen "
+            "poll_interval_seconds if this repeats",
+        )
 
     def _announce_account(self, error: ApiError | None) -> None:
         """Account-wide trouble is logged once per episode, not once per integration."""
@@ -323,6 +378,18 @@ class AccountPoller:
             self._log.info("sendcloud_auth_recovered")
         else:
             self._log.info("account_poll_recovered", previous_reason=previous)
+
+
+def _oldest_read_first(ids: Iterable[int], previous: AccountSnapshot) -> list[int]:
+    """Never-read integrations first, then the longest unread: a cycle cut short by its
+    deadline reads different integrations next time instead of starving the same ones."""
+
+    def key(integration_id: int) -> tuple[float, int]:
+        before = previous.integrations.get(integration_id)
+        last = before.last_success if before is not None else None
+        return (last.timestamp() if last is not None else float("-inf"), integration_id)
+
+    return sorted(ids, key=key)
 
 
 def _account_wide_error(outcomes: Iterable[Integration | ApiError]) -> ApiError | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import email.utils
 import json
 import random
@@ -21,17 +20,20 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+import structlog
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from monitor import __version__
 from monitor.ratelimit import RequestBudget
 
+log = structlog.get_logger("monitor.sendcloud")
+
 USER_AGENT = f"sendcloud-integration-monitor/{__version__}"
 MAX_PAGE_SIZE = 100
 MAX_BODY_BYTES = 5 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
-EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
-LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+#: A list walk stops here even if the API keeps sending ``next`` links.
+MAX_LIST_PAGES = 10_000
 
 
 class Integration(BaseModel):
@@ -54,22 +56,19 @@ class Integration(BaseModel):
 
     @field_validator("started_failing_at", "last_fetched_at", "created_at", "updated_at")
     @classmethod
-    def _plausible(cls, value: datetime | None) -> datetime | None:
-        """RFC 3339 requires an offset; a timestamp without one is read as UTC. Epoch-like or
-        far-future values are data errors, not facts to alert on."""
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        if not EARLIEST <= value < LATEST:
-            raise ValueError(f"implausible timestamp (outside {EARLIEST.year}-{LATEST.year - 1})")
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """RFC 3339 requires an offset; a timestamp without one is read as UTC. Any other
+        value the API sends is taken as it is: a future one is clock skew for the health
+        derivation to handle, not a reason to drop the record."""
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
         return value
 
 
 @dataclass(frozen=True)
 class ListResult:
     integrations: list[Integration]
-    complete: bool  # False when max_pages stopped the walk before the last page
+    complete: bool  # False when max_pages (or MAX_LIST_PAGES) stopped the walk early
     pages: int
     invalid: int  # records skipped because they did not parse
 
@@ -149,8 +148,6 @@ class NoEvents:
         return None
 
 
-#: Monotonic time by which the current poll cycle must be done; retries never sleep past it.
-deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
 MAX_RETRY_AFTER = 60.0
 
 
@@ -201,19 +198,29 @@ class SendcloudClient:
 
     async def get_integration(self, integration_id: int) -> Integration:
         """GET /integrations/{id}; raises NotFound for a deleted or unknown integration."""
-        response, raw = await self._request("get_integration", f"integrations/{integration_id}")
-        with self._counted("get_integration"):
+        endpoint = "get_integration"
+        response, raw = await self._request(endpoint, f"integrations/{integration_id}")
+        with self._counted(endpoint):
             body = _json(response, raw)
-            return _parse_integration(body.get("data") if isinstance(body, dict) else None)
+            record = self._parse(endpoint, body.get("data") if isinstance(body, dict) else None)
+            if record.id != integration_id:
+                raise InvalidResponse(
+                    f"asked for integration {integration_id}, got {record.id}",
+                    status=200,
+                    reason="id_mismatch",
+                )
+            return record
 
     async def list_integrations(
         self, *, page_size: int = MAX_PAGE_SIZE, max_pages: int | None = None
     ) -> ListResult:
         """Every integration of the account, page by page, up to ``max_pages``.
 
-        Records that fail to parse are skipped (and counted): one bad record must not hide the
-        rest; the caller confirms missing ones individually.
+        Records without a usable ``id`` are skipped (and counted): one bad record must not hide
+        the rest; the caller confirms missing ones individually. A 404 here is not "every
+        integration is gone" but a wrong URL or a proxy: an account-wide error.
         """
+        max_pages = MAX_LIST_PAGES if max_pages is None else min(max_pages, MAX_LIST_PAGES)
         url: httpx.URL | str = "integrations"
         params: dict[str, Any] | None = {"page_size": page_size}
         seen: set[str] = set()
@@ -226,12 +233,12 @@ class SendcloudClient:
             with self._counted("list_integrations"):
                 for item in _data_list(response, raw):
                     try:
-                        found.append(_parse_integration(item))
+                        found.append(self._parse("list_integrations", item))
                     except InvalidResponse as exc:
                         invalid += 1
                         self._events.error("list_integrations", exc.reason)
                 next_url = self._next_link(response)
-                if next_url is None or (max_pages is not None and pages >= max_pages):
+                if next_url is None or pages >= max_pages:
                     return ListResult(found, next_url is None, pages=pages, invalid=invalid)
                 if str(next_url) in seen:
                     raise InvalidResponse(
@@ -252,6 +259,14 @@ class SendcloudClient:
         )
         with self._counted("integration_logs"):
             return [item for item in _data_list(response, raw) if isinstance(item, dict)]
+
+    def _parse(self, endpoint: str, data: object) -> Integration:
+        """A record, with each invalid optional field set to null and counted."""
+        record, dropped = parse_integration(data)
+        for name in dropped:
+            self._events.error(endpoint, "invalid_field")
+            log.debug("invalid_field", endpoint=endpoint, integration_id=record.id, field=name)
+        return record
 
     @contextlib.contextmanager
     def _counted(self, endpoint: str) -> Iterator[None]:
@@ -282,8 +297,8 @@ class SendcloudClient:
     async def _request(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None = None
     ) -> tuple[httpx.Response, bytes]:
-        """One logical GET: budgeted, with a bounded retry of transient failures that never
-        sleeps past the poll cycle's deadline."""
+        """One logical GET: budgeted, with a bounded retry of transient failures (the poll
+        cycle's own deadline cancels whatever is still waiting)."""
         attempt = 1
         while True:
             try:
@@ -292,7 +307,7 @@ class SendcloudClient:
                 if isinstance(exc, RateLimited):
                     self._throttle(exc)
                 delay = self._delay(attempt, exc)
-                if attempt >= self._max_attempts or not _retryable(exc) or self._too_late(delay):
+                if attempt >= self._max_attempts or not _retryable(exc):
                     if not isinstance(exc, NotFound):
                         self._events.error(endpoint, exc.reason)
                     raise
@@ -315,10 +330,6 @@ class SendcloudClient:
             cap = max(cap, min(exc.retry_after, MAX_RETRY_AFTER))
         return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
 
-    def _too_late(self, delay: float) -> bool:
-        end = deadline.get()
-        return end is not None and self._monotonic() + delay >= end
-
     async def _attempt(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None
     ) -> tuple[httpx.Response, bytes]:
@@ -339,7 +350,7 @@ class SendcloudClient:
             raise Unreachable(f"connection failed: {name}", reason=_transport_reason(exc)) from None
         finally:
             self._events.request(endpoint, code, time.perf_counter() - started)
-        _raise_for_status(response, raw)
+        _raise_for_status(response, raw, single=endpoint == "get_integration")
         return response, raw
 
 
@@ -371,13 +382,17 @@ async def _read_capped(response: httpx.Response) -> bytes:
     return b"".join(chunks)
 
 
-def _raise_for_status(response: httpx.Response, raw: bytes) -> None:
+def _raise_for_status(response: httpx.Response, raw: bytes, *, single: bool) -> None:
+    """Map a status to its error. Only a 404 for one integration (``single``) means that
+    integration is gone; on a collection it means a wrong URL or a proxy."""
     status = response.status_code
     if 200 <= status < 300:
         return
     detail = _error_detail(raw)
-    if status == 404:
+    if status == 404 and single:
         raise NotFound(f"not found: {detail}", status=status)
+    if status == 404:
+        raise ApiError(f"collection not found (404): {detail}", status=status, reason="not_found")
     if status in (401, 403):
         raise AuthFailed(f"authentication failed ({status}): {detail}", status=status)
     if status == 429:
@@ -436,15 +451,24 @@ def _data_list(response: httpx.Response, raw: bytes) -> list[Any]:
     return data
 
 
-def _parse_integration(data: object) -> Integration:
+def parse_integration(data: object) -> tuple[Integration, list[str]]:
+    """An integration record, and the names of optional fields that were invalid and are
+    null instead. Only a missing or invalid ``id`` makes the whole record invalid."""
     if not isinstance(data, dict):
         raise InvalidResponse(
             "integration record is not an object", status=200, reason="invalid_record"
         )
     try:
-        return Integration.model_validate(data)
+        return Integration.model_validate(data), []
     except ValidationError as exc:
-        fields = ", ".join(".".join(str(p) for p in e["loc"]) for e in exc.errors())[:200]
+        bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+    if "id" in bad or "id" not in data:
         raise InvalidResponse(
-            f"integration record has invalid fields: {fields}", status=200, reason="invalid_record"
+            "integration record has no valid id", status=200, reason="invalid_record"
+        )
+    try:
+        return Integration.model_validate({k: v for k, v in data.items() if k not in bad}), bad
+    except ValidationError:  # cannot happen for optional fields; be safe all the same
+        raise InvalidResponse(
+            "integration record is invalid", status=200, reason="invalid_record"
         ) from None

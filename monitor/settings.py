@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from monitor.alerts import AlertRules
+from monitor.health import DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
 from monitor.oauth import DEFAULT_TOKEN_URL
 
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
@@ -88,6 +89,7 @@ class Defaults(_Strict):
     request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     max_requests_per_minute: int = Field(default=900, ge=1, le=1000)
     auth_retry_seconds: float = Field(default=300.0, ge=0, le=86400)
+    clock_skew_tolerance_seconds: float = Field(default=60.0, ge=0, le=86400)
 
 
 class AccountSettings(_Strict):
@@ -108,6 +110,7 @@ class AccountSettings(_Strict):
     request_timeout_seconds: float | None = Field(default=None, gt=0, le=120)
     max_requests_per_minute: int | None = Field(default=None, ge=1, le=1000)
     auth_retry_seconds: float | None = Field(default=None, ge=0, le=86400)
+    clock_skew_tolerance_seconds: float | None = Field(default=None, ge=0, le=86400)
     integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
 
     @field_validator("name")
@@ -200,9 +203,9 @@ class AlertingSettings(_Strict):
     state_file: Path | None = None
     runbook_base_url: str = "docs/runbook.md"
     repeat_interval_seconds: float = Field(default=14400.0, ge=0)
-    failing_for_seconds: float = Field(default=600.0, ge=0)
+    failing_for_seconds: float = Field(default=900.0, ge=0)
     failing_critical_after_seconds: float = Field(default=3600.0, ge=0)
-    stale_for_seconds: float = Field(default=0.0, ge=0)
+    stale_for_seconds: float = Field(default=900.0, ge=0)
     not_found_polls: int = Field(default=2, ge=1)
     auth_failing_for_seconds: float = Field(default=0.0, ge=0)
     unreachable_for_seconds: float = Field(default=300.0, ge=0)
@@ -265,6 +268,7 @@ class AccountConfig:
     auth: str = "basic"  # or "oauth2": client credentials at oauth2_token_url
     oauth2_token_url: str = DEFAULT_TOKEN_URL
     oauth2_scope: str = "api"
+    clock_skew_tolerance_seconds: float = DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
 
     def stale_after(self, integration_id: int) -> float:
         """The stale threshold for one integration (its override, else the account's)."""
@@ -469,6 +473,9 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
         request_timeout_seconds=account.request_timeout_seconds or defaults.request_timeout_seconds,
         max_requests_per_minute=account.max_requests_per_minute or defaults.max_requests_per_minute,
         auth_retry_seconds=_first(account.auth_retry_seconds, defaults.auth_retry_seconds),
+        clock_skew_tolerance_seconds=_first(
+            account.clock_skew_tolerance_seconds, defaults.clock_skew_tolerance_seconds
+        ),
         auth=account.auth,
         oauth2_token_url=account.oauth2_token_url,
         oauth2_scope=account.oauth2_scope,
@@ -564,6 +571,7 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
                 "request_timeout_seconds": account.request_timeout_seconds,
                 "max_requests_per_minute": account.max_requests_per_minute,
                 "auth_retry_seconds": account.auth_retry_seconds,
+                "clock_skew_tolerance_seconds": account.clock_skew_tolerance_seconds,
                 "integrations": {
                     str(i): {"stale_after_seconds": s} for i, s in account.stale_overrides.items()
                 },

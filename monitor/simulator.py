@@ -201,9 +201,14 @@ class Fault:
     count: int = 1
     integration_id: int | None = None  # None: any API request
     delay: float = 0.0
+    endpoint: str | None = None  # "list", "get" or "logs"; None: any
 
-    def remaining_for(self, integration_id: int | None) -> bool:
-        return self.count > 0 and self.integration_id in (None, integration_id)
+    def remaining_for(self, integration_id: int | None, endpoint: str | None = None) -> bool:
+        return (
+            self.count > 0
+            and self.integration_id in (None, integration_id)
+            and self.endpoint in (None, endpoint)
+        )
 
 
 RECORD_FAULTS = frozenset(
@@ -336,12 +341,20 @@ class Simulator:
         integration_id: int | None = None,
         kind: str = "status",
         delay: float = 0.0,
+        endpoint: str | None = None,
     ) -> None:
         """Misbehave for the next ``count`` matching API requests (see :class:`Fault`)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(sorted(FAULT_KINDS))}")
+        if endpoint not in (None, "list", "get", "logs"):
+            raise ValueError("endpoint must be list, get or logs")
         with self._lock:
-            self._faults.append(Fault(kind, status, count, integration_id, delay))
+            self._faults.append(Fault(kind, status, count, integration_id, delay, endpoint))
+
+    def clear_faults(self) -> None:
+        """End every injected fault now (an outage that is over)."""
+        with self._lock:
+            self._faults.clear()
 
     def revoke_tokens(self) -> None:
         """Invalidate every OAuth2 access token issued so far."""
@@ -397,7 +410,8 @@ class Simulator:
             if match is None:
                 return _error(404, "not_found", "Unknown endpoint.")
             integration_id = int(match.group(1)) if match.group(1) else None
-            fault = self._take_fault(integration_id, record=False)
+            endpoint = "logs" if match.group(2) else ("get" if integration_id else "list")
+            fault = self._take_fault(integration_id, record=False, endpoint=endpoint)
             if fault is not None and fault.kind not in ("slow",):
                 return _fault_reply(fault)
             reply = self._answer(path, query, integration_id, bool(match.group(2)))
@@ -448,9 +462,14 @@ class Simulator:
     def _sorted(self) -> Iterator[SimIntegration]:
         return iter(sorted(self._integrations.values(), key=lambda i: i.id))
 
-    def _take_fault(self, integration_id: int | None, *, record: bool) -> Fault | None:
+    def _take_fault(
+        self, integration_id: int | None, *, record: bool, endpoint: str | None = None
+    ) -> Fault | None:
         for fault in self._faults:
-            if fault.remaining_for(integration_id) and (fault.kind in RECORD_FAULTS) == record:
+            if (
+                fault.remaining_for(integration_id, endpoint)
+                and (fault.kind in RECORD_FAULTS) == record
+            ):
                 fault.count -= 1
                 return fault
         return None
@@ -493,6 +512,9 @@ class Simulator:
             return 200, {"ok": True}
         if path == "/faults" and method == "POST":
             self.inject_fault(**dict(body))
+            return 200, {"ok": True}
+        if path == "/faults" and method == "DELETE":
+            self.clear_faults()
             return 200, {"ok": True}
         if path == "/requests" and method == "GET":
             with self._lock:

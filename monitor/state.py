@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
-from monitor.health import Conditions
+from monitor.health import Health, State
 from monitor.sendcloud import Integration
 
 
@@ -23,17 +23,38 @@ class Status(Enum):
     ERROR = "error"  # the last poll could not read it; ``record`` is the last good one, if any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Observation:
-    """One integration as of the last poll."""
+    """One integration as of the last poll.
+
+    ``record`` and ``health`` are from the last *successful* read and are kept, unchanged,
+    while the integration cannot be read: unknown is not ageing.
+    """
 
     integration_id: int
     status: Status
     record: Integration | None
-    stale_after_seconds: float
-    last_success: datetime | None = None
+    health: Health | None
     error_reason: str | None = None
-    conditions: Conditions | None = None  # last announced conditions (None before any data)
+
+    @property
+    def last_success(self) -> datetime | None:
+        return self.health.read_at if self.health is not None else None
+
+    @property
+    def state(self) -> State:
+        if self.status is Status.NOT_FOUND:
+            return State.NOT_FOUND
+        if self.status is Status.ERROR or self.health is None:
+            return State.UNKNOWN
+        return self.health.state
+
+    def values_at(self, now: datetime) -> datetime | None:
+        """The time elapsed-time values are given for: ``now`` while readable, the last
+        successful read while not (frozen), None when there is nothing to give."""
+        if self.health is None or self.status is Status.NOT_FOUND:
+            return None
+        return now if self.status is Status.OK else self.health.read_at
 
 
 @dataclass(frozen=True)

@@ -104,7 +104,7 @@ def make_alerter(world: World, state_file: Path | None, **kwargs: Any) -> Alerte
         return await world.poller.client.integration_logs(integration_id, page_size=10)
 
     alerter = Alerter(
-        kwargs.pop("rules", AlertRules()),
+        kwargs.pop("rules", AlertRules(failing_for_seconds=600, stale_for_seconds=0)),
         [world.recorder, StdoutSink(world.metrics.delivery)],
         clock=world.clock,
         ids_configured={"default": True},
@@ -179,7 +179,11 @@ async def test_escalation_and_repeat(world: World) -> None:
     make_alerter(
         world,
         None,
-        rules=AlertRules(failing_critical_after_seconds=900, repeat_interval_seconds=1200),
+        rules=AlertRules(
+            failing_for_seconds=600,
+            failing_critical_after_seconds=900,
+            repeat_interval_seconds=1200,
+        ),
     )
     world.sim.update(1, scenario="failing", started_failing_at=world.clock() - timedelta(minutes=5))
     await world.until(30)
@@ -255,3 +259,51 @@ async def test_a_hanging_webhook_never_delays_polling(world: World) -> None:
         assert world.minute == 4
         receiver.release.set()
         await sink.aclose()
+
+
+async def test_one_bad_optional_field_still_alerts_on_the_valid_failure(world: World) -> None:
+    make_alerter(world, None)
+    world.sim.update(
+        1,
+        scenario="failing",
+        started_failing_at=world.start - timedelta(hours=2),
+        extra={"updated_at": "31/02/2026", "type": ["not", "a", "string"]},
+    )
+    await world.until(0)
+    [fired] = [
+        e
+        for e in world.recorder.events
+        if e["integration_id"] == 1 and e["alert"] == "IntegrationFailing"
+    ]
+    assert (fired["alert"], fired["kind"], fired["severity"]) == (
+        "IntegrationFailing",
+        "fired",
+        "critical",
+    )
+    assert fired["integration_type"] is None  # the bad field is null, the rest is kept
+    assert fired["shop_name"] == "Alpha shop"
+
+
+async def test_an_outage_neither_fires_nor_resolves_nor_escalates(world: World) -> None:
+    """Unknown is not ageing: a failure 890 s old at the outage's start must not cross the
+    900 s threshold while nobody can see it, and the open alert must stay open."""
+    rules = AlertRules(failing_for_seconds=900, failing_critical_after_seconds=1800)
+    make_alerter(world, None, rules=rules)
+    world.sim.update(1, scenario="failing", started_failing_at=world.start - timedelta(seconds=890))
+    world.sim.update(4, scenario="failing", started_failing_at=world.start - timedelta(minutes=20))
+    await world.until(0)
+    before = world.summary()
+    assert ("IntegrationFailing", 4, "fired") in before
+    assert ("IntegrationFailing", 1, "fired") not in before
+    world.sim.inject_fault(503, count=10**6)
+    await world.until(12)  # 4 would escalate at 30 min, 1 would fire at once
+    during = world.summary()[len(before) :]
+    assert all(alert == "SendcloudAPIUnreachable" for alert, _, _ in during)
+    assert ("SendcloudAPIUnreachable", None, "fired") in during
+    world.sim.clear_faults()
+    await world.until(13)
+    after = world.summary()[len(before) + len(during) :]
+    assert ("IntegrationFailing", 4, "resolved") not in after
+    assert ("IntegrationFailing", 4, "escalated") in after  # 33 min now: the data says so
+    assert ("IntegrationFailing", 1, "fired") in after
+    assert ("SendcloudAPIUnreachable", None, "resolved") in after

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -24,13 +25,15 @@ from monitor.alerts import (
     event_fields,
     fingerprint,
 )
+from monitor.health import derive
 from monitor.sendcloud import Integration
 from monitor.state import AccountSnapshot, Observation, Status
 
 from .conftest import LogCapture
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
-RULES = AlertRules(repeat_interval_seconds=4 * 3600)
+# The tables below were written for a 10-minute failing grace and no stale grace.
+RULES = AlertRules(repeat_interval_seconds=4 * 3600, failing_for_seconds=600, stale_for_seconds=0)
 FAILING = AlertKey(INTEGRATION_FAILING, "shop", 7)
 
 
@@ -101,7 +104,7 @@ def test_escalation_once_then_resolve_once() -> None:
 
 
 def test_repeat_interval() -> None:
-    run = Run(AlertRules(repeat_interval_seconds=3600, failing_critical_after_seconds=10**9))
+    run = Run(replace(RULES, repeat_interval_seconds=3600, failing_critical_after_seconds=10**9))
     for minute in range(0, 200, 5):
         run.step(minute, failing(0, minute))
     assert run.log == [
@@ -113,7 +116,7 @@ def test_repeat_interval() -> None:
 
 
 def test_repeat_zero_never_repeats() -> None:
-    run = Run(AlertRules(repeat_interval_seconds=0, failing_critical_after_seconds=10**9))
+    run = Run(replace(RULES, repeat_interval_seconds=0, failing_critical_after_seconds=10**9))
     for minute in range(0, 600, 30):
         run.step(minute, failing(0, minute))
     assert [kind for _, kind, _ in run.log] == ["fired"]
@@ -210,7 +213,8 @@ def snapshot(
 
 def obs(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
     record = Integration.model_validate({"id": integration_id, **fields}) if fields else None
-    return Observation(integration_id, status, record, 3600)
+    health = derive(record, T0, 3600) if record is not None and status is Status.OK else None
+    return Observation(integration_id, status, record, health)
 
 
 def test_conditions_from_a_snapshot() -> None:
@@ -220,7 +224,7 @@ def test_conditions_from_a_snapshot() -> None:
         obs(3, Status.NOT_FOUND),
         obs(4, Status.ERROR),
     )
-    conditions, unknown = conditions_for(snap, T0, ids_configured=True)
+    conditions, unknown = conditions_for(snap, ids_configured=True)
     found = {(c.key.alert, c.key.integration_id): c.since for c in conditions}
     assert found == {
         (INTEGRATION_FAILING, 1): datetime(2026, 11, 27, 11, tzinfo=UTC),
@@ -228,22 +232,22 @@ def test_conditions_from_a_snapshot() -> None:
         (INTEGRATION_NOT_FOUND, 3): None,
     }
     assert {k.integration_id for k in unknown} == {4}
-    conditions, _ = conditions_for(snap, T0, ids_configured=False)
+    conditions, _ = conditions_for(snap, ids_configured=False)
     assert INTEGRATION_NOT_FOUND not in {c.key.alert for c in conditions}
 
 
 def test_account_error_makes_integrations_unknown() -> None:
     snap = snapshot(obs(1, Status.ERROR), auth_ok=False, account_error="auth_failed")
-    conditions, unknown = conditions_for(snap, T0, ids_configured=True)
+    conditions, unknown = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [AUTH_FAILING]
     assert len(unknown) == 3
     snap = snapshot(obs(1, Status.ERROR), account_error="unreachable")
-    conditions, _ = conditions_for(snap, T0, ids_configured=True)
+    conditions, _ = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [API_UNREACHABLE]
 
 
 def test_event_fields_and_fingerprint() -> None:
-    run = Run(AlertRules(runbook_base_url="https://runbooks.example.com/sendcloud.md"))
+    run = Run(replace(RULES, runbook_base_url="https://runbooks.example.com/sendcloud.md"))
     run.step(0, failing(-30, 0))
     state = run.states[FAILING]
     result = evaluate(run.states, [], set(), T0 + timedelta(minutes=5), run.rules)

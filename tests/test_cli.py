@@ -73,3 +73,38 @@ def test_help_lists_commands(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     for command in ("run", "check", "demo", "validate-config", "simulator"):
         assert command in out
+
+
+def test_check_with_an_invalid_configuration_is_unknown_not_critical(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MONITOR_POLL_INTERVAL_SECONDS", "1")  # below the minimum of 5
+    monkeypatch.setenv("SENDCLOUD_PUBLIC_KEY", DEMO_PUBLIC_KEY)
+    monkeypatch.setenv("SENDCLOUD_SECRET_KEY", DEMO_SECRET_KEY)
+    assert main(["check"]) == 3  # Nagios UNKNOWN
+    assert "poll_interval_seconds" in capsys.readouterr().err
+    assert main(["validate-config"]) == 2  # the other commands keep exit 2
+
+
+def test_an_interrupted_check_is_unknown_not_ok(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use(monkeypatch, sim.url, "1")
+
+    def interrupted(coroutine: object) -> None:
+        coroutine.close()  # type: ignore[attr-defined]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("monitor.cli.asyncio.run", interrupted)
+    assert main(["check"]) == 3
+
+
+def test_check_reads_a_collection_404_as_unknown(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, sim.url, "1,2")
+    sim.inject_fault(404, count=10, endpoint="list")
+    assert main(["check"]) == 3  # not "every integration is gone" (2)
+    out = capsys.readouterr().out
+    assert "not_found" in out.splitlines()[-1]  # the account note names the reason
+    assert "unknown" in out

@@ -17,6 +17,7 @@ import yaml
 from prometheus_client import generate_latest
 
 from monitor.alerts import ALERTS
+from monitor.health import derive
 from monitor.metrics import Metrics
 from monitor.sendcloud import Integration
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
@@ -78,9 +79,16 @@ def test_alertmanager_config() -> None:
 def exported_metric_names() -> set[str]:
     failing = Integration(id=1, started_failing_at=T0, last_fetched_at=T0, created_at=T0)
     store = Store(["default"])
-    store.put(AccountSnapshot("default", {1: Observation(1, Status.OK, failing, 60, T0)}, 1, T0))
+    store.put(
+        AccountSnapshot(
+            "default", {1: Observation(1, Status.OK, failing, derive(failing, T0, 60))}, 1, T0
+        )
+    )
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
-    metrics.client_events("default").request("get_integration", "200", 0.1)
+    events = metrics.client_events("default")
+    events.request("get_integration", "200", 0.1)
+    events.error("get_integration", "invalid_field")
+    events.throttled(1.0)
     metrics.observe_cycle("default", 0.1, True)
     text = generate_latest(metrics.registry).decode()
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))

@@ -11,7 +11,7 @@ from freezegun import freeze_time
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitor.health import utcnow
+from monitor.health import derive, utcnow
 from monitor.metrics import Metrics
 from monitor.sendcloud import Integration
 from monitor.state import AccountSnapshot, Observation, Status, Store
@@ -23,12 +23,12 @@ T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 def observation(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
     record = Integration.model_validate({"id": integration_id, **fields}) if fields else None
+    ok = status is Status.OK and record is not None
     return Observation(
         integration_id=integration_id,
         status=status,
         record=record,
-        stale_after_seconds=7200,
-        last_success=T0 if status is Status.OK else None,
+        health=derive(record, T0, 7200) if ok and record is not None else None,
     )
 
 
@@ -85,7 +85,9 @@ def test_every_per_integration_series() -> None:
     store = store_with(observation(7, **FAILING))
     metrics = Metrics(store, ["default"], clock=lambda: T0 + timedelta(hours=2))
     assert value(metrics, "integration_failing", integration_id="7") == 1
-    assert value(metrics, "integration_fetch_stale", integration_id="7") == 1  # 2h01m > 2h
+    # the flag is decided at the read (1h01m then); only elapsed seconds move at scrape time
+    assert value(metrics, "integration_fetch_stale", integration_id="7") == 0
+    assert value(metrics, "integration_fetch_staleness_seconds", integration_id="7") == 10860
     assert value(metrics, "integration_fetch_stale_threshold_seconds", integration_id="7") == 7200
     assert (
         value(metrics, "integration_started_failing_timestamp_seconds", integration_id="7")
@@ -147,11 +149,17 @@ def test_not_found_and_never_read() -> None:
     assert value(metrics, "integration_failing_seconds", integration_id="10") is None
 
 
-def test_error_with_last_good_record_keeps_values_but_is_down() -> None:
-    kept = Observation(7, Status.ERROR, observation(7, **FAILING).record, 7200, last_success=T0)
-    metrics = Metrics(store_with(kept), ["default"], clock=lambda: T0 + timedelta(minutes=1))
+def test_error_with_last_good_record_keeps_values_frozen_and_is_down() -> None:
+    good = observation(7, **FAILING)
+    kept = Observation(7, Status.ERROR, good.record, good.health, error_reason="timeout")
+    metrics = Metrics(store_with(kept), ["default"], clock=lambda: T0 + timedelta(hours=5))
     assert value(metrics, "integration_up", integration_id="7") == 0
-    assert value(metrics, "integration_failing_seconds", integration_id="7") == 3660
+    assert value(metrics, "integration_failing_seconds", integration_id="7") == 3600  # frozen
+    assert value(metrics, "integration_failing", integration_id="7") == 1
+    assert (
+        value(metrics, "integration_last_poll_success_timestamp_seconds", integration_id="7")
+        == T0.timestamp()
+    )
 
 
 def test_integrations_that_leave_lose_their_series() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -241,3 +241,87 @@ async def test_auth_failure_in_all_mode_on_the_first_poll(
         assert not snapshot.auth_ok
         assert snapshot.account_error == "auth_failed"
         assert len(captured_logs.events("sendcloud_auth_failed")) == 1
+
+
+@pytest.mark.parametrize("ids", [None, (1, 2, 3, 4)])
+async def test_a_404_on_the_collection_is_an_account_error(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture, ids: tuple[int, ...] | None
+) -> None:
+    async for rig in rig_for(world, clock, ids):
+        await rig.poll()
+        before = {i: rig.observation(i) for i in (1, 2, 3, 4)}
+        world.inject_fault(404, count=100, endpoint="list")  # a proxy, a wrong api_url
+        await rig.poll()
+        snapshot = rig.store.get("default")
+        assert snapshot.account_error == "not_found"
+        for integration_id, good in before.items():
+            after = rig.observation(integration_id)
+            assert after.status is Status.ERROR  # unknown, not gone
+            assert after.health == good.health  # frozen at the last read
+        assert captured_logs.events("integration_not_found") == []
+        [failed] = captured_logs.events("account_poll_failed")
+        assert failed["reason"] == "not_found"
+
+
+async def test_health_is_derived_at_the_time_the_record_arrived(
+    world: Simulator, clock: FakeClock
+) -> None:
+    class Ticking(FakeClock):
+        def __call__(self) -> datetime:
+            self.advance(1)  # every look at the clock is a second later
+            return self.now
+
+    ticking = Ticking(clock())
+    async for rig in rig_for(world, ticking, (1, 2)):
+        await rig.poll()
+        reads = {rig.observation(i).last_success for i in (1, 2)}
+        snapshot = rig.store.get("default")
+        assert None not in reads
+        assert snapshot.last_cycle_success is not None
+        assert all(r is not None and r <= snapshot.last_cycle_success for r in reads)
+
+
+async def test_a_cycle_past_its_deadline_keeps_what_it_read_and_the_rest_frozen(
+    clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    shops = [SimIntegration(i, "failing") for i in (1, 2, 3)]
+    with Simulator(shops, clock=clock) as sim:
+        account = account_for(sim, (1, 2, 3), poll_interval_seconds=5.0, max_concurrency=1)
+        store = Store([account.name])
+        async with open_pollers([account], store, Metrics(store, [account.name]), clock=clock) as (
+            poller,
+        ):
+            await poller.poll()  # the list is walked: ids known, one page
+            first = dict(store.get("default").integrations)
+            clock.advance(60)
+            sim.inject_fault(kind="slow", delay=6.0, count=1, endpoint="list")
+            await poller.poll()  # 4.5 s deadline: the list does not arrive in time
+            second = store.get("default")
+    cut = captured_logs.events("poll_cycle_cut_short")
+    assert [e["reason"] for e in cut] == ["deadline"]
+    assert second.account_error == "deadline"
+    unread = [o for o in second.integrations.values() if o.status is Status.ERROR]
+    assert len(unread) == 3
+    for observation in unread:
+        assert observation.error_reason == "deadline"
+        assert observation.health == first[observation.integration_id].health
+
+
+async def test_a_list_that_never_ends_is_cut_and_nothing_is_dropped(
+    clock: FakeClock, captured_logs: LogCapture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor import sendcloud
+
+    with Simulator([SimIntegration(i) for i in range(1, 251)], clock=clock) as sim:
+        async for rig in rig_for(sim, clock, None):
+            await rig.poll()  # 250 integrations, 3 pages of 100
+            assert len(rig.store.get("default").integrations) == 250
+            monkeypatch.setattr(sendcloud, "MAX_LIST_PAGES", 2)
+            await rig.poll()
+            snapshot = rig.store.get("default")
+            assert len(snapshot.integrations) == 250  # the unread ones are kept, not dropped
+            kept = [o for o in snapshot.integrations.values() if o.status is Status.ERROR]
+            assert {o.error_reason for o in kept} == {"page_cap"}
+            assert len(kept) == 50
+            await rig.poll()
+    assert [e["reason"] for e in captured_logs.events("poll_cycle_cut_short")] == ["page_cap"]

@@ -10,8 +10,10 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from monitor import sendcloud
 from monitor.sendcloud import (
     MAX_BODY_BYTES,
+    ApiError,
     AuthFailed,
     InvalidResponse,
     NotFound,
@@ -191,8 +193,9 @@ def mock_client(handler: httpx.MockTransport) -> SendcloudClient:
     [
         (200, b"<html>maintenance</html>", {"content-type": "text/html"}, "not JSON"),
         (200, b'{"data": "nope"}', {}, "not an object"),
-        (200, b'{"data": {"id": "abc"}}', {}, "invalid fields: id"),
-        (200, b'{"data": {"id": 1, "started_failing_at": "yesterday"}}', {}, "started_failing_at"),
+        (200, b'{"data": {"id": "abc"}}', {}, "no valid id"),
+        (200, b'{"data": {"shop_name": "no id"}}', {}, "no valid id"),
+        (200, b'{"data": {"id": 2}}', {}, "asked for integration 1, got 2"),
         (200, b'{"data": {"id": 1', {}, "not JSON"),
         (418, b"", {}, "unexpected status 418"),
     ],
@@ -280,3 +283,74 @@ async def test_basic_auth_header_is_sent_and_first_page_asks_for_page_size() -> 
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     now = datetime(2026, 11, 27, 12, tzinfo=UTC)
     assert parse_retry_after(value, now) == expected
+
+
+async def test_a_404_on_the_collection_is_an_account_error_not_not_found() -> None:
+    events = Recorded()
+    client = SendcloudClient(
+        "https://api.test/api/v3",
+        "p",
+        "s",
+        transport=httpx.MockTransport(lambda r: httpx.Response(404, text="<h1>nginx</h1>")),
+        sleep=no_sleep,
+        events=events,
+    )
+    with pytest.raises(ApiError) as raised:
+        await client.list_integrations()
+    assert not isinstance(raised.value, NotFound)
+    assert raised.value.reason == "not_found"
+    assert events.errors == [("list_integrations", "not_found")]
+    with pytest.raises(NotFound):  # on one integration a 404 still means it is gone
+        await client.get_integration(1)
+    await client.aclose()
+
+
+async def test_one_invalid_optional_field_is_nulled_and_counted(sim: Simulator) -> None:
+    sim.update(
+        2,
+        started_failing_at=datetime(2026, 11, 27, 11, tzinfo=UTC),
+        extra={"updated_at": "not a date", "type": 5, "service_point_carriers": "oops"},
+    )
+    events = Recorded()
+    client = client_for(sim, events=events)
+    record = await client.get_integration(2)
+    listed = await client.list_integrations()
+    await client.aclose()
+    assert record.started_failing_at == datetime(2026, 11, 27, 11, tzinfo=UTC)
+    assert (record.updated_at, record.type) == (None, None)
+    assert record.shop_name == "Failing shop"
+    assert 2 in {r.id for r in listed.integrations}
+    assert events.errors.count(("get_integration", "invalid_field")) == 2
+    assert events.errors.count(("list_integrations", "invalid_field")) == 2
+
+
+async def test_an_answer_for_another_id_is_invalid() -> None:
+    events = Recorded()
+    client = SendcloudClient(
+        "https://api.test/api/v3",
+        "p",
+        "s",
+        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"data": {"id": 99}})),
+        events=events,
+    )
+    with pytest.raises(InvalidResponse) as raised:
+        await client.get_integration(1)
+    await client.aclose()
+    assert raised.value.reason == "id_mismatch"
+    assert events.errors == [("get_integration", "id_mismatch")]
+
+
+async def test_a_list_that_never_ends_stops_at_the_page_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sendcloud, "MAX_LIST_PAGES", 25)
+    pages = iter(range(10**6))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        link = f'<https://api.test/api/v3/integrations?cursor={next(pages)}>; rel="next"'
+        return httpx.Response(200, json={"data": [{"id": 1}]}, headers={"Link": link})
+
+    client = mock_client(httpx.MockTransport(handler))
+    result = await client.list_integrations()
+    await client.aclose()
+    assert (result.pages, result.complete) == (25, False)
