@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
@@ -54,6 +55,13 @@ class Integration(BaseModel):
     webhook_active: bool | None = None
     feedback_type: str | None = None
 
+    @field_validator("shop_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        """The shop URL becomes a label, an event field and a log value: it keeps only scheme,
+        host, port and path — never ``user:password@``, a query string or a fragment."""
+        return None if value is None else public_url(value)
+
     @field_validator("started_failing_at", "last_fetched_at", "created_at", "updated_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
@@ -63,6 +71,21 @@ class Integration(BaseModel):
         if value is not None and value.tzinfo is None:
             return value.replace(tzinfo=UTC)
         return value
+
+
+def public_url(url: str) -> str:
+    """``url`` without userinfo, query string and fragment (what may be shown anywhere)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # not a URL we can take apart: show nothing of it rather than all of it
+        return ""
+    if not host:  # no "//": drop whatever could be a query, a fragment or userinfo
+        return url.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{port}" if port is not None else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -66,6 +67,28 @@ _ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}
 _ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
+def is_loopback(host: str) -> bool:
+    """127.0.0.0/8, ::1 or localhost: traffic that never leaves the machine."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_https(url: str, field_name: str, *, allowed: bool) -> None:
+    """Refuse a URL that would carry credentials or alert contents in clear text."""
+    parsed = httpx.URL(url)
+    if parsed.scheme == "https" or allowed or is_loopback(parsed.host):
+        return
+    raise ValueError(
+        f"{field_name} must be https:// (it would carry credentials or alerts in clear text); "
+        "http:// is accepted only for a loopback host (127.0.0.0/8, ::1, localhost) or with "
+        "allow_insecure_http: true"
+    )
+
+
 class ConfigError(Exception):
     """An invalid configuration; the message is meant for the operator, as is."""
 
@@ -112,6 +135,14 @@ class AccountSettings(_Strict):
     auth_retry_seconds: float | None = Field(default=None, ge=0, le=86400)
     clock_skew_tolerance_seconds: float | None = Field(default=None, ge=0, le=86400)
     integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
+    #: Dangerous: lets api_url and oauth2_token_url use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _https(self) -> AccountSettings:
+        require_https(self.api_url, "api_url", allowed=self.allow_insecure_http)
+        require_https(self.oauth2_token_url, "oauth2_token_url", allowed=self.allow_insecure_http)
+        return self
 
     @field_validator("name")
     @classmethod
@@ -177,6 +208,8 @@ class WebhookSettings(_Strict):
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=5, ge=1, le=20)
     queue_size: int = Field(default=1000, ge=1, le=100_000)
+    #: Dangerous: lets the webhook URL use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
 
     @field_validator("name")
     @classmethod
@@ -190,11 +223,18 @@ class AlertmanagerSettings(_Strict):
     url: str
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    #: Dangerous: lets the Alertmanager URL use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str) -> str:
         return AccountSettings._api_url(value)
+
+    @model_validator(mode="after")
+    def _https(self) -> AlertmanagerSettings:
+        require_https(self.url, "alertmanager.url", allowed=self.allow_insecure_http)
+        return self
 
 
 class AlertingSettings(_Strict):
@@ -494,6 +534,12 @@ def _resolve_webhook(webhook: WebhookSettings) -> WebhookConfig:
         raise ConfigError(f"{where}: set url or url_file")
     if not url.get_secret_value().startswith(("http://", "https://")):
         raise ConfigError(f"{where}: the url must start with http:// or https://")
+    try:
+        require_https(url.get_secret_value(), "url", allowed=webhook.allow_insecure_http)
+    except httpx.InvalidURL:
+        raise ConfigError(f"{where}: the url is not a valid URL") from None
+    except ValueError as exc:  # the message names the field, never the (secret) URL
+        raise ConfigError(f"{where}: {exc}") from None
     return WebhookConfig(
         name=webhook.name,
         url=url,

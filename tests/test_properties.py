@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor import logs
 from monitor.health import derive
 from monitor.metrics import Metrics
-from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration
+from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
 json_values = st.recursive(
@@ -133,7 +133,7 @@ def test_api_strings_cannot_break_the_exposition(name: str, url: str, kind: str)
     families = {f.name: f for f in text_string_to_metric_families(text)}
     [info] = families["integration_info"].samples
     assert info.labels["shop_name"] == name
-    assert info.labels["shop_url"] == url
+    assert info.labels["shop_url"] == public_url(url)
     assert info.labels["integration_type"] == kind
     [failing] = families["integration_failing_seconds"].samples
     assert failing.value == 3600
@@ -154,3 +154,18 @@ def test_api_strings_cannot_forge_log_lines(name: str) -> None:
     entry = json.loads(lines[0])
     assert entry["event"] == "alert"
     assert entry["shop_name"] == logs.scrubber.scrub(name)
+
+
+secret_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.~!$&'()*+,;=%", min_size=8)
+
+
+@given(user=secret_text, password=secret_text, token=secret_text)
+def test_no_userinfo_or_query_survives_a_shop_url(user: str, password: str, token: str) -> None:
+    for url in (
+        f"https://{user}:{password}@shop.example.com/store?token={token}",
+        f"{user}:{password}@shop.example.com?{token}",
+        f"https://shop.example.com/#{token}",
+    ):
+        shown = public_url(url)
+        for secret in (password, token):
+            assert secret not in shown.replace("shop.example.com", "")

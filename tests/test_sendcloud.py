@@ -15,6 +15,7 @@ from monitor.sendcloud import (
     MAX_BODY_BYTES,
     ApiError,
     AuthFailed,
+    Integration,
     InvalidResponse,
     NotFound,
     RateLimited,
@@ -354,3 +355,22 @@ async def test_a_list_that_never_ends_stops_at_the_page_cap(
     result = await client.list_integrations()
     await client.aclose()
     assert (result.pages, result.complete) == (25, False)
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("https://shop.example.com/", "https://shop.example.com/"),
+        (
+            "https://admin:hunter22@shop.example.com:8443/store?key=s3cret#x",
+            "https://shop.example.com:8443/store",
+        ),
+        ("http://user@[2001:db8::1]/", "http://[2001:db8::1]/"),
+        ("shop.example.com/path?token=abc", "shop.example.com/path"),
+        ("user:pw@shop.example.com", "shop.example.com"),
+        ("https://[broken", ""),
+    ],
+)
+def test_shop_urls_lose_userinfo_query_and_fragment(given: str, shown: str) -> None:
+    record = Integration.model_validate({"id": 1, "shop_url": given})
+    assert record.shop_url == shown

@@ -210,3 +210,63 @@ def test_invalid_config_from_the_command_line_is_one_message_no_traceback() -> N
     assert "defaults.stale_after_seconds" in result.stderr
     assert "MONITOR_STALE_AFTER_SECONDS" in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("env", "field"),
+    [
+        ({"SENDCLOUD_API_URL": "http://panel.sendcloud.sc/api/v3"}, "api_url"),
+        ({"SENDCLOUD_OAUTH2_TOKEN_URL": "http://account.example.com/token/"}, "oauth2_token_url"),
+    ],
+)
+def test_cleartext_credentials_are_refused(
+    env: dict[str, str], field: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    full = {"SENDCLOUD_PUBLIC_KEY": "pk", "SENDCLOUD_SECRET_KEY": "sk", **env}
+    with pytest.raises(ConfigError) as raised:
+        load_settings(None, full)
+    assert field in str(raised.value)
+    assert "https" in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/api/v3",
+        "http://127.3.4.5/api/v3",
+        "http://[::1]:80/",
+        "http://localhost/",
+    ],
+)
+def test_loopback_http_is_allowed(url: str) -> None:
+    _, [account] = load_settings(
+        None, {"SENDCLOUD_PUBLIC_KEY": "pk", "SENDCLOUD_SECRET_KEY": "sk", "SENDCLOUD_API_URL": url}
+    )
+    assert account.api_url.startswith("http://")
+
+
+def test_insecure_http_needs_an_explicit_opt_in(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "sendcloud: {api_url: 'http://sendcloud.internal/api/v3', public_key: p, secret_key: s,"
+        " allow_insecure_http: true}\n"
+        "alerting:\n  alertmanager: {url: 'http://alertmanager:9093'}\n"
+    )
+    with pytest.raises(ConfigError, match=r"alertmanager\.url must be https"):
+        load_settings(path, {})
+    path.write_text(path.read_text().replace("9093'}", "9093', allow_insecure_http: true}"))
+    _, [account] = load_settings(path, {})
+    assert account.api_url == "http://sendcloud.internal/api/v3"
+
+
+def test_a_cleartext_webhook_is_refused_without_echoing_its_url(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "sendcloud: {public_key: p, secret_key: s}\n"
+        "alerting:\n  webhooks: [{name: ops, url: 'http://hooks.example.com/T0/secret-token'}]\n"
+    )
+    settings, _ = load_settings(path, {})
+    with pytest.raises(ConfigError) as raised:
+        settings.alerting.resolved_webhooks()
+    assert "webhook 'ops'" in str(raised.value)
+    assert "secret-token" not in str(raised.value)
