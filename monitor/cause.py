@@ -15,26 +15,63 @@ from urllib.parse import urlsplit
 
 MAX_MESSAGE = 300
 MASK = "[redacted]"
-_CREDENTIALS = (
-    re.compile(r"(?i)\b(bearer|basic|token|digest)\s+[A-Za-z0-9._~+/=-]{6,}"),
-    re.compile(
-        r"(?i)\b([\w-]*(?:token|secret|password|passwd|api[_-]?key|auth|signature|sig)"
-        r"[\w-]*)\s*[=:]\s*[^\s&,;\"']+"
-    ),
-    re.compile(r"(https?://)[^/\s:@]+:[^/\s@]+@"),  # user:password@ in URLs
-    re.compile(r"\b[A-Za-z0-9+/_-]{32,}={0,2}"),  # long opaque strings: keys, tokens
+
+#: Key names whose values are credentials, in any case, as part of a longer name too
+#: (``shop_password``, ``X-Shopify-Access-Token``).
+_KEY = (
+    r"[\w-]*(?:password|passwd|secret|token|api[_-]?key|apikey|authorization|cookie|session"
+    r"|signature)[\w-]*"
 )
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)[?#][^\s\"']*")
+#: Values that run to the end of the header line (they contain spaces or ``;``).
+_LINE_KEYS = re.compile(r"(?i)authorization|cookie")
+_QUOTED_PAIR = re.compile(  # JSON and Python repr: "key": "value", 'key': 'value'
+    rf"""(?i)(?P<key>["']?{_KEY}["']?)\s*[:=]\s*(?P<q>["'])(?P<value>(?:\\.|(?!(?P=q)).)*)(?P=q)"""
+)
+_PAIR = re.compile(  # form, header, log syntax: key=value, key: value, key = value
+    rf"(?i)(?P<key>\b{_KEY})(?P<sep>\s*[:=]\s*)(?P<value>(?!\[redacted\])[^\s,;&\"'}}\]]+)"
+)
+_HEADER_LINE = re.compile(rf"(?im)(?P<key>\b{_KEY})(?P<sep>\s*:\s*)(?P<value>[^\r\n\"']+)")
+_SCHEME_TOKEN = re.compile(r"(?i)\b(bearer|basic|digest|token)\s+[A-Za-z0-9._~+/=-]{4,}")
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_URL = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s\"'<>]+")
+_EMAIL = re.compile(r"[\w.!#$%&*+/=?^`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:(?:\+|00)\d[\d\s().-]{6,}\d|0\d{2,4}[\s-]?\d{5,8}|\d{10,})(?![\w])"
+)
+#: Keys, tokens, hashes: long runs of mixed letters and digits.
+_OPAQUE = re.compile(r"\b(?=[A-Za-z0-9+/_=-]*\d)(?=[A-Za-z0-9+/_=-]*[A-Za-z])[A-Za-z0-9+/_=-]{20,}")
 
 
 def redact_text(text: str, limit: int = MAX_MESSAGE) -> str:
-    """Mask credentials, drop URL query strings, truncate to ``limit`` characters."""
-    text = _URL_QUERY.sub(r"\1", text)
-    text = _CREDENTIALS[0].sub(lambda m: f"{m.group(1)} {MASK}", text)
-    text = _CREDENTIALS[1].sub(lambda m: f"{m.group(1)}={MASK}", text)
-    text = _CREDENTIALS[2].sub(lambda m: f"{m.group(1)}{MASK}@", text)
-    text = _CREDENTIALS[3].sub(MASK, text)
+    """What of an exception message may leave the process: URLs reduced to scheme, host and
+    path; credentials in JSON, Python-repr, form and header syntax masked; bearer/basic
+    tokens, JWTs and long opaque strings masked; e-mail addresses and phone numbers (customer
+    data from order payloads) masked; then truncated to ``limit`` characters."""
+    text = _URL.sub(lambda m: _public(m.group(0)), text)
+    text = _QUOTED_PAIR.sub(lambda m: f"{m['key']}: {m['q']}{MASK}{m['q']}", text)
+    text = _HEADER_LINE.sub(_line_value, text)
+    text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)} {MASK}", text)
+    text = _PAIR.sub(
+        lambda m: m["value"] if m["value"] == MASK else f"{m['key']}{m['sep']}{MASK}", text
+    )
+    text = _JWT.sub(MASK, text)
+    text = _EMAIL.sub("[email]", text)
+    text = _PHONE.sub("[phone]", text)
+    text = _OPAQUE.sub(MASK, text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _line_value(match: re.Match[str]) -> str:
+    """``Authorization: Basic abc`` and ``Cookie: a=b; c=d`` lose the whole header value."""
+    if not _LINE_KEYS.search(match["key"]):
+        return match.group(0)
+    return f"{match['key']}{match['sep']}{MASK}"
+
+
+def _public(url: str) -> str:
+    from monitor.sendcloud import public_url
+
+    return public_url(url) or MASK
 
 
 def url_host(url: object) -> str | None:
