@@ -185,8 +185,10 @@ async def test_observer_sees_every_request(sim: Simulator) -> None:
     ]
 
 
-def mock_client(handler: httpx.MockTransport) -> SendcloudClient:
-    return SendcloudClient("https://api.test/api/v3", "p", "s", transport=handler, sleep=no_sleep)
+def mock_client(handler: httpx.MockTransport, events: Recorded | None = None) -> SendcloudClient:
+    return SendcloudClient(
+        "https://api.test/api/v3", "p", "s", transport=handler, sleep=no_sleep, events=events
+    )
 
 
 @pytest.mark.parametrize(
@@ -288,13 +290,8 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
 
 async def test_a_404_on_the_collection_is_an_account_error_not_not_found() -> None:
     events = Recorded()
-    client = SendcloudClient(
-        "https://api.test/api/v3",
-        "p",
-        "s",
-        transport=httpx.MockTransport(lambda r: httpx.Response(404, text="<h1>nginx</h1>")),
-        sleep=no_sleep,
-        events=events,
+    client = mock_client(
+        httpx.MockTransport(lambda r: httpx.Response(404, text="<h1>nginx</h1>")), events
     )
     with pytest.raises(ApiError) as raised:
         await client.list_integrations()
@@ -327,12 +324,8 @@ async def test_one_invalid_optional_field_is_nulled_and_counted(sim: Simulator) 
 
 async def test_an_answer_for_another_id_is_invalid() -> None:
     events = Recorded()
-    client = SendcloudClient(
-        "https://api.test/api/v3",
-        "p",
-        "s",
-        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"data": {"id": 99}})),
-        events=events,
+    client = mock_client(
+        httpx.MockTransport(lambda r: httpx.Response(200, json={"data": {"id": 99}})), events
     )
     with pytest.raises(InvalidResponse) as raised:
         await client.get_integration(1)
