@@ -13,6 +13,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from monitor.sendcloud import public_url
+
 MAX_MESSAGE = 300
 MASK = "[redacted]"
 
@@ -47,7 +49,7 @@ def redact_text(text: str, limit: int = MAX_MESSAGE) -> str:
     path; credentials in JSON, Python-repr, form and header syntax masked; bearer/basic
     tokens, JWTs and long opaque strings masked; e-mail addresses and phone numbers (customer
     data from order payloads) masked; then truncated to ``limit`` characters."""
-    text = _URL.sub(lambda m: _public(m.group(0)), text)
+    text = _URL.sub(lambda m: public_url(m.group(0)) or MASK, text)
     text = _QUOTED_PAIR.sub(lambda m: f"{m['key']}: {m['q']}{MASK}{m['q']}", text)
     text = _HEADER_LINE.sub(_line_value, text)
     text = _SCHEME_TOKEN.sub(lambda m: f"{m.group(1)} {MASK}", text)
@@ -66,12 +68,6 @@ def _line_value(match: re.Match[str]) -> str:
     if not _LINE_KEYS.search(match["key"]):
         return match.group(0)
     return f"{match['key']}{match['sep']}{MASK}"
-
-
-def _public(url: str) -> str:
-    from monitor.sendcloud import public_url
-
-    return public_url(url) or MASK
 
 
 def url_host(url: object) -> str | None:

@@ -58,7 +58,10 @@ class IntegrationCollector(Collector):
             "Seconds since Sendcloud started failing to fetch orders from the integration "
             "(now - started_failing_at); 0 when not failing." + _POLL_FROM,
         )
-        failing = gauge("integration_failing", "1 when started_failing_at is set, else 0.")
+        failing = gauge(
+            "integration_failing",
+            "1 when started_failing_at is set, else 0; as of the last successful read.",
+        )
         staleness = gauge(
             "integration_fetch_staleness_seconds",
             "Seconds since orders were last fetched (now - last_fetched_at, or now - created_at "
@@ -66,7 +69,8 @@ class IntegrationCollector(Collector):
         )
         stale = gauge(
             "integration_fetch_stale",
-            "1 when the fetch staleness exceeds the integration's stale threshold, else 0.",
+            "1 when the fetch staleness exceeded the integration's stale threshold at the last "
+            "successful read, else 0.",
         )
         stale_threshold = gauge(
             "integration_fetch_stale_threshold_seconds",

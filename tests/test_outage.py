@@ -21,6 +21,7 @@ from monitor.simulator import SimIntegration, Simulator
 
 from .conftest import free_port, require_binary
 from .daemon import DaemonProcess
+from .test_e2e import PUBLIC, SECRET, daemon_env
 from .test_stack import JOB, fast_rules, process_group, ready, start, wait
 
 __all__ = ["process_group"]  # the fixture, imported for pytest
@@ -79,16 +80,9 @@ def test_an_outage_fires_only_monitor_alerts_and_keeps_open_ones_open(
             }
         )
     )
-    with Simulator(shops) as sim:
+    with Simulator(shops, public_key=PUBLIC, secret_key=SECRET) as sim:
         monitor_port, prom_port = free_port(), free_port()
-        env = {
-            "MONITOR_CONFIG_FILE": str(config),
-            "SENDCLOUD_API_URL": sim.url,
-            "SENDCLOUD_PUBLIC_KEY": "demo-public-key",
-            "SENDCLOUD_SECRET_KEY": "demo-secret-key",
-            "MONITOR_INTEGRATION_IDS": "all",
-            "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{monitor_port}",
-        }
+        env = daemon_env(sim, monitor_port, MONITOR_CONFIG_FILE=str(config))
         daemon = DaemonProcess(["run"], env, monitor_port)
         try:
             prom = Prom(f"http://127.0.0.1:{prom_port}")
