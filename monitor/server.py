@@ -2,6 +2,10 @@
 
 Served by a threaded WSGI server in its own threads (like prometheus-client's own
 ``start_http_server``), so rendering a large scrape never blocks the event loop that polls.
+A slow client cannot pin the server: every connection has a deadline for its TLS handshake and
+request (``timeout_seconds``), at most ``max_connections`` are served at once and the excess
+are closed at once rather than queued; request lines and headers are bounded by the standard
+library (64 KiB a line, 100 headers), and no endpoint reads a request body.
 """
 
 from __future__ import annotations
@@ -32,10 +36,35 @@ LANDING = """<!doctype html>
 """
 
 
+CONNECTION_TIMEOUT_SECONDS = 10.0
+MAX_CONNECTIONS = 1024
+
+
 class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128
     ssl_context: ssl.SSLContext | None = None
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)  # replaced per server
+    rejected = 0  # connections closed because every slot was taken
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to the cap; beyond it, close instead of queueing."""
+        if not self.slots.acquire(blocking=False):
+            self.rejected += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
 
     def get_request(self) -> tuple[socket.socket, Any]:
         """With TLS, wrap each connection; the handshake happens in the request's own thread,
@@ -58,6 +87,7 @@ class _IPv6Server(_ThreadingServer):
 
 class _QuietHandler(WSGIRequestHandler):
     disable_nagle_algorithm = True
+    timeout = CONNECTION_TIMEOUT_SECONDS  # socket timeout: TLS handshake, request, response
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # scrapes every few seconds would drown the useful log lines
@@ -104,18 +134,28 @@ class HttpServer:
         port: int,
         app: Callable[[Environ, StartResponse], Iterable[bytes]],
         ssl_context: ssl.SSLContext | None = None,
+        *,
+        timeout_seconds: float = CONNECTION_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         server_class = _IPv6Server if ":" in host else _ThreadingServer
+        handler = type("Handler", (_QuietHandler,), {"timeout": timeout_seconds})
         self._server = make_server(
-            host, port, app, server_class=server_class, handler_class=_QuietHandler
+            host, port, app, server_class=server_class, handler_class=handler
         )
         self._server.ssl_context = ssl_context
+        self._server.slots = threading.BoundedSemaphore(max_connections)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": 0.1},  # quick shutdown()
             name="http-server",
             daemon=True,
         )
+
+    @property
+    def rejected(self) -> int:
+        """Connections closed at once because ``max_connections`` were being served."""
+        return int(self._server.rejected)
 
     @property
     def port(self) -> int:
