@@ -108,7 +108,15 @@ def configure(
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("asyncio", "httpx", "httpcore", "apscheduler.executors", "apscheduler.scheduler"):
+    noisy_loggers = (
+        "asyncio",
+        "httpx",
+        "httpcore",
+        "apscheduler.executors",
+        "apscheduler.scheduler",
+        "tzlocal",  # APScheduler's time zone lookup, at debug level
+    )
+    for noisy in noisy_loggers:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.configure(
         processors=[
