@@ -22,14 +22,16 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 MASK = "********"
 _SECRET_KEY = re.compile(r"authorization|token|secret|password|passwd|api_key|cookie", re.I)
 _URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)\?[^\s#\"']*")
+_URL_USERINFO = re.compile(r"(?i)(https?://)[^/\s@\"']+@")
 
 
 def redact_keys(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Mask values whose key names a credential; drop query strings from URLs."""
+    """Mask values whose key names a credential; drop userinfo and query strings from URLs."""
     for key, value in list(event_dict.items()):
         if _SECRET_KEY.search(key):
             event_dict[key] = MASK
         elif isinstance(value, str) and "://" in value:
+            value = _URL_USERINFO.sub(r"\1", value)
             event_dict[key] = _URL_QUERY.sub(r"\1?" + MASK, value)
     return event_dict
 

@@ -65,3 +65,12 @@ def test_library_info_logs_are_quiet(captured_logs: LogCapture) -> None:
     logging.getLogger("httpx").info("HTTP Request: GET https://panel/api?x=1")
     logging.getLogger("apscheduler.executors.default").info("Running job")
     assert captured_logs.lines() == []
+
+
+def test_url_userinfo_never_reaches_a_log_line(captured_logs: LogCapture) -> None:
+    structlog.get_logger("t").warning(
+        "fetch_failed", url="https://admin:hunter22@shop.example.com/api", note="see http://u@h/x"
+    )
+    [line] = captured_logs.lines()
+    assert line["url"] == "https://shop.example.com/api"
+    assert line["note"] == "see http://h/x"
