@@ -8,7 +8,8 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 # Final stage: the wheels installed, no compilers or build tools, a non-root user.
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin monitor
+RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin monitor \
+    && install -d -o 10001 -g 10001 /var/lib/integration-monitor
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-cache-dir --no-index /wheels/*.whl
 USER 10001

@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.settings import ConfigError, format_validation_error
 
-UNPROTECTED = frozenset({"/healthz"})
+#: Probes: they say only "alive" / "ready", and Kubernetes probes cannot send credentials.
+UNPROTECTED = frozenset({"/healthz", "/readyz"})
 ClientAuth = Literal[
     "NoClientCert",
     "RequestClientCert",
@@ -135,7 +136,7 @@ App = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def protect(app: App, config: WebConfig) -> App:
-    """Wrap the WSGI app with basic auth (except /healthz) and the configured headers."""
+    """Wrap the WSGI app with basic auth (except the probes) and the configured headers."""
     verified: set[tuple[str, bytes]] = set()  # bcrypt is slow on purpose: remember successes
     lock = threading.Lock()
 

@@ -194,10 +194,13 @@ def test_compose_matches_the_code() -> None:
     assert monitor["command"].startswith("${MONITOR_COMMAND:-demo")
     for name in monitor["environment"]:
         assert name in ENV_VARS, name
+    named_volumes = set(compose.get("volumes", {}))
     for service in services.values():
         for volume in service.get("volumes", []):
             source = volume.split(":")[0]
-            assert (DEPLOY / source).exists(), source
+            assert source in named_volumes or (DEPLOY / source).exists(), source
+    state_mount = "monitor-state:" + str(Path(monitor["environment"]["MONITOR_STATE_FILE"]).parent)
+    assert state_mount in monitor["volumes"]  # the alert state outlives the container
     prometheus = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     [job] = prometheus["scrape_configs"]
     assert job["job_name"] == "sendcloud-integration-monitor"
@@ -213,8 +216,9 @@ def test_compose_matches_the_code() -> None:
 
 def test_kubernetes_manifests_match_the_code() -> None:
     k8s = DEPLOY / "kubernetes"
-    [deployment] = load_yaml_documents(k8s / "deployment.yaml")
-    pod = deployment["spec"]["template"]["spec"]
+    [statefulset] = load_yaml_documents(k8s / "statefulset.yaml")
+    assert statefulset["kind"] == "StatefulSet"
+    pod = statefulset["spec"]["template"]["spec"]
     [container] = pod["containers"]
     assert pod["securityContext"]["runAsNonRoot"] is True
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
@@ -227,12 +231,51 @@ def test_kubernetes_manifests_match_the_code() -> None:
     secret_file = env["SENDCLOUD_SECRET_KEY_FILE"]["value"]
     mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
     assert str(Path(secret_file).parent) in mounts
+    # the state file is on the PersistentVolumeClaim, so rollouts keep open alerts
+    state_dir = str(Path(env["MONITOR_STATE_FILE"]["value"]).parent)
+    [claim] = statefulset["spec"]["volumeClaimTemplates"]
+    assert mounts[state_dir]["name"] == claim["metadata"]["name"]
+    assert claim["metadata"]["name"] not in {v["name"] for v in pod["volumes"]}
     [service] = load_yaml_documents(k8s / "service.yaml")
     assert service["spec"]["ports"][0]["port"] == PORT
     [monitor] = load_yaml_documents(k8s / "servicemonitor.yaml")
     assert monitor["spec"]["endpoints"][0]["path"] == "/metrics"
     [secret] = load_yaml_documents(k8s / "secret.example.yaml")
     assert set(secret["stringData"]) == {"public-key", "secret-key"}
+
+
+CORE_MANIFESTS = ("statefulset.yaml", "service.yaml", "secret.example.yaml")
+
+
+def validator(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    assert path.exists(), f"{name} is a dev dependency"
+    return str(path)
+
+
+def test_kubernetes_manifests_pass_strict_schema_validation(tmp_path: Path) -> None:
+    k8s = DEPLOY / "kubernetes"
+    command = [validator("kubernetes-validate"), "--strict", "--kubernetes-version", "1.31.0"]
+    result = subprocess.run(
+        [*command, *(str(k8s / m) for m in CORE_MANIFESTS)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == len(CORE_MANIFESTS)
+    # the validator really checks: one misspelt field fails it
+    broken = tmp_path / "statefulset.yaml"
+    broken.write_text((k8s / "statefulset.yaml").read_text().replace("serviceName:", "serviceNme:"))
+    assert subprocess.run([*command, str(broken)], capture_output=True).returncode != 0
+
+
+def test_compose_file_passes_the_compose_spec_schema(tmp_path: Path) -> None:
+    command = [validator("check-jsonschema"), "--builtin-schema", "vendor.compose-spec"]
+    result = subprocess.run(
+        [*command, str(DEPLOY / "docker-compose.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    broken = tmp_path / "docker-compose.yml"
+    broken.write_text((DEPLOY / "docker-compose.yml").read_text().replace("ports:", "portz:", 1))
+    assert subprocess.run([*command, str(broken)], capture_output=True).returncode != 0
 
 
 def test_probe_paths_are_served(sim: Any) -> None:

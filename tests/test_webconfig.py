@@ -100,8 +100,9 @@ http_server_config:
         )
         assert httpx.get(url + "/metrics", verify=ca_file).status_code == 401
         assert httpx.get(url + "/", verify=ca_file).status_code == 401
-        assert httpx.get(url + "/readyz", verify=ca_file).status_code == 401
-        assert httpx.get(url + "/healthz", verify=ca_file).status_code == 200  # for probes
+        # the probes answer without credentials (a readinessProbe cannot send them)
+        assert httpx.get(url + "/readyz", verify=ca_file).status_code == 200
+        assert httpx.get(url + "/healthz", verify=ca_file).status_code == 200
         plain = url.replace("https://", "http://")
         assert status_of(plain + "/healthz") is None  # plain HTTP gets no answer at all
 
