@@ -1,8 +1,12 @@
-"""The alerting service: after each poll cycle, evaluate the rules, add the cause, deliver.
+"""The alerting service: after each poll cycle, evaluate the rules, deliver, look up causes.
 
-Pure rule logic lives in :mod:`monitor.alerts`; this module does the I/O around it: the
-exception-log lookup (bounded by a timeout, never blocking the alert), the sinks, the state
-file and the metrics.
+Pure rule logic lives in :mod:`monitor.alerts`; this module does the I/O around it: the sinks,
+the state file, the metrics and the exception-log lookups. A lookup never delays a notification
+nor a poll: a newly firing ``IntegrationFailing`` goes out at once (``cause_error`` says the
+lookup is pending), the lookup runs in the background (a few at a time, within a small share
+of the account's request budget), and its result is delivered with the account's next
+evaluation as a ``kind: cause`` event; from then on the alert carries it (Alertmanager's
+description annotation, repeats, escalations).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from monitor.alerts import (
     event_fields,
 )
 from monitor.cause import cause_from_logs
+from monitor.ratelimit import RequestBudget
 from monitor.sendcloud import ApiError
 from monitor.sinks import Sink
 from monitor.state import AccountSnapshot
@@ -36,6 +41,10 @@ from monitor.state import AccountSnapshot
 log = structlog.get_logger("monitor.alerts")
 
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
+Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)
+CAUSE_PENDING = "the exception logs are being looked up; the cause follows as a 'cause' event"
+#: Cause lookups in flight at once, over all accounts.
+CAUSE_CONCURRENCY = 4
 AlertObserver = Callable[[str, str], None]  # (alert, status)
 FiringObserver = Callable[[Mapping[str, int]], None]
 
@@ -55,6 +64,7 @@ class Alerter:
         state_file: Path | None = None,
         on_alert: AlertObserver = lambda alert, status: None,
         on_firing: FiringObserver = lambda counts: None,
+        cause_budgets: Mapping[str, RequestBudget] | None = None,
     ) -> None:
         self.rules = rules
         self.sinks = list(sinks)
@@ -66,6 +76,11 @@ class Alerter:
         self._on_alert = on_alert
         self._on_firing = on_firing
         self.states: dict[AlertKey, AlertState] = {}
+        self.causes: dict[AlertKey, Cause] = {}
+        self._arrived: dict[str, list[AlertKey]] = {}  # causes found since the last evaluation
+        self._cause_budgets = cause_budgets or {}
+        self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
+        self._lookups: set[asyncio.Task[None]] = set()
         if state_file is not None:
             self.states = {
                 k: s for k, s in statefile.load(state_file).items() if k.account in ids_configured
@@ -75,7 +90,8 @@ class Alerter:
         self._on_firing(self.firing_counts())
 
     async def on_snapshot(self, snapshot: AccountSnapshot) -> list[dict[str, Any]]:
-        """Evaluate one account after its poll; returns the events it emitted."""
+        """Evaluate one account after its poll; returns the events it emitted. Never waits for
+        I/O: sinks queue, cause lookups run in the background."""
         now = self._clock()
         account = snapshot.account
         conditions, unknown = conditions_for(
@@ -83,17 +99,24 @@ class Alerter:
         )
         previous = {k: s for k, s in self.states.items() if k.account == account}
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
-        events = [await self._fields(event, snapshot) for event in evaluation.events]
-        firing = [
-            event_fields(AlertEvent(s, "firing", "active", now), self.rules)
-            for s in evaluation.states.values()
-            if s.firing
-        ]
         changed = _persistent(previous) != _persistent(evaluation.states)
         self.states = {k: s for k, s in self.states.items() if k.account != account}
         self.states.update(evaluation.states)
-        for event in events:
-            self._on_alert(event["alert"], event["status"])
+        for key in [k for k in self.causes if k.account == account and k not in self.states]:
+            del self.causes[key]  # the episode ended
+        events = [self._fields(event) for event in evaluation.events]
+        events += self._cause_events(account, now)
+        for alert_event in evaluation.events:
+            if self._wants_cause(alert_event):
+                self._look_up(alert_event.state)
+        firing = [
+            self._fields(AlertEvent(s, "firing", "active", now))
+            for s in evaluation.states.values()
+            if s.firing
+        ]
+        for fields in events:
+            if fields["kind"] != "cause":
+                self._on_alert(fields["alert"], fields["status"])
         for sink in self.sinks:
             sink.submit(events, firing)
         self._on_firing(self.firing_counts())
@@ -108,11 +131,55 @@ class Alerter:
                 counts[state.key.alert] += 1
         return counts
 
-    async def _fields(self, event: AlertEvent, snapshot: AccountSnapshot) -> dict[str, Any]:
+    def _fields(self, event: AlertEvent) -> dict[str, Any]:
         fields = event_fields(event, self.rules)
         if event.state.key.alert == INTEGRATION_FAILING and event.status == "firing":
-            fields["cause"], fields["cause_error"] = await self._cause(event.state)
+            fields["cause"], fields["cause_error"] = self.causes.get(
+                event.state.key, (None, CAUSE_PENDING)
+            )
         return fields
+
+    def _wants_cause(self, event: AlertEvent) -> bool:
+        key = event.state.key
+        return (
+            key.alert == INTEGRATION_FAILING
+            and event.status == "firing"
+            and key not in self.causes
+            and not any(t.get_name() == repr(key) for t in self._lookups)
+        )
+
+    def _look_up(self, state: AlertState) -> None:
+        task = asyncio.create_task(self._find_cause(state), name=repr(state.key))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _find_cause(self, state: AlertState) -> None:
+        """One lookup: a few at a time, within the account's cause budget, and only while the
+        alert still fires."""
+        key = state.key
+        async with self._cause_slots:
+            budget = self._cause_budgets.get(key.account)
+            if budget is not None:
+                await budget.acquire()
+            if not self._still_firing(key):
+                return
+            cause = await self._cause(state)
+        if self._still_firing(key):
+            self.causes[key] = cause
+            self._arrived.setdefault(key.account, []).append(key)
+
+    def _still_firing(self, key: AlertKey) -> bool:
+        state = self.states.get(key)
+        return state is not None and state.firing
+
+    def _cause_events(self, account: str, now: datetime) -> list[dict[str, Any]]:
+        """Causes that arrived since this account's last evaluation, as follow-up events."""
+        keys = self._arrived.pop(account, [])
+        return [
+            self._fields(AlertEvent(self.states[key], "firing", "cause", now))
+            for key in keys
+            if self._still_firing(key)
+        ]
 
     async def _cause(self, state: AlertState) -> tuple[dict[str, Any] | None, str | None]:
         """The cause from the exception logs, or why there is none. Never raises."""
@@ -137,6 +204,13 @@ class Alerter:
             log.error("alert_state_not_saved", path=str(self._state_file), error=exc.strerror)
 
     async def aclose(self) -> None:
+        """At shutdown: stop cause lookups (their results would have nowhere to go), write the
+        state file, give the sinks a moment to deliver what is queued."""
+        for task in list(self._lookups):
+            task.cancel()
+        await asyncio.gather(*self._lookups, return_exceptions=True)
+        if self._state_file is not None:
+            self._save()
         await asyncio.gather(*(sink.aclose() for sink in self.sinks))
 
 

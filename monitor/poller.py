@@ -123,6 +123,8 @@ class AccountPoller:
         self._account_error: str | None = None
         self._cut: str | None = None
         self._last_requests = 0
+        self._running: asyncio.Task[AccountSnapshot] | None = None
+        self._stopping = False
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -138,11 +140,16 @@ class AccountPoller:
         self.idle.clear()
         started = time.perf_counter()
         requests_before = self.budget.acquired if self.budget else 0
+        self._running = asyncio.create_task(self._cycle_and_after())
         try:
-            snapshot = await self._cycle()
-            if self.after_cycle is not None:
-                await self._after(snapshot)
+            snapshot = await self._running
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if not self._stopping or (task is not None and task.cancelling()):
+                raise  # cancelled from outside: not ours to swallow
+            return self._store.get(self.account.name)  # stopped: a clean end, not a crash
         finally:
+            self._running = None
             self.idle.set()
         self._auth_retry_at = None if snapshot.auth_ok else self._monotonic() + self._auth_backoff
         if self.budget is not None:
@@ -150,6 +157,21 @@ class AccountPoller:
             self._check_budget(self._last_requests)
         ok = self._account_error is None
         self._on_cycle(self.account.name, time.perf_counter() - started, ok)
+        return snapshot
+
+    def stop(self) -> bool:
+        """Abandon the cycle in flight, if any (at shutdown): its ``poll`` returns normally
+        with the last snapshot, nothing half-done is stored. True if a cycle was running."""
+        self._stopping = True
+        if self._running is None:
+            return False
+        self._running.cancel()
+        return True
+
+    async def _cycle_and_after(self) -> AccountSnapshot:
+        snapshot = await self._cycle()
+        if self.after_cycle is not None:
+            await self._after(snapshot)
         return snapshot
 
     def _check_budget(self, requests: int) -> None:

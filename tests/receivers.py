@@ -1,4 +1,5 @@
-"""A real HTTP receiver on loopback for webhook tests: scripted statuses, optional delay."""
+"""A real HTTP receiver on loopback for webhook tests: scripted statuses, optional delay, and
+signature checking as a careful receiver does it (timestamp + body, replays refused)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,11 @@ from typing import Any
 
 class Receiver:
     def __init__(
-        self, statuses: list[int] | None = None, delay: float = 0.0, secret: bytes | None = None
+        self,
+        statuses: list[int] | None = None,
+        delay: float = 0.0,
+        secret: bytes | None = None,
+        max_age_seconds: float = 300.0,
     ) -> None:
         self.statuses = list(statuses or [])
         self.delay = delay
@@ -23,6 +28,8 @@ class Receiver:
         self.bodies: list[Any] = []
         self.attempts = 0
         self.signatures_ok: list[bool] = []
+        self.rejected_replays = 0
+        self.max_age_seconds = max_age_seconds
         self.answered = threading.Event()
         self.received = threading.Event()
         self.release = threading.Event()
@@ -40,12 +47,10 @@ class Receiver:
                 time.sleep(receiver.delay)
                 receiver.attempts += 1
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
+                if receiver.secret is not None and not receiver.verify(self.headers, body):
+                    status = 401
                 if status < 300:
                     receiver.bodies.append(json.loads(body))
-                    if receiver.secret is not None:
-                        expected = hmac.new(receiver.secret, body, hashlib.sha256).hexdigest()
-                        given = self.headers.get("X-Signature-SHA256", "")
-                        receiver.signatures_ok.append(hmac.compare_digest(expected, given))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
@@ -53,6 +58,20 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+
+    def verify(self, headers: Any, body: bytes) -> bool:
+        """The documented check: HMAC over ``timestamp.body``, timestamp at most 5 min old."""
+        assert self.secret is not None
+        timestamp = headers.get("X-Signature-Timestamp", "")
+        expected = hmac.new(
+            self.secret, timestamp.encode() + b"." + body, hashlib.sha256
+        ).hexdigest()
+        valid = hmac.compare_digest(expected, headers.get("X-Signature-SHA256", ""))
+        self.signatures_ok.append(valid)
+        fresh = timestamp.isdigit() and abs(time.time() - int(timestamp)) <= self.max_age_seconds
+        if valid and not fresh:
+            self.rejected_replays += 1
+        return valid and fresh
 
     @property
     def url(self) -> str:

@@ -9,23 +9,27 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jsonschema
 import pytest
 
-from monitor.alerting import Alerter
+from monitor.alerting import CAUSE_PENDING, Alerter
 from monitor.alerts import AlertRules
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.scheduler import open_pollers
 from monitor.simulator import SimIntegration, Simulator
-from monitor.sinks import StdoutSink
+from monitor.sinks import AlertmanagerSink, StdoutSink
 from monitor.state import Store
 
 from .conftest import FakeClock, LogCapture, account_for
+from .test_sinks import alertmanager
+
+__all__ = ["alertmanager"]  # the fixture, shared with the sink tests
 
 SCHEMA = json.loads((Path(__file__).parents[1] / "docs" / "alert-event.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(
@@ -62,6 +66,7 @@ class World:
         self.sim, self.clock, self.poller, self.recorder = sim, clock, poller, recorder
         self.metrics = metrics
         self.minute = 0
+        self.alerters: list[Alerter] = []
 
     async def until(self, minute: int) -> None:
         """Poll once a minute up to and including ``minute``."""
@@ -78,7 +83,15 @@ class World:
         self.poller.after_cycle = alerter.on_snapshot
 
     def summary(self) -> list[tuple[str, int | None, str]]:
-        return [(e["alert"], e["integration_id"], e["kind"]) for e in self.recorder.events]
+        """The notifications (cause follow-ups left out: see ``causes``)."""
+        return [
+            (e["alert"], e["integration_id"], e["kind"])
+            for e in self.recorder.events
+            if e["kind"] != "cause"
+        ]
+
+    def causes(self) -> list[dict[str, Any]]:
+        return [e for e in self.recorder.events if e["kind"] == "cause"]
 
 
 @pytest.fixture
@@ -96,7 +109,10 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         store = Store([account.name])
         metrics = Metrics(store, [account.name])
         async with open_pollers([account], store, metrics, clock=clock) as (poller,):
-            yield World(sim, clock, poller, Recorder(), metrics)
+            world = World(sim, clock, poller, Recorder(), metrics)
+            yield world
+            for alerter in world.alerters:  # stop lookups still in flight
+                await alerter.aclose()
 
 
 def make_alerter(world: World, state_file: Path | None, **kwargs: Any) -> Alerter:
@@ -107,7 +123,7 @@ def make_alerter(world: World, state_file: Path | None, **kwargs: Any) -> Alerte
         kwargs.pop("rules", AlertRules(failing_for_seconds=600, stale_for_seconds=0)),
         [world.recorder, StdoutSink(world.metrics.delivery)],
         clock=world.clock,
-        ids_configured={"default": True},
+        ids_configured={"default": kwargs.pop("ids_configured_all", True)},
         fetch_logs=fetch_logs,
         state_file=state_file,
         on_alert=world.metrics.alert_emitted,
@@ -115,6 +131,7 @@ def make_alerter(world: World, state_file: Path | None, **kwargs: Any) -> Alerte
         **kwargs,
     )
     world.attach(alerter)
+    world.alerters.append(alerter)
     return alerter
 
 
@@ -145,19 +162,23 @@ async def test_scripted_scenario_across_a_restart(
         ("SendcloudAuthFailing", None, "fired"),
         ("SendcloudAuthFailing", None, "resolved"),
     ]
-    fired = world.recorder.events[2]
+    [fired] = [e for e in world.recorder.events if e["alert"] == "IntegrationFailing"][:1]
     assert fired["starts_at"] == world.start.isoformat().replace("+00:00", "Z")
-    assert world.recorder.events[2]["severity"] == "warning"
+    assert fired["severity"] == "warning"
     assert fired["shop_name"] == "Alpha shop"
-    assert fired["cause"]["exception_type"] == "requests.exceptions.HTTPError"
-    assert fired["cause"]["host"] == "shop.example.com"
-    assert fired["cause"]["logs_since_failing"] >= 1
+    assert fired["cause"] is None  # the notification does not wait for the lookup...
+    assert fired["cause_error"] == CAUSE_PENDING
+    [follow_up] = world.causes()  # ...which follows with the next evaluation
+    assert follow_up["fingerprint"] == fired["fingerprint"]
+    assert follow_up["cause"]["exception_type"] == "requests.exceptions.HTTPError"
+    assert follow_up["cause"]["host"] == "shop.example.com"
+    assert follow_up["cause"]["logs_since_failing"] >= 1
 
     # Restart: a new alerter from the state file; integration 3 is still missing
-    before = len(world.recorder.events)
+    before = len(world.summary())
     make_alerter(world, state_file)
     await world.until(50)
-    assert len(world.recorder.events) == before  # nothing re-fired
+    assert len(world.summary()) == before  # nothing re-fired
     world.sim.add(SimIntegration(3, "healthy", "Gamma shop"))
     await world.until(51)
     assert world.summary()[before:] == [("IntegrationNotFound", 3, "resolved")]
@@ -188,11 +209,20 @@ async def test_escalation_and_repeat(world: World) -> None:
     world.sim.update(1, scenario="failing", started_failing_at=world.clock() - timedelta(minutes=5))
     await world.until(30)
     failing = [
-        (e["kind"], e["severity"])
+        e
         for e in world.recorder.events
-        if e["alert"] == "IntegrationFailing"
+        if e["alert"] == "IntegrationFailing" and e["kind"] != "cause"
     ]
-    assert failing == [("fired", "warning"), ("escalated", "critical"), ("repeat", "critical")]
+    assert [(e["kind"], e["severity"]) for e in failing] == [
+        ("fired", "warning"),
+        ("escalated", "critical"),
+        ("repeat", "critical"),
+    ]
+    # once found, the cause travels with every later notification and the firing list
+    assert failing[0]["cause"] is None
+    assert failing[1]["cause"]["host"] == "shop.example.com"
+    [listed] = [e for e in world.recorder.firing[-1] if e["alert"] == "IntegrationFailing"]
+    assert listed["cause"]["exception_type"] == "requests.exceptions.HTTPError"
     # every evaluation hands the sinks the complete list of firing alerts
     assert {e["alert"] for e in world.recorder.firing[-1]} == {
         "IntegrationFailing",
@@ -205,11 +235,16 @@ async def test_cause_lookup_failure_never_blocks_the_alert(world: World) -> None
     make_alerter(world, None)
     world.sim.update(1, scenario="failing", started_failing_at=world.clock() - timedelta(hours=1))
     world.sim.inject_fault(500, count=10, integration_id=1)  # only /integrations/1/logs is asked
+    alerter = world.poller.after_cycle.__self__  # type: ignore[union-attr]
     await world.until(0)
-    [fired] = [e for e in world.recorder.events if e["alert"] == "IntegrationFailing"]
-    assert fired["cause"] is None
-    assert "server_error" in fired["cause_error"]
+    await asyncio.gather(*alerter._lookups)
+    await world.until(1)
+    fired, follow_up = [e for e in world.recorder.events if e["alert"] == "IntegrationFailing"]
+    assert (fired["kind"], fired["cause"], fired["cause_error"]) == ("fired", None, CAUSE_PENDING)
+    assert (follow_up["kind"], follow_up["cause"]) == ("cause", None)
+    assert "server_error" in follow_up["cause_error"]
     VALIDATOR.validate(fired)
+    VALIDATOR.validate(follow_up)
 
 
 async def test_slow_cause_lookup_times_out(world: World) -> None:
@@ -221,9 +256,12 @@ async def test_slow_cause_lookup_times_out(world: World) -> None:
     alerter._fetch_logs = slow
     world.sim.update(1, scenario="failing", started_failing_at=world.clock() - timedelta(hours=1))
     await world.until(0)
-    [fired] = [e for e in world.recorder.events if e["alert"] == "IntegrationFailing"]
+    await asyncio.gather(*alerter._lookups)
+    await world.until(1)
+    [fired, follow_up] = [e for e in world.recorder.events if e["alert"] == "IntegrationFailing"]
     assert fired["cause"] is None
-    assert "within 0.2 s" in fired["cause_error"]
+    assert follow_up["cause"] is None
+    assert "within 0.2 s" in follow_up["cause_error"]
 
 
 async def test_alert_metrics(world: World) -> None:
@@ -307,3 +345,91 @@ async def test_an_outage_neither_fires_nor_resolves_nor_escalates(world: World) 
     assert ("IntegrationFailing", 4, "escalated") in after  # 33 min now: the data says so
     assert ("IntegrationFailing", 1, "fired") in after
     assert ("SendcloudAPIUnreachable", None, "resolved") in after
+
+
+async def test_alertmanager_sees_one_alert_per_condition_through_escalation_restart_and_resolve(
+    world: World, tmp_path: Path, alertmanager: str
+) -> None:
+    """Labels never change during an alert's life: escalation is a second alert
+    (IntegrationFailingCritical), the cause reaches the description, a restart from the state
+    file neither duplicates nor loses the resolve, and the resolve ends both exactly once."""
+    state_file = tmp_path / "alerts.json"
+    rules = AlertRules(
+        failing_for_seconds=600, failing_critical_after_seconds=1800, stale_for_seconds=10**6
+    )
+    world.sim.remove(3)  # keep only the alerts this test is about
+    world.sim.update(2, last_fetched_at=world.clock())
+
+    def with_alertmanager() -> Alerter:
+        alerter = make_alerter(world, state_file, rules=rules, ids_configured_all=False)
+        alerter.sinks.append(
+            AlertmanagerSink(
+                alertmanager,
+                keep_alive=timedelta(minutes=5),
+                clock=lambda: datetime.now(UTC),  # Alertmanager compares endsAt with real time
+                observe=world.metrics.delivery,
+                depth=world.metrics.queue_depth,
+                backoff_seconds=0.01,
+            )
+        )
+        return alerter
+
+    async def eventually(
+        expected: list[tuple[str, str, str]], description: str = ""
+    ) -> list[dict[str, Any]]:
+        """Alertmanager's active alerts once they are exactly ``expected`` (alertname,
+        severity, integration_id), each description containing ``description``."""
+        seen: list[tuple[str, str, str]] = []
+        async with httpx.AsyncClient() as client:
+            for _ in range(100):
+                response = await client.get(alertmanager + "/api/v2/alerts")
+                alerts = [a for a in response.json() if a["status"]["state"] == "active"]
+                seen = sorted(
+                    (
+                        a["labels"]["alertname"],
+                        a["labels"]["severity"],
+                        a["labels"].get("integration_id"),
+                    )
+                    for a in alerts
+                )
+                if seen == expected and all(
+                    description in a["annotations"]["description"] for a in alerts
+                ):
+                    return alerts
+                await asyncio.sleep(0.1)
+        raise AssertionError(f"Alertmanager shows {seen}, expected {expected}")
+
+    alerter = with_alertmanager()
+    world.sim.update(
+        1, scenario="failing", started_failing_at=world.clock() - timedelta(minutes=20)
+    )
+    await world.until(0)
+    await eventually([("IntegrationFailing", "warning", "1")])
+    await asyncio.gather(*alerter._lookups)
+    await world.until(1)  # the cause arrived: the re-post carries it
+    [alert] = await eventually(
+        [("IntegrationFailing", "warning", "1")],
+        "Last error: exception requests.exceptions.HTTPError",
+    )
+    assert "host shop.example.com" in alert["annotations"]["description"]
+
+    await world.until(10)  # 30 min failing: critical, as a second alert; the first is unchanged
+    both = [("IntegrationFailing", "warning", "1"), ("IntegrationFailingCritical", "critical", "1")]
+    await eventually(both)
+
+    await alerter.aclose()  # a restart: a new alerter from the state file
+    restarted = with_alertmanager()
+    before = len(world.summary())
+    await world.until(12)
+    await eventually(both)
+    assert world.summary()[before:] == []  # nothing re-fired
+
+    world.sim.update(1, scenario="healthy")
+    await world.until(13)
+    await eventually([])
+    assert [k for a, _, k in world.summary() if a == "IntegrationFailing"] == [
+        "fired",
+        "escalated",
+        "resolved",
+    ]
+    await restarted.aclose()

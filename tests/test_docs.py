@@ -26,7 +26,7 @@ def test_every_example_validates_against_the_schema() -> None:
     )
     found = examples()
     assert {e["alert"] for e in found} == set(ALERTS)
-    assert {e["kind"] for e in found} == {"fired", "escalated", "repeat", "resolved"}
+    assert {e["kind"] for e in found} == {"fired", "cause", "escalated", "repeat", "resolved"}
     for example in found:
         validator.validate(example)
 

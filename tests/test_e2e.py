@@ -58,14 +58,25 @@ def test_run_flip_failing_and_back_then_sigterm(e2e_sim: Simulator) -> None:
         assert daemon.metric("integration_fetch_stale", integration_id="3") == 1
         assert daemon.metric("integration_info", integration_id="1", shop_name="Alpha shop") == 1
         assert [e["integration_id"] for e in daemon.events("integration_failing")] == [2]
-        [alert] = [e for e in daemon.events("alert") if e["alert"] == "IntegrationFailing"]
+        [alert] = [
+            e
+            for e in daemon.events("alert")
+            if e["alert"] == "IntegrationFailing" and e["kind"] == "fired"
+        ]
         assert (alert["integration_id"], alert["status"], alert["severity"]) == (
             2,
             "firing",
             "critical",
         )
         assert alert["shop_name"] == "Beta shop"
-        assert alert["cause"]["exception_type"] == "requests.exceptions.HTTPError"
+        daemon.wait_for(
+            lambda: any(e["kind"] == "cause" for e in daemon.events("alert")),
+            15,
+            "the cause follow-up",
+        )
+        [cause] = [e for e in daemon.events("alert") if e["kind"] == "cause"]
+        assert (cause["integration_id"], cause["fingerprint"]) == (2, alert["fingerprint"])
+        assert cause["cause"]["exception_type"] == "requests.exceptions.HTTPError"
 
         e2e_sim.update(1, scenario="failing")
         daemon.wait_for(

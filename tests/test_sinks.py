@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import json
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -13,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.sinks import AlertmanagerSink, WebhookSink
+from monitor.sinks import AlertmanagerSink, StdoutSink, WebhookSink, group_summary
 
-from .conftest import free_port, require_binary
+from .conftest import LogCapture, free_port, require_binary
 from .receivers import Receiver, running
 
 NOW = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -65,16 +68,50 @@ def webhook(url: str, counts: Counts, **kwargs: Any) -> WebhookSink:
     )
 
 
-async def test_webhook_delivers_and_signs() -> None:
+async def test_webhook_delivers_one_signed_post_per_group() -> None:
     counts = Counts()
     with running(Receiver(secret=b"shared-secret")) as receiver:
         sink = webhook(receiver.url, counts, hmac_secret="shared-secret")
-        sink.submit([event(), event("resolved")], [])
+        sink.submit([event(), event("resolved", integration_id=8)], [])
+        sink.submit([event("resolved")], [])
         await until(lambda: len(receiver.bodies) == 2)
         await sink.aclose()
-    assert [b["status"] for b in receiver.bodies] == ["firing", "resolved"]
+    first, second = receiver.bodies
+    assert (first["status"], second["status"]) == ("firing", "resolved")
+    assert [e["integration_id"] for e in first["events"]] == [7, 8]
+    assert first["account"] == "default"
+    assert first["groupKey"] == "default:IntegrationFailing"
     assert receiver.signatures_ok == [True, True]
     assert counts.outcomes == {("webhook:ops", "success"): 2}
+
+
+async def test_a_replayed_delivery_is_refused_by_a_checking_receiver() -> None:
+    counts = Counts()
+    with running(Receiver(secret=b"shared-secret")) as receiver:
+        old = time.time() - 301  # a captured delivery, sent again more than 5 minutes later
+        sink = webhook(receiver.url, counts, hmac_secret="shared-secret", wall_clock=lambda: old)
+        sink.submit([event()], [])
+        await until(lambda: counts.outcomes.get(("webhook:ops", "failed")) == 1)
+        await sink.aclose()
+    assert receiver.signatures_ok == [True]  # the signature itself is valid...
+    assert receiver.rejected_replays == 1  # ...but too old: refused (401, not retried)
+    assert receiver.bodies == []
+
+
+def test_a_signature_over_the_body_alone_is_refused() -> None:
+    with running(Receiver(secret=b"shared-secret")) as receiver:
+        body = json.dumps({"events": []}).encode()
+        old_style = hmac.new(b"shared-secret", body, hashlib.sha256).hexdigest()
+        response = httpx.post(
+            receiver.url,
+            content=body,
+            headers={
+                "X-Signature-SHA256": old_style,
+                "X-Signature-Timestamp": str(int(time.time())),
+            },
+        )
+    assert response.status_code == 401
+    assert receiver.signatures_ok == [False]
 
 
 async def test_webhook_retries_server_errors_then_succeeds() -> None:
@@ -116,12 +153,13 @@ async def test_slow_receiver_never_holds_up_the_caller_and_full_queue_drops_olde
         await until(receiver.received.is_set)  # the first delivery hangs in the receiver
         for n in range(2, 7):
             sink.submit([event(integration_id=n)], [])  # returns at once: nothing awaited
+        sink.submit([], [event()])  # nothing changed: nothing to send
         assert not receiver.answered.is_set()
         assert counts.depths["webhook:ops"] == 2
         receiver.release.set()
         await until(lambda: len(receiver.bodies) == 3)
         await sink.aclose()
-    delivered = [b["integration_id"] for b in receiver.bodies]
+    delivered = [b["events"][0]["integration_id"] for b in receiver.bodies]
     assert delivered == [1, 5, 6]  # the newest two waited in the queue, 2-4 were dropped
     assert counts.outcomes[("webhook:ops", "dropped")] == 3
 
@@ -137,6 +175,66 @@ async def test_slack_format() -> None:
     assert set(body) == {"text"}
     assert "IntegrationFailing" in body["text"]
     assert "503 Server Error" in body["text"]
+
+
+def incident(count: int) -> list[dict[str, Any]]:
+    """A platform-wide incident: most shops are Shopify, failing with ConnectTimeout."""
+    return [
+        event(
+            integration_id=i,
+            integration_type="shopify" if i % 10 else "woocommerce",
+            starts_at=f"2026-11-27T10:{2 + i % 3:02d}:00+00:00",
+            summary=f"Sendcloud cannot fetch orders from Shop {i}.",
+            cause={
+                "exception_type": "httpx.ConnectTimeout" if i % 5 else "ssl.SSLError",
+                "exception": "timed out",
+                "host": f"shop-{i}.myshopify.com",
+            },
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+def test_a_group_summary_says_what_most_share() -> None:
+    summary = group_summary(incident(412))
+    assert summary == (
+        "412 shopify integrations failing since 10:02 UTC, "
+        "mostly `ConnectTimeout` to *.myshopify.com."
+    )
+    mixed = [*incident(3), event("resolved", kind="resolved", integration_id=99)]
+    assert "1 integration: recovered from IntegrationFailing" in group_summary(mixed)
+
+
+async def test_a_thousand_failing_shops_are_one_post_and_one_slack_message() -> None:
+    counts = Counts()
+    with running(Receiver()) as json_receiver, running(Receiver()) as slack_receiver:
+        as_json = webhook(json_receiver.url, counts)
+        as_slack = webhook(slack_receiver.url, counts, slack=True)
+        for sink in (as_json, as_slack):
+            sink.submit(incident(1000), [])
+        await until(lambda: len(json_receiver.bodies) == len(slack_receiver.bodies) == 1)
+        await as_json.aclose()
+        await as_slack.aclose()
+    [body] = json_receiver.bodies
+    assert len(body["events"]) == 1000
+    assert body["summary"].startswith("1000 shopify integrations failing")
+    [slack] = slack_receiver.bodies
+    lines = slack["text"].splitlines()
+    assert "1000 shopify integrations failing" in lines[0]
+    assert len(lines) == 1 + 5 + 1  # the summary, five shops, and how many more
+    assert lines[-1] == "…and 995 more"
+
+
+def test_stdout_adds_one_incident_line_to_a_large_group(captured_logs: LogCapture) -> None:
+    counts = Counts()
+    StdoutSink(counts.observe).submit(incident(20), [])
+    StdoutSink(counts.observe).submit(incident(3), [])
+    assert len(captured_logs.events("alert")) == 23  # one line per event, for machines
+    [line] = captured_logs.events("incident")
+    assert line["level"] == "warning"
+    assert line["events"] == 20
+    assert line["alerts"] == {"IntegrationFailing:fired": 20}
+    assert line["summary"].startswith("20 shopify integrations failing")
 
 
 @pytest.fixture
