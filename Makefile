@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench deploy clean
+.PHONY: demo test lint typecheck unit bench deploy status-page clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.x)")'
@@ -36,6 +36,10 @@ bench: $(STAMP)
 ## Regenerate deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml
 deploy: $(STAMP)
 	$(BIN)/python deploy/kubernetes/generate_prometheusrule.py > deploy/kubernetes/prometheusrule.yaml
+
+## Regenerate docs/status-page.png: the demo's status page in headless Chromium
+status-page: $(STAMP)
+	$(BIN)/python -m tests.screenshot docs/status-page.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

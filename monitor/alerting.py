@@ -100,8 +100,9 @@ class Alerter:
         previous = {k: s for k, s in self.states.items() if k.account == account}
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
         changed = _persistent(previous) != _persistent(evaluation.states)
-        self.states = {k: s for k, s in self.states.items() if k.account != account}
-        self.states.update(evaluation.states)
+        states = {k: s for k, s in self.states.items() if k.account != account}
+        states.update(evaluation.states)
+        self.states = states  # one assignment: the status page reads it from another thread
         for key in [k for k in self.causes if k.account == account and k not in self.states]:
             del self.causes[key]  # the episode ended
         events = [self._fields(event) for event in evaluation.events]
@@ -123,6 +124,22 @@ class Alerter:
         if changed and self._state_file is not None:
             self._save()
         return events
+
+    def firing_by_integration(
+        self,
+    ) -> tuple[dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
+        """For the status page (any thread): the alerts firing per (account, integration) and
+        the known cause of each, as one line of text."""
+        firing: dict[tuple[str, int], list[str]] = {}
+        for key, state in self.states.items():
+            if state.firing and key.integration_id is not None:
+                firing.setdefault((key.account, key.integration_id), []).append(key.alert)
+        causes = {
+            (key.account, key.integration_id): _cause_text(cause)
+            for key, (cause, _) in dict(self.causes).items()
+            if cause is not None and key.integration_id is not None
+        }
+        return firing, causes
 
     def firing_counts(self) -> dict[str, int]:
         counts = dict.fromkeys(ALERTS, 0)
@@ -212,6 +229,14 @@ class Alerter:
         if self._state_file is not None:
             self._save()
         await asyncio.gather(*(sink.aclose() for sink in self.sinks))
+
+
+def _cause_text(cause: dict[str, Any]) -> str:
+    kind = cause.get("exception_type") or "error"
+    message = cause.get("exception") or ""
+    code = cause.get("response_code")
+    text = f"{kind}: {message}" if message else str(kind)
+    return text + (f" (HTTP {code})" if code is not None else "")
 
 
 def _persistent(states: Mapping[AlertKey, AlertState]) -> dict[AlertKey, AlertState]:

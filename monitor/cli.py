@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 
 import structlog
@@ -32,7 +33,9 @@ from monitor.settings import (
     parse_listen_address,
 )
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
-from monitor.state import AccountSnapshot, Observation, Store
+from monitor.state import AccountSnapshot, Store
+from monitor.status import Row, Status, duration, summary_counts
+from monitor.status import build as build_status
 from monitor.webconfig import WebConfig, load_web_config
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
@@ -86,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
         command(name, help_text, handler).add_argument(
             "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
         )
+    check = commands.choices["check"]
+    check.add_argument(
+        "--output",
+        choices=("table", "json", "nagios"),
+        default="table",
+        help="table for people (colours on a terminal unless NO_COLOR is set), json for "
+        "scripts, nagios for one status line with performance data",
+    )
+    check.add_argument(
+        "--only-problems", action="store_true", help="leave healthy integrations out"
+    )
     commands.choices["run"].add_argument(
         "--web.config.file",
         dest="web_config_file",
@@ -205,8 +219,14 @@ def _check(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
     logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
     snapshots = asyncio.run(_poll_once(accounts))
-    print(format_table(snapshots, utcnow()))
-    return check_exit_code(snapshots)
+    status = build_status(snapshots, utcnow())
+    print(render_check(status, args.output, only_problems=args.only_problems, color=_color()))
+    return check_exit_code(status)
+
+
+def _color() -> bool:
+    """Colours for people at a terminal, never for pipes, and never with NO_COLOR set."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnapshot]:
@@ -217,51 +237,88 @@ async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnaps
     return store.snapshots()
 
 
-def check_exit_code(snapshots: Mapping[str, AccountSnapshot]) -> int:
+def check_exit_code(status: Status) -> int:
     """Nagios: failing or not found 2 (CRITICAL) beats unreadable 3 (UNKNOWN) beats stale 1
     (WARNING) beats 0 (OK)."""
-    states = {o.state for s in snapshots.values() for o in s.integrations.values()}
+    states = {row.state for row in status.integrations}
     if states & {State.FAILING, State.NOT_FOUND}:
         return EXIT_FAILING
-    if State.UNKNOWN in states or any(s.account_error for s in snapshots.values()):
+    if State.UNKNOWN in states or any(a.api_error for a in status.accounts):
         return EXIT_UNREADABLE
     return EXIT_STALE if State.STALE in states else EXIT_OK
 
 
-def format_table(snapshots: Mapping[str, AccountSnapshot], now: datetime) -> str:
+NAGIOS_STATES = {
+    EXIT_OK: "OK",
+    EXIT_STALE: "WARNING",
+    EXIT_FAILING: "CRITICAL",
+    EXIT_UNREADABLE: "UNKNOWN",
+}
+_COLORS = {"failing": "31", "not_found": "35", "stale": "33", "unknown": "90", "healthy": "32"}
+
+
+def render_check(status: Status, output: str, *, only_problems: bool, color: bool) -> str:
+    """``check``'s output: a table (people), JSON (scripts) or one Nagios line."""
+    rows = [r for r in status.integrations if r.problem or not only_problems]
+    if output == "json":
+        document = status.to_json()
+        document["integrations"] = [
+            i for i in document["integrations"] if i["state"] != "healthy" or not only_problems
+        ]
+        document["exit_code"] = check_exit_code(status)
+        return json.dumps(document, indent=2)
+    if output == "nagios":
+        return nagios_line(status)
+    return format_table(status, rows, color=color)
+
+
+def nagios_line(status: Status) -> str:
+    """``SENDCLOUD CRITICAL - 2 failing, 1 stale ... | failing=2;;;0 ...`` (perfdata after |)."""
+    code = check_exit_code(status)
+    counts = summary_counts(status.integrations)
+    text = ", ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items() if n)
+    errors = [f"{a.name}: {a.api_error}" for a in status.accounts if a.api_error]
+    if errors:
+        text += ("; " if text else "") + "API unreadable (" + ", ".join(errors) + ")"
+    longest = max((r.failing_seconds or 0.0 for r in status.integrations), default=0.0)
+    perfdata = [f"{state}={n};;;0" for state, n in counts.items()]
+    perfdata.append(f"longest_failing={longest:.0f}s;;;0")
+    return f"SENDCLOUD {NAGIOS_STATES[code]} - {text or 'no integrations'} | " + " ".join(perfdata)
+
+
+def format_table(status: Status, rows: list[Row], *, color: bool = False) -> str:
     header = ("ACCOUNT", "ID", "SHOP", "TYPE", "STATUS", "FAILING FOR", "LAST FETCHED")
-    rows: list[tuple[str, ...]] = [header]
-    notes: list[str] = []
-    for account, snapshot in snapshots.items():
-        if snapshot.account_error is not None:
-            notes.append(
-                f"account {account}: the Sendcloud API could not be read ({snapshot.account_error})"
+    now = datetime.fromisoformat(status.generated_at.replace("Z", "+00:00"))
+    table: list[tuple[str, ...]] = [header]
+    for row in rows:
+        fetched = "never"
+        if row.last_fetched_at is not None:
+            moment = datetime.fromisoformat(row.last_fetched_at.replace("Z", "+00:00"))
+            fetched = duration(max(0.0, (now - moment).total_seconds())) + " ago"
+        table.append(
+            (
+                row.account,
+                str(row.integration_id),
+                _clip(row.shop_name, 40),
+                row.integration_type or "",
+                row.state,
+                duration(row.failing_seconds),
+                fetched,
             )
-        for integration_id, observation in sorted(snapshot.integrations.items()):
-            rows.append((account, str(integration_id), *status_columns(observation, now)))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [
-        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-        for row in rows
+        )
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = []
+    for line in table:
+        cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
+        if color and line is not header and line[4] in _COLORS:
+            cells[4] = f"\033[{_COLORS[line[4]]}m{cells[4]}\033[0m"
+        lines.append("  ".join(cells).rstrip())
+    notes = [
+        f"account {a.name}: the Sendcloud API could not be read ({a.api_error})"
+        for a in status.accounts
+        if a.api_error
     ]
     return "\n".join(lines + notes)
-
-
-def status_columns(observation: Observation, now: datetime) -> tuple[str, ...]:
-    """SHOP, TYPE, STATUS, FAILING FOR, LAST FETCHED of one integration."""
-    record, health, at = observation.record, observation.health, observation.values_at(now)
-    status = observation.state.value
-    if record is None or health is None or at is None:
-        return (_clip(record.shop_name if record else None, 40), "", status, "-", "-")
-    failing_for = _ago(health.failing_seconds_at(at)) if health.failing else "-"
-    fetched = "never"
-    if record.last_fetched_at is not None:
-        fetched = _ago(max(0.0, (now - record.last_fetched_at).total_seconds())) + " ago"
-    return (_clip(record.shop_name, 40), record.type or "", status, failing_for, fetched)
-
-
-def _ago(seconds: float) -> str:
-    return str(timedelta(seconds=int(seconds)))
 
 
 def _clip(text: str | None, width: int) -> str:

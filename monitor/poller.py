@@ -174,6 +174,34 @@ class AccountPoller:
             await self._after(snapshot)
         return snapshot
 
+    def announce_plan(self) -> None:
+        """One line at start: what is polled, how, at what cost; a warning when the plan
+        cannot fit the interval within the request budget (then the interval that would)."""
+        ids = self.account.integration_ids
+        per_minute = self.budget.per_minute if self.budget else None
+        interval = self.account.poll_interval_seconds
+        if ids is None:
+            plan, requests = "list (100 integrations a page)", None
+        elif len(ids) == 1:
+            plan, requests = "per-ID GET", 1
+        else:
+            plan, requests = "list capped at N-1 pages, else per-ID GETs", len(ids)
+        share = None
+        if requests is not None and per_minute:
+            share = round(requests / (per_minute * interval / 60.0), 3)
+        self._log.info(
+            "poll_plan",
+            integrations="all" if ids is None else len(ids),
+            plan=plan,
+            requests_per_cycle=requests if requests is not None else "known after the first walk",
+            max_requests_per_minute=per_minute,
+            budget_share=share,
+            poll_interval_seconds=interval,
+            stale_after_seconds=self.account.stale_after_seconds,
+        )
+        if requests is not None and self.budget is not None:
+            self._check_budget(requests)  # the same warning a real cycle would give
+
     def _check_budget(self, requests: int) -> None:
         """Warn once when a cycle needs more of the budget than its interval allows."""
         assert self.budget is not None

@@ -35,6 +35,8 @@ from monitor.server import HttpServer, make_app
 from monitor.settings import AccountConfig, AlertingSettings
 from monitor.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.state import Store
+from monitor.status import Status
+from monitor.status import build as build_status
 from monitor.webconfig import WebConfig, protect
 
 log = structlog.get_logger("monitor.scheduler")
@@ -133,11 +135,22 @@ class Daemon:
             clock=clock,
             poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
         )
-        app = make_app(self.metrics.registry, self.store.ready)
+        app = make_app(self.metrics.registry, self.store.ready, self.status)
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
         self._clock = clock
         self._transport = transport
+
+    def status(self) -> tuple[Status, datetime]:
+        """The status document and its time, for the page and /status.json (server threads)."""
+        now = self._clock()
+        alerter = self.alerter
+        firing, causes = alerter.firing_by_integration() if alerter else ({}, {})
+        count = sum(alerter.firing_counts().values()) if alerter else 0
+        document = build_status(
+            self.store.snapshots(), now, firing=firing, causes=causes, firing_alerts=count
+        )
+        return document, now
 
     async def run(self, stop: asyncio.Event) -> None:
         self.server.start()
@@ -169,6 +182,7 @@ class Daemon:
             self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
         for poller in pollers:
+            poller.announce_plan()
             scheduler.add_job(
                 poller.poll,
                 id=poller.account.name,

@@ -10,10 +10,12 @@ library (64 KiB a line, 100 headers), and no endpoint reads a request body.
 
 from __future__ import annotations
 
+import json
 import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from html import escape
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -22,6 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from monitor import __version__
+from monitor.status import Status, render_html
 
 StartResponse = Callable[..., Any]
 Environ = dict[str, Any]
@@ -94,15 +97,24 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_app(
-    registry: CollectorRegistry, ready: Callable[[], bool]
+    registry: CollectorRegistry,
+    ready: Callable[[], bool],
+    status: Callable[[], tuple[Status, datetime]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """The WSGI application: dispatch by path, metrics rendered by prometheus-client."""
+    """The WSGI application: dispatch by path, metrics rendered by prometheus-client, the
+    status page and /status.json from ``status`` (without it, ``/`` is a landing page)."""
     metrics_app = make_wsgi_app(registry)
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/status.json" and status is not None:
+            document = json.dumps(status()[0].to_json(), indent=1)
+            return _text(start_response, "200 OK", document, "application/json")
+        if path == "/" and status is not None:
+            page = render_html(*status())
+            return _text(start_response, "200 OK", page, "text/html; charset=utf-8")
         if path == "/healthz":
             return _text(start_response, "200 OK", "ok\n")
         if path == "/readyz":

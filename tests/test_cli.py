@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from monitor import __version__
@@ -108,3 +110,51 @@ def test_check_reads_a_collection_404_as_unknown(
     out = capsys.readouterr().out
     assert "not_found" in out.splitlines()[-1]  # the account note names the reason
     assert "unknown" in out
+
+
+def test_check_json_for_scripts(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, sim.url, "1,2,3")
+    assert main(["check", "--output", "json"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert document["exit_code"] == 2
+    assert document["summary"]["failing"] == 1
+    assert [(i["integration_id"], i["state"]) for i in document["integrations"]] == [
+        (2, "failing"),
+        (3, "stale"),
+        (1, "healthy"),
+    ]
+    assert main(["check", "--output", "json", "--only-problems"]) == 2
+    document = json.loads(capsys.readouterr().out)
+    assert [i["integration_id"] for i in document["integrations"]] == [2, 3]
+
+
+def test_check_nagios_line_with_performance_data(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, sim.url, "1,3")
+    assert main(["check", "--output", "nagios"]) == 1
+    [line] = capsys.readouterr().out.splitlines()
+    text, _, perfdata = line.partition(" | ")
+    assert text.startswith("SENDCLOUD WARNING - ")
+    metrics = dict(item.split("=", 1) for item in perfdata.split())
+    assert metrics["stale"] == "1;;;0"
+    assert metrics["healthy"] == "1;;;0"
+    assert metrics["failing"] == "0;;;0"
+
+
+def test_check_table_colours_only_for_a_terminal_without_no_color(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    use(monkeypatch, sim.url, "1,2")
+    main(["check"])
+    assert "\x1b[" not in capsys.readouterr().out  # captured: not a terminal
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    main(["check"])
+    assert "\x1b[31mfailing" in capsys.readouterr().out
+    monkeypatch.setenv("NO_COLOR", "1")
+    main(["check"])
+    assert "\x1b[" not in capsys.readouterr().out
+    main(["check", "--only-problems"])
+    assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["2"]

@@ -325,3 +325,21 @@ async def test_a_list_that_never_ends_is_cut_and_nothing_is_dropped(
             assert len(kept) == 50
             await rig.poll()
     assert [e["reason"] for e in captured_logs.events("poll_cycle_cut_short")] == ["page_cap"]
+
+
+async def test_the_plan_is_announced_once_at_start(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    async for rig in rig_for(world, clock, None):
+        rig.poller.announce_plan()
+    ids = tuple(range(1, 2001))
+    async for rig in rig_for(world, clock, ids):  # 2000 GETs a minute: more than 900
+        rig.poller.announce_plan()
+    every, listed = captured_logs.events("poll_plan")
+    assert (every["integrations"], every["level"]) == ("all", "info")
+    assert every["requests_per_cycle"] == "known after the first walk"
+    assert (listed["integrations"], listed["requests_per_cycle"]) == (2000, 2000)
+    assert listed["budget_share"] == round(2000 / 900, 3)
+    [warning] = captured_logs.events("poll_interval_too_short")
+    assert warning["level"] == "warning"
+    assert warning["smallest_feasible_interval_seconds"] == 134  # 2000 requests at 900/min

@@ -1,0 +1,40 @@
+"""``make status-page``: a screenshot of the demo's status page for the README.
+
+python -m tests.screenshot docs/status-page.png
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+from .browser import screenshot
+from .conftest import free_port
+from .daemon import DaemonProcess
+
+
+def main(target: str) -> int:
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        print("chromium is needed (apt-get install chromium)", file=sys.stderr)
+        return 1
+    port = free_port()
+    daemon = DaemonProcess(["demo", "--listen", f"127.0.0.1:{port}"], {}, port)
+    try:
+        daemon.wait_ready()
+        daemon.wait_for(
+            lambda: any(r["cause"] for r in daemon.get("/status.json").json()["integrations"]),
+            20,
+            "a looked-up cause to show",
+        )
+        screenshot(chromium, daemon.base + "/", Path(target), size="1400,760")
+        daemon.terminate()
+    finally:
+        daemon.kill()
+    print(f"wrote {target}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else "docs/status-page.png"))
