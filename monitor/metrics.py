@@ -40,15 +40,14 @@ POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 class IntegrationCollector(Collector):
     """Yields fresh metric families from the store on every scrape."""
 
-    def __init__(self, store: Store, clock: Callable[[], datetime], *, account_label: bool) -> None:
+    def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self._store = store
         self._clock = clock
-        self._account_label = account_label
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
-        keys = ["account", "integration_id"] if self._account_label else ["integration_id"]
-        account_keys = keys[:1] if self._account_label else []
+        keys = ["account", "integration_id"]
+        account_keys = ["account"]
 
         def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
             return GaugeMetricFamily(name, doc, labels=[*keys, *extra])
@@ -109,7 +108,7 @@ class IntegrationCollector(Collector):
         )
 
         for account, snapshot in self._store.snapshots().items():
-            account_values = [account] if self._account_label else []
+            account_values = [account]
             auth_ok.add_metric(account_values, 1.0 if snapshot.auth_ok else 0.0)
             if snapshot.last_cycle_success is not None:
                 cycle_ts.add_metric(account_values, snapshot.last_cycle_success.timestamp())
@@ -171,8 +170,9 @@ class Metrics:
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: unused series
         self.registry = registry if registry is not None else CollectorRegistry()
-        self.account_label = len(accounts) > 1
-        account = ("account",) if self.account_label else ()
+        # Every series carries `account`, also with one account: adding a second one (or a
+        # reload) never changes the identity of existing series.
+        account = ("account",)  # a tuple: spliced into the label lists below
         self._requests = Counter(
             "sendcloud_api_requests",
             "Requests to the Sendcloud API by endpoint and HTTP status "
@@ -257,26 +257,23 @@ class Metrics:
             registry=self.registry,
         )
         for name, seconds in (poll_intervals or {}).items():
-            (interval.labels(*self._account(name)) if self.account_label else interval).set(seconds)
+            interval.labels(name).set(seconds)
         build = Info(
             "integration_monitor_build",
             "Version of the monitor and of Python it runs on.",
             registry=self.registry,
         )
         build.info({"version": __version__, "python_version": platform.python_version()})
-        self.collector = IntegrationCollector(store, clock, account_label=self.account_label)
+        self.collector = IntegrationCollector(store, clock)
         self.registry.register(self.collector)
         for name in accounts:  # show zeros from the start rather than absent series
-            self._polls.labels(*self._account(name), "success")
-            self._polls.labels(*self._account(name), "error")
-
-    def _account(self, account: str) -> tuple[str, ...]:
-        return (account,) if self.account_label else ()
+            self._polls.labels(name, "success")
+            self._polls.labels(name, "error")
 
     def client_events(self, account: str) -> ClientEvents:
         """The hook the client of ``account`` reports its requests to."""
         return _ClientMetrics(
-            self._account(account),
+            account,
             requests=self._requests,
             durations=self._request_seconds,
             errors=self._api_errors,
@@ -285,13 +282,11 @@ class Metrics:
         )
 
     def observe_cycle(self, account: str, seconds: float, ok: bool) -> None:
-        prefix = self._account(account)
-        poll_seconds = self._poll_seconds.labels(*prefix) if prefix else self._poll_seconds
-        poll_seconds.observe(seconds)
-        self._polls.labels(*prefix, "success" if ok else "error").inc()
+        self._poll_seconds.labels(account).observe(seconds)
+        self._polls.labels(account, "success" if ok else "error").inc()
 
     def scheduler_event(self, account: str, event: str) -> None:
-        self._scheduler_events.labels(*self._account(account), event).inc()
+        self._scheduler_events.labels(account, event).inc()
 
     def alert_emitted(self, alert: str, status: str) -> None:
         self._alerts.labels(alert, status).inc()
@@ -312,7 +307,7 @@ class _ClientMetrics:
 
     def __init__(
         self,
-        prefix: tuple[str, ...],
+        account: str,
         *,
         requests: Counter,
         durations: Histogram,
@@ -320,19 +315,19 @@ class _ClientMetrics:
         throttled: Counter,
         budget_wait: Counter,
     ) -> None:
-        self._prefix = prefix
+        self._account = account
         self._requests = requests
         self._durations = durations
         self._errors = errors
-        self._throttled = throttled.labels(*prefix) if prefix else throttled
-        self._budget_wait = budget_wait.labels(*prefix) if prefix else budget_wait
+        self._throttled = throttled.labels(account)
+        self._budget_wait = budget_wait.labels(account)
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
-        self._requests.labels(*self._prefix, endpoint, code).inc()
-        self._durations.labels(*self._prefix, endpoint).observe(seconds)
+        self._requests.labels(self._account, endpoint, code).inc()
+        self._durations.labels(self._account, endpoint).observe(seconds)
 
     def error(self, endpoint: str, reason: str) -> None:
-        self._errors.labels(*self._prefix, endpoint, reason).inc()
+        self._errors.labels(self._account, endpoint, reason).inc()
 
     def throttled(self, pause_seconds: float) -> None:
         self._throttled.inc()

@@ -124,3 +124,22 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Every sample of an exposition, parsed by prometheus-client's own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def metric_value(text: str, name: str, **labels: str) -> float | None:
+    """The one sample of ``name`` whose labels include ``labels`` (None when there is none)."""
+    wanted = set(labels.items())
+    found = [v for (n, ls), v in metric_samples(text).items() if n == name and wanted <= ls]
+    assert len(found) <= 1, f"{name}{labels} matches {len(found)} samples"
+    return found[0] if found else None

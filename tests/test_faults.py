@@ -8,7 +8,6 @@ from datetime import timedelta
 
 import pytest
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
@@ -16,7 +15,7 @@ from monitor.scheduler import open_pollers
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 from monitor.state import Status, Store
 
-from .conftest import FakeClock, LogCapture, account_for
+from .conftest import FakeClock, LogCapture, account_for, metric_samples, metric_value
 
 SECRETS = (
     DEMO_PUBLIC_KEY,
@@ -65,15 +64,10 @@ class Rig:
         await self.poller.poll()
 
     def samples(self) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-        text = generate_latest(self.metrics.registry).decode()
-        return {
-            (s.name, frozenset(s.labels.items())): s.value
-            for f in text_string_to_metric_families(text)
-            for s in f.samples
-        }
+        return metric_samples(self.text())
 
     def value(self, name: str, **labels: str) -> float | None:
-        return self.samples().get((name, frozenset(labels.items())))
+        return metric_value(self.text(), name, **labels)
 
     def text(self) -> str:
         return generate_latest(self.metrics.registry).decode()

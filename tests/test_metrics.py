@@ -9,14 +9,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.health import derive, utcnow
 from monitor.metrics import Metrics
 from monitor.sendcloud import Integration
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
-from .conftest import require_binary
+from .conftest import metric_samples, metric_value, require_binary
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
@@ -33,16 +32,11 @@ def observation(integration_id: int, status: Status = Status.OK, **fields: objec
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    text = generate_latest(metrics.registry).decode()
-    return {
-        (s.name, frozenset(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return metric_samples(generate_latest(metrics.registry).decode())
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
-    return samples(metrics).get((name, frozenset(labels.items())))
+    return metric_value(generate_latest(metrics.registry).decode(), name, **labels)
 
 
 def store_with(*observations: Observation, account: str = "default") -> Store:
@@ -171,7 +165,20 @@ def test_integrations_that_leave_lose_their_series() -> None:
     assert not [key for key in samples(metrics) if ("integration_id", "8") in key[1]]
 
 
-def test_account_label_only_with_several_accounts() -> None:
+def test_every_series_carries_the_account_also_with_one_account() -> None:
+    metrics = Metrics(store_with(observation(7, **FAILING)), ["default"], clock=lambda: T0)
+    per_account = [
+        (name, labels)
+        for name, labels in samples(metrics)
+        if name.startswith(("integration_", "sendcloud_"))
+        and not name.startswith(("integration_monitor_alert", "integration_monitor_build"))
+    ]
+    assert per_account
+    for name, labels in per_account:
+        assert ("account", "default") in labels, name
+
+
+def test_several_accounts() -> None:
     store = Store(["eu", "us"])
     store.put(AccountSnapshot("eu", {7: observation(7, **FAILING)}, 1, T0))
     metrics = Metrics(store, ["eu", "us"], clock=lambda: T0)

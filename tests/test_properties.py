@@ -137,7 +137,7 @@ def test_api_strings_cannot_break_the_exposition(name: str, url: str, kind: str)
     assert info.labels["integration_type"] == kind
     [failing] = families["integration_failing_seconds"].samples
     assert failing.value == 3600
-    assert failing.labels == {"integration_id": "5"}  # nothing injected next to it
+    assert failing.labels == {"account": "default", "integration_id": "5"}  # nothing injected
 
 
 @settings(max_examples=80)
