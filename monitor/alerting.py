@@ -69,7 +69,7 @@ class Alerter:
         self.rules = rules
         self.sinks = list(sinks)
         self._clock = clock
-        self._ids_configured = ids_configured
+        self.ids_configured = dict(ids_configured)
         self._fetch_logs = fetch_logs
         self._cause_timeout = cause_timeout_seconds
         self._state_file = state_file
@@ -78,7 +78,7 @@ class Alerter:
         self.states: dict[AlertKey, AlertState] = {}
         self.causes: dict[AlertKey, Cause] = {}
         self._arrived: dict[str, list[AlertKey]] = {}  # causes found since the last evaluation
-        self._cause_budgets = cause_budgets or {}
+        self.cause_budgets = dict(cause_budgets or {})
         self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
         self._lookups: set[asyncio.Task[None]] = set()
         if state_file is not None:
@@ -95,7 +95,7 @@ class Alerter:
         now = self._clock()
         account = snapshot.account
         conditions, unknown = conditions_for(
-            snapshot, ids_configured=self._ids_configured.get(account, False)
+            snapshot, ids_configured=self.ids_configured.get(account, False)
         )
         previous = {k: s for k, s in self.states.items() if k.account == account}
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
@@ -115,15 +115,32 @@ class Alerter:
             for s in evaluation.states.values()
             if s.firing
         ]
-        for fields in events:
-            if fields["kind"] != "cause":
-                self._on_alert(fields["alert"], fields["status"])
-        for sink in self.sinks:
-            sink.submit(events, firing)
-        self._on_firing(self.firing_counts())
+        self._deliver(events, firing)
         if changed and self._state_file is not None:
             self._save()
         return events
+
+    def end_account(self, account: str) -> list[dict[str, Any]]:
+        """An account that left the configuration: its firing alerts resolve (once), its
+        pending ones are dropped, nothing of it is kept."""
+        now = self._clock()
+        previous = {k: s for k, s in self.states.items() if k.account == account}
+        evaluation = evaluate(previous, [], set(), now, self.rules)
+        self.states = {k: s for k, s in self.states.items() if k.account != account}
+        for key in [k for k in self.causes if k.account == account]:
+            del self.causes[key]
+        self.ids_configured.pop(account, None)
+        self.cause_budgets.pop(account, None)
+        events = [self._fields(event) for event in evaluation.events]
+        self._deliver(events, [])
+        if previous and self._state_file is not None:
+            self._save()
+        return events
+
+    async def replace_delivery(self, rules: AlertRules, sinks: Sequence[Sink]) -> None:
+        """New rules and sinks from a reload; the old sinks get their drain and close."""
+        old, self.sinks, self.rules = self.sinks, list(sinks), rules
+        await asyncio.gather(*(sink.aclose() for sink in old))
 
     def firing_by_integration(
         self,
@@ -147,6 +164,14 @@ class Alerter:
             if state.firing:
                 counts[state.key.alert] += 1
         return counts
+
+    def _deliver(self, events: list[dict[str, Any]], firing: list[dict[str, Any]]) -> None:
+        for fields in events:
+            if fields["kind"] != "cause":
+                self._on_alert(fields["alert"], fields["status"])
+        for sink in self.sinks:
+            sink.submit(events, firing)
+        self._on_firing(self.firing_counts())
 
     def _fields(self, event: AlertEvent) -> dict[str, Any]:
         fields = event_fields(event, self.rules)
@@ -175,7 +200,7 @@ class Alerter:
         alert still fires."""
         key = state.key
         async with self._cause_slots:
-            budget = self._cause_budgets.get(key.account)
+            budget = self.cause_budgets.get(key.account)
             if budget is not None:
                 await budget.acquire()
             if not self._still_firing(key):

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 from monitor import __version__, logs
 from monitor.health import State, utcnow
 from monitor.metrics import Metrics
-from monitor.scheduler import Daemon, open_pollers
+from monitor.scheduler import Daemon, Loader, open_pollers
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -126,7 +126,7 @@ def _run(args: argparse.Namespace) -> int:
         settings.log_format, level=_level(settings.log_level), secrets=settings.secrets()
     )
     listen = parse_listen_address(settings.listen_address)
-    return _serve(accounts, listen, settings.alerting, web)
+    return _serve(accounts, listen, settings.alerting, web, loader=lambda: _load(args))
 
 
 def _web_config(args: argparse.Namespace) -> WebConfig | None:
@@ -143,9 +143,11 @@ def _serve(
     listen: tuple[str, int],
     alerting: AlertingSettings | None = None,
     web: WebConfig | None = None,
+    *,
+    loader: Loader | None = None,
 ) -> int:
     try:
-        daemon = Daemon(accounts, listen, alerting=alerting, web_config=web)
+        daemon = Daemon(accounts, listen, alerting=alerting, web_config=web, loader=loader)
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME
@@ -158,6 +160,15 @@ async def _until_signal(daemon: Daemon) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, _stopper(stop, signum))
+    reloads: set[asyncio.Task[tuple[bool, str]]] = set()
+
+    def reload() -> None:
+        log.info("reload_requested", signal="SIGHUP")
+        task = asyncio.ensure_future(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await daemon.run(stop)
 
 

@@ -9,6 +9,7 @@ rate-limits (1000 GET/min per account) and several Prometheus replicas would mul
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -250,14 +251,22 @@ class Metrics:
             ["alert"],
             registry=self.registry,
         )
-        interval = Gauge(
+        self._interval = Gauge(
             "integration_monitor_poll_interval_seconds",
             "The configured poll interval (for alert rules: no successful poll for N intervals).",
             list(account),
             registry=self.registry,
         )
-        for name, seconds in (poll_intervals or {}).items():
-            interval.labels(name).set(seconds)
+        self._reload_ok = Gauge(
+            "integration_monitor_config_last_reload_successful",
+            "1 when the last configuration (re)load succeeded, 0 when it was rejected.",
+            registry=self.registry,
+        )
+        self._reload_time = Gauge(
+            "integration_monitor_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully (start or reload).",
+            registry=self.registry,
+        )
         build = Info(
             "integration_monitor_build",
             "Version of the monitor and of Python it runs on.",
@@ -266,9 +275,26 @@ class Metrics:
         build.info({"version": __version__, "python_version": platform.python_version()})
         self.collector = IntegrationCollector(store, clock)
         self.registry.register(self.collector)
-        for name in accounts:  # show zeros from the start rather than absent series
-            self._polls.labels(name, "success")
-            self._polls.labels(name, "error")
+        for name in accounts:
+            self.add_account(name, (poll_intervals or {}).get(name))
+
+    def add_account(self, name: str, poll_interval: float | None) -> None:
+        """Series of a new account: zeros from the start rather than absent series."""
+        if poll_interval is not None:
+            self._interval.labels(name).set(poll_interval)
+        self._polls.labels(name, "success")
+        self._polls.labels(name, "error")
+
+    def remove_account(self, name: str) -> None:
+        """An account that left the configuration: its gauges end (its per-integration series
+        end with the store; cumulative counters stay, as counters do)."""
+        with contextlib.suppress(KeyError):
+            self._interval.remove(name)
+
+    def config_loaded(self, ok: bool, at: datetime) -> None:
+        self._reload_ok.set(1.0 if ok else 0.0)
+        if ok:
+            self._reload_time.set(at.timestamp())
 
     def client_events(self, account: str) -> ClientEvents:
         """The hook the client of ``account`` reports its requests to."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,6 +25,7 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from monitor import logs
 from monitor.alerting import Alerter
 from monitor.health import utcnow
 from monitor.metrics import Metrics
@@ -32,7 +34,7 @@ from monitor.poller import AccountPoller
 from monitor.ratelimit import RequestBudget
 from monitor.sendcloud import SendcloudClient
 from monitor.server import HttpServer, make_app
-from monitor.settings import AccountConfig, AlertingSettings
+from monitor.settings import AccountConfig, AlertingSettings, ConfigError, Settings, WebhookConfig
 from monitor.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.state import Store
 from monitor.status import Status
@@ -63,6 +65,41 @@ def job_options(interval: float) -> dict[str, object]:
     }
 
 
+@dataclass(frozen=True)
+class Worker:
+    """One account at work: its configuration, client and poller (with its request budget)."""
+
+    config: AccountConfig
+    client: SendcloudClient
+    poller: AccountPoller
+
+
+def start_worker(
+    account: AccountConfig,
+    store: Store,
+    metrics: Metrics,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Worker:
+    budget = RequestBudget(account.max_requests_per_minute)
+    client = SendcloudClient(
+        account.api_url,
+        account.public_key.get_secret_value(),
+        account.secret_key.get_secret_value(),
+        timeout_seconds=account.request_timeout_seconds,
+        max_connections=account.max_concurrency,
+        events=metrics.client_events(account.name),
+        budget=budget,
+        auth=_auth(account),
+        transport=transport,
+    )
+    poller = AccountPoller(
+        account, client, store, clock=clock, on_cycle=metrics.observe_cycle, budget=budget
+    )
+    return Worker(account, client, poller)
+
+
 @contextlib.asynccontextmanager
 async def open_pollers(
     accounts: list[AccountConfig],
@@ -72,32 +109,13 @@ async def open_pollers(
     clock: Callable[[], datetime] = utcnow,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[list[AccountPoller]]:
-    """One client and one poller per account; the clients are closed on exit."""
-    budgets = [RequestBudget(account.max_requests_per_minute) for account in accounts]
-    clients = [
-        SendcloudClient(
-            account.api_url,
-            account.public_key.get_secret_value(),
-            account.secret_key.get_secret_value(),
-            timeout_seconds=account.request_timeout_seconds,
-            max_connections=account.max_concurrency,
-            events=metrics.client_events(account.name),
-            budget=budget,
-            auth=_auth(account),
-            transport=transport,
-        )
-        for account, budget in zip(accounts, budgets, strict=True)
-    ]
+    """One client and one poller per account (for ``check`` and tests); clients closed on exit."""
+    workers = [start_worker(a, store, metrics, clock=clock, transport=transport) for a in accounts]
     try:
-        yield [
-            AccountPoller(
-                account, client, store, clock=clock, on_cycle=metrics.observe_cycle, budget=budget
-            )
-            for account, client, budget in zip(accounts, clients, budgets, strict=True)
-        ]
+        yield [worker.poller for worker in workers]
     finally:
-        for client in clients:
-            await client.aclose()
+        for worker in workers:
+            await worker.client.aclose()
 
 
 def _auth(account: AccountConfig) -> httpx.Auth | None:
@@ -112,8 +130,13 @@ def _auth(account: AccountConfig) -> httpx.Auth | None:
     )
 
 
+#: Re-reads the configuration for a reload; raises ConfigError.
+Loader = Callable[[], tuple[Settings, list[AccountConfig]]]
+
+
 class Daemon:
-    """The long-running monitor. ``run`` returns after ``stop`` is set and cleanup is done."""
+    """The long-running monitor. ``run`` returns after ``stop`` is set and cleanup is done;
+    ``reload`` applies a new configuration (SIGHUP, POST /-/reload) without a restart."""
 
     def __init__(
         self,
@@ -124,6 +147,7 @@ class Daemon:
         web_config: WebConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
+        loader: Loader | None = None,
     ) -> None:
         self.accounts = accounts
         self.alerting = alerting or AlertingSettings()
@@ -135,11 +159,16 @@ class Daemon:
             clock=clock,
             poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
         )
-        app = make_app(self.metrics.registry, self.store.ready, self.status)
-        web = web_config or WebConfig()
-        self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
         self._clock = clock
         self._transport = transport
+        self._loader = loader
+        self._workers: dict[str, Worker] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloading = asyncio.Lock()
+        app = make_app(self.metrics.registry, self.store.ready, self.status, self.reload_blocking)
+        web = web_config or WebConfig()
+        self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 
     def status(self) -> tuple[Status, datetime]:
         """The status document and its time, for the page and /status.json (server threads)."""
@@ -153,74 +182,140 @@ class Daemon:
         return document, now
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         self.server.start()
         log.info(
             "monitor_started",
             listen_port=self.server.port,
             accounts=[a.name for a in self.accounts],
         )
-        try:
-            async with open_pollers(
-                self.accounts,
-                self.store,
-                self.metrics,
-                clock=self._clock,
-                transport=self._transport,
-            ) as pollers:
-                self.alerter = self._alerter(pollers)
-                try:
-                    await self._schedule_until(stop, pollers)
-                finally:
-                    await self.alerter.aclose()
-        finally:
-            self.server.stop()
-            log.info("monitor_stopped")
-
-    async def _schedule_until(self, stop: asyncio.Event, pollers: list[AccountPoller]) -> None:
+        self.metrics.config_loaded(True, self._clock())
         scheduler = AsyncIOScheduler(timezone=UTC)
         scheduler.add_listener(
             self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
         )
-        for poller in pollers:
-            poller.announce_plan()
-            scheduler.add_job(
-                poller.poll,
-                id=poller.account.name,
-                name=f"poll {poller.account.name}",
-                next_run_time=datetime.now(UTC),
-                **job_options(poller.account.poll_interval_seconds),
-            )
-        scheduler.start()
+        self._scheduler = scheduler
+        self.alerter = self._alerter()
         try:
+            for account in self.accounts:
+                self._start(account)
+            scheduler.start()
             await stop.wait()
         finally:
-            scheduler.pause()
-            await self._stop_polls(pollers)
-            scheduler.shutdown(wait=False)
+            if scheduler.running:
+                scheduler.pause()
+            await self._stop(list(self._workers.values()), reason="shutdown")
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await self.alerter.aclose()
+            self.server.stop()
+            log.info("monitor_stopped")
 
-    async def _stop_polls(self, pollers: list[AccountPoller]) -> None:
+    def _start(self, account: AccountConfig) -> None:
+        """An account's client, poller and job; its first poll runs at once."""
+        assert self._scheduler is not None
+        assert self.alerter is not None
+        worker = start_worker(
+            account, self.store, self.metrics, clock=self._clock, transport=self._transport
+        )
+        worker.poller.after_cycle = self.alerter.on_snapshot
+        self._workers[account.name] = worker
+        self.store.add(account.name)
+        worker.poller.announce_plan()
+        self._scheduler.add_job(
+            worker.poller.poll,
+            id=account.name,
+            name=f"poll {account.name}",
+            next_run_time=datetime.now(UTC),
+            **job_options(account.poll_interval_seconds),
+        )
+
+    async def _stop(self, workers: list[Worker], *, reason: str) -> None:
         """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
-        return normally: no job error, no traceback)."""
+        return normally: no job error, no traceback), and close the clients."""
+        pollers = [w.poller for w in workers]
         waiting = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
-        _, pending = await asyncio.wait(waiting, timeout=POLL_GRACE_SECONDS)
-        for task in pending:
-            task.cancel()
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=POLL_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
         stopped = [p.account.name for p in pollers if p.stop()]
         if stopped:
-            log.info("shutdown_cancelled_polls", polls=len(stopped), accounts=stopped)
+            event = "shutdown_cancelled_polls" if reason == "shutdown" else "reload_cancelled_polls"
+            log.info(event, polls=len(stopped), accounts=stopped)
             await asyncio.wait([asyncio.ensure_future(p.idle.wait()) for p in pollers], timeout=1.0)
+        for worker in workers:
+            await worker.client.aclose()
 
-    def _alerter(self, pollers: list[AccountPoller]) -> Alerter:
+    def reload_blocking(self) -> tuple[bool, str]:
+        """``reload`` from another thread (the HTTP server's POST /-/reload)."""
+        if self._loop is None:
+            return False, "the monitor is not running yet"
+        future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
+        return future.result(timeout=30)
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the YAML file, the environment and secret files; validate the whole; swap.
+
+        An invalid configuration is rejected with one error line and the running one stays.
+        Accounts that did not change keep their state, budget and open alerts; changed ones are
+        restarted (keeping their last values and alerts); removed ones stop, their series end
+        and their alerts resolve; added ones start polling at once.
+        """
+        async with self._reloading:
+            if self._loader is None:
+                return False, "this monitor has no configuration file to reload (demo mode)"
+            try:
+                settings, accounts = self._loader()
+                webhooks = settings.alerting.resolved_webhooks()
+                logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
+            except ConfigError as exc:
+                log.error("config_reload_failed", reason=str(exc))
+                self.metrics.config_loaded(False, self._clock())
+                return False, str(exc)
+            summary = await self._apply(settings, accounts, webhooks)
+            self.metrics.config_loaded(True, self._clock())
+            log.info("config_reloaded", **summary)
+            return True, ", ".join(f"{k}: {v}" for k, v in summary.items())
+
+    async def _apply(
+        self, settings: Settings, accounts: list[AccountConfig], webhooks: list[WebhookConfig]
+    ) -> dict[str, list[str]]:
+        assert self._scheduler is not None
+        assert self.alerter is not None
+        new = {a.name: a for a in accounts}
+        removed = [n for n in self._workers if n not in new]
+        changed = [n for n in self._workers if n in new and self._workers[n].config != new[n]]
+        added = [n for n in new if n not in self._workers]
+        leaving = [self._workers.pop(n) for n in removed + changed]
+        for worker in leaving:
+            self._scheduler.remove_job(worker.config.name)
+        await self._stop(leaving, reason="reload")
+        for name in removed:
+            self.store.remove(name)
+            self.metrics.remove_account(name)
+            self.alerter.end_account(name)
+        if (settings.alerting, webhooks) != (self.alerting, self.alerting.resolved_webhooks()):
+            sinks = build_sinks(settings.alerting, self.metrics, self._clock, accounts)
+            await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
+        self.accounts, self.alerting = accounts, settings.alerting
+        for name in changed + added:
+            account = new[name]
+            self.alerter.ids_configured[name] = account.integration_ids is not None
+            self.alerter.cause_budgets[name] = _cause_budget(account)
+            self.metrics.add_account(name, account.poll_interval_seconds)
+            self._start(account)
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _alerter(self) -> Alerter:
         """The alerting service, hooked after every poll cycle; needs the running loop."""
-        by_name = {p.account.name: p for p in pollers}
-        page_size = self.alerting.cause_logs_page_size
 
         async def fetch_logs(account: str, integration_id: int) -> list[dict[str, Any]]:
-            return await by_name[account].client.integration_logs(
-                integration_id, page_size=page_size
+            return await self._workers[account].client.integration_logs(
+                integration_id, page_size=self.alerting.cause_logs_page_size
             )
 
-        alerter = Alerter(
+        return Alerter(
             self.alerting.rules(),
             build_sinks(self.alerting, self.metrics, self._clock, self.accounts),
             clock=self._clock,
@@ -230,14 +325,8 @@ class Daemon:
             state_file=self.alerting.state_file,
             on_alert=self.metrics.alert_emitted,
             on_firing=self.metrics.alerts_firing,
-            cause_budgets={
-                a.name: RequestBudget(max(1.0, CAUSE_BUDGET_SHARE * a.max_requests_per_minute))
-                for a in self.accounts
-            },
+            cause_budgets={a.name: _cause_budget(a) for a in self.accounts},
         )
-        for poller in pollers:
-            poller.after_cycle = alerter.on_snapshot
-        return alerter
 
     def _on_job_event(self, event: JobEvent) -> None:
         name = _EVENT_NAMES.get(event.code, "other")
@@ -248,6 +337,10 @@ class Daemon:
             )
         else:
             log.warning("poll_not_run", account=event.job_id, reason=name)
+
+
+def _cause_budget(account: AccountConfig) -> RequestBudget:
+    return RequestBudget(max(1.0, CAUSE_BUDGET_SHARE * account.max_requests_per_minute))
 
 
 def build_sinks(

@@ -100,6 +100,7 @@ def make_app(
     registry: CollectorRegistry,
     ready: Callable[[], bool],
     status: Callable[[], tuple[Status, datetime]] | None = None,
+    reload: Callable[[], tuple[bool, str]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path, metrics rendered by prometheus-client, the
     status page and /status.json from ``status`` (without it, ``/`` is a landing page)."""
@@ -109,6 +110,12 @@ def make_app(
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
             return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        if path == "/-/reload" and reload is not None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                return _text(start_response, "405 Method Not Allowed", "use POST\n")
+            ok, message = reload()
+            code = "200 OK" if ok else "500 Internal Server Error"
+            return _text(start_response, code, message + "\n")
         if path == "/status.json" and status is not None:
             document = json.dumps(status()[0].to_json(), indent=1)
             return _text(start_response, "200 OK", document, "application/json")

@@ -356,6 +356,11 @@ class Simulator:
         with self._lock:
             self._faults.clear()
 
+    def rotate_keys(self, public_key: str, secret_key: str) -> None:
+        """Accept only a new key pair from now on (as after rotating keys in the panel)."""
+        with self._lock:
+            self._auth = "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+
     def revoke_tokens(self) -> None:
         """Invalidate every OAuth2 access token issued so far."""
         with self._lock:

@@ -81,6 +81,17 @@ class Store:
         with self._lock:
             self._snapshots = {**self._snapshots, snapshot.account: snapshot}
 
+    def add(self, account: str) -> None:
+        """A new account (configuration reload): empty until its first poll."""
+        with self._lock:
+            if account not in self._snapshots:
+                self._snapshots = {**self._snapshots, account: AccountSnapshot(account=account)}
+
+    def remove(self, account: str) -> None:
+        """An account that left the configuration: its series end with the next scrape."""
+        with self._lock:
+            self._snapshots = {k: v for k, v in self._snapshots.items() if k != account}
+
     def get(self, account: str) -> AccountSnapshot:
         with self._lock:
             return self._snapshots[account]

@@ -171,7 +171,9 @@ def test_every_series_carries_the_account_also_with_one_account() -> None:
         (name, labels)
         for name, labels in samples(metrics)
         if name.startswith(("integration_", "sendcloud_"))
-        and not name.startswith(("integration_monitor_alert", "integration_monitor_build"))
+        and not name.startswith(
+            ("integration_monitor_alert", "integration_monitor_build", "integration_monitor_config")
+        )
     ]
     assert per_account
     for name, labels in per_account:
