@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import platform
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import (
@@ -28,7 +29,7 @@ from prometheus_client.registry import Collector
 from monitor import __version__
 from monitor.health import utcnow
 from monitor.sendcloud import ClientEvents
-from monitor.state import Observation, Status, Store
+from monitor.state import AccountSnapshot, Observation, Status, Store
 
 _POLL_FROM = (
     " Computed at scrape time from the integration's last successful read; frozen at that"
@@ -38,8 +39,122 @@ REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 POLL_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
+@dataclass(frozen=True)
+class Family:
+    name: str
+    help: str
+    per_account: bool = False  # labels: account only (else account and integration_id)
+
+
+#: The per-integration and per-account families, in exposition order. The two elapsed-time
+#: families come first; only they depend on the scrape's time.
+FAILING_SECONDS = "integration_failing_seconds"
+STALENESS_SECONDS = "integration_fetch_staleness_seconds"
+INFO = "integration_info"
+FAMILIES = (
+    Family(
+        FAILING_SECONDS,
+        "Seconds since Sendcloud started failing to fetch orders from the integration "
+        "(now - started_failing_at); 0 when not failing." + _POLL_FROM,
+    ),
+    Family(
+        STALENESS_SECONDS,
+        "Seconds since orders were last fetched (now - last_fetched_at, or now - created_at "
+        "when never fetched)." + _POLL_FROM,
+    ),
+    Family(
+        "integration_failing",
+        "1 when started_failing_at is set, else 0; as of the last successful read.",
+    ),
+    Family(
+        "integration_fetch_stale",
+        "1 when the fetch staleness exceeded the integration's stale threshold at the last "
+        "successful read, else 0.",
+    ),
+    Family(
+        "integration_fetch_stale_threshold_seconds",
+        "The configured staleness threshold for the integration.",
+    ),
+    Family(
+        "integration_started_failing_timestamp_seconds",
+        "started_failing_at as Unix time; absent while the integration is not failing.",
+    ),
+    Family(
+        "integration_last_fetched_timestamp_seconds",
+        "last_fetched_at as Unix time; absent while orders were never fetched.",
+    ),
+    Family(INFO, "Integration metadata from Sendcloud; join on integration_id with group_left."),
+    Family("integration_up", "1 when the last poll returned the integration, else 0."),
+    Family("integration_not_found", "1 when the API answered 404 for the integration, else 0."),
+    Family(
+        "integration_last_poll_success_timestamp_seconds",
+        "When the integration was last read successfully (age of the values above).",
+    ),
+    Family(
+        "integration_monitor_last_poll_success_timestamp_seconds",
+        "When the last poll cycle without an account-wide error finished.",
+        per_account=True,
+    ),
+    Family(
+        "sendcloud_api_auth_ok",
+        "0 while the Sendcloud API rejects the account's credentials, else 1.",
+        per_account=True,
+    ),
+)
+ELAPSED = frozenset({FAILING_SECONDS, STALENESS_SECONDS})
+
+
+def account_samples(snapshot: AccountSnapshot) -> Iterator[tuple[str, float]]:
+    """(family, value) of one account's own series."""
+    yield "sendcloud_api_auth_ok", 1.0 if snapshot.auth_ok else 0.0
+    if snapshot.last_cycle_success is not None:
+        yield (
+            "integration_monitor_last_poll_success_timestamp_seconds",
+            snapshot.last_cycle_success.timestamp(),
+        )
+
+
+def integration_samples(observation: Observation) -> Iterator[tuple[str, float]]:
+    """(family, value) of one integration's series that do not depend on the scrape's time
+    (all but the elapsed ones, see ``elapsed_samples``, and ``integration_info``)."""
+    yield "integration_up", 1.0 if observation.status is Status.OK else 0.0
+    yield "integration_not_found", 1.0 if observation.status is Status.NOT_FOUND else 0.0
+    if observation.last_success is not None:
+        yield (
+            "integration_last_poll_success_timestamp_seconds",
+            observation.last_success.timestamp(),
+        )
+    health, record = observation.health, observation.record
+    if not observation.has_values or health is None or record is None:
+        return
+    yield "integration_failing", float(health.failing)
+    yield "integration_fetch_stale", float(health.stale)
+    yield "integration_fetch_stale_threshold_seconds", health.stale_after_seconds
+    if record.started_failing_at is not None:
+        yield "integration_started_failing_timestamp_seconds", record.started_failing_at.timestamp()
+    if record.last_fetched_at is not None:
+        yield "integration_last_fetched_timestamp_seconds", record.last_fetched_at.timestamp()
+
+
+def elapsed_samples(observation: Observation, at: datetime) -> Iterator[tuple[str, float]]:
+    health = observation.health
+    assert health is not None
+    yield FAILING_SECONDS, health.failing_seconds_at(at)
+    staleness = health.staleness_seconds_at(at)
+    if staleness is not None:
+        yield STALENESS_SECONDS, staleness
+
+
+def info_labels(observation: Observation) -> dict[str, str] | None:
+    """The labels of ``integration_info``, or None when there is no record to describe."""
+    if not observation.has_values or observation.record is None:
+        return None
+    return _info_labels(observation)
+
+
 class IntegrationCollector(Collector):
-    """Yields fresh metric families from the store on every scrape."""
+    """Yields fresh metric families from the store on every scrape (prometheus-client's own
+    rendering; the reference the cached :class:`~monitor.exposition.Exposition` matches)."""
 
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self._store = store
@@ -47,97 +162,33 @@ class IntegrationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
-        keys = ["account", "integration_id"]
-        account_keys = ["account"]
-
-        def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
-            return GaugeMetricFamily(name, doc, labels=[*keys, *extra])
-
-        failing_seconds = gauge(
-            "integration_failing_seconds",
-            "Seconds since Sendcloud started failing to fetch orders from the integration "
-            "(now - started_failing_at); 0 when not failing." + _POLL_FROM,
-        )
-        failing = gauge(
-            "integration_failing",
-            "1 when started_failing_at is set, else 0; as of the last successful read.",
-        )
-        staleness = gauge(
-            "integration_fetch_staleness_seconds",
-            "Seconds since orders were last fetched (now - last_fetched_at, or now - created_at "
-            "when never fetched)." + _POLL_FROM,
-        )
-        stale = gauge(
-            "integration_fetch_stale",
-            "1 when the fetch staleness exceeded the integration's stale threshold at the last "
-            "successful read, else 0.",
-        )
-        stale_threshold = gauge(
-            "integration_fetch_stale_threshold_seconds",
-            "The configured staleness threshold for the integration.",
-        )
-        started_ts = gauge(
-            "integration_started_failing_timestamp_seconds",
-            "started_failing_at as Unix time; absent while the integration is not failing.",
-        )
-        fetched_ts = gauge(
-            "integration_last_fetched_timestamp_seconds",
-            "last_fetched_at as Unix time; absent while orders were never fetched.",
-        )
-        info = InfoMetricFamily(
-            "integration",
-            "Integration metadata from Sendcloud; join on integration_id with group_left.",
-            labels=keys,
-        )
-        up = gauge("integration_up", "1 when the last poll returned the integration, else 0.")
-        not_found = gauge(
-            "integration_not_found", "1 when the API answered 404 for the integration, else 0."
-        )
-        polled_ts = gauge(
-            "integration_last_poll_success_timestamp_seconds",
-            "When the integration was last read successfully (age of the values above).",
-        )
-        cycle_ts = GaugeMetricFamily(
-            "integration_monitor_last_poll_success_timestamp_seconds",
-            "When the last poll cycle without an account-wide error finished.",
-            labels=account_keys,
-        )
-        auth_ok = GaugeMetricFamily(
-            "sendcloud_api_auth_ok",
-            "0 while the Sendcloud API rejects the account's credentials, else 1.",
-            labels=account_keys,
-        )
-
+        gauges = {
+            f.name: GaugeMetricFamily(
+                f.name,
+                f.help,
+                labels=["account"] if f.per_account else ["account", "integration_id"],
+            )
+            for f in FAMILIES
+            if f.name != INFO
+        }
+        info_help = next(f.help for f in FAMILIES if f.name == INFO)
+        info = InfoMetricFamily("integration", info_help, labels=["account", "integration_id"])
         for account, snapshot in self._store.snapshots().items():
-            account_values = [account]
-            auth_ok.add_metric(account_values, 1.0 if snapshot.auth_ok else 0.0)
-            if snapshot.last_cycle_success is not None:
-                cycle_ts.add_metric(account_values, snapshot.last_cycle_success.timestamp())
+            for name, value in account_samples(snapshot):
+                gauges[name].add_metric([account], value)
             for observation in snapshot.integrations.values():
-                labels = [*account_values, str(observation.integration_id)]
-                up.add_metric(labels, 1.0 if observation.status is Status.OK else 0.0)
-                not_found.add_metric(labels, 1.0 if observation.status is Status.NOT_FOUND else 0.0)
-                if observation.last_success is not None:
-                    polled_ts.add_metric(labels, observation.last_success.timestamp())
+                labels = [account, str(observation.integration_id)]
+                samples = list(integration_samples(observation))
                 at = observation.values_at(now)
-                health, record = observation.health, observation.record
-                if at is None or health is None or record is None:
-                    continue
-                failing_seconds.add_metric(labels, health.failing_seconds_at(at))
-                failing.add_metric(labels, float(health.failing))
-                stale.add_metric(labels, float(health.stale))
-                stale_threshold.add_metric(labels, health.stale_after_seconds)
-                staleness_seconds = health.staleness_seconds_at(at)
-                if staleness_seconds is not None:
-                    staleness.add_metric(labels, staleness_seconds)
-                if record.started_failing_at is not None:
-                    started_ts.add_metric(labels, record.started_failing_at.timestamp())
-                if record.last_fetched_at is not None:
-                    fetched_ts.add_metric(labels, record.last_fetched_at.timestamp())
-                info.add_metric(labels, _info_labels(observation))
-
-        yield from (failing_seconds, failing, staleness, stale, stale_threshold)
-        yield from (started_ts, fetched_ts, info, up, not_found, polled_ts, cycle_ts, auth_ok)
+                if at is not None:
+                    samples += elapsed_samples(observation, at)
+                for name, value in samples:
+                    gauges[name].add_metric(labels, value)
+                found = info_labels(observation)
+                if found is not None:
+                    info.add_metric(labels, found)
+        for family in FAMILIES:
+            yield info if family.name == INFO else gauges[family.name]
 
 
 def _info_labels(observation: Observation) -> dict[str, str]:
@@ -170,7 +221,8 @@ class Metrics:
         poll_intervals: Mapping[str, float] | None = None,
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: unused series
-        self.registry = registry if registry is not None else CollectorRegistry()
+        #: The daemon's own metrics (counters, histograms, ...): small, rendered per scrape.
+        self.own = CollectorRegistry()
         # Every series carries `account`, also with one account: adding a second one (or a
         # reload) never changes the identity of existing series.
         account = ("account",)  # a tuple: spliced into the label lists below
@@ -179,101 +231,105 @@ class Metrics:
             "Requests to the Sendcloud API by endpoint and HTTP status "
             "(code=network_error when no response arrived).",
             [*account, "endpoint", "code"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._request_seconds = Histogram(
             "sendcloud_api_request_duration_seconds",
             "Duration of Sendcloud API requests, including reading the body.",
             [*account, "endpoint"],
             buckets=REQUEST_BUCKETS,
-            registry=self.registry,
+            registry=self.own,
         )
         self._api_errors = Counter(
             "sendcloud_api_errors",
             "Sendcloud API requests that failed after their retries, by endpoint and reason.",
             [*account, "endpoint", "reason"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._throttled = Counter(
             "sendcloud_api_throttled",
             "429 answers from Sendcloud; each pauses the account for its Retry-After.",
             list(account),
-            registry=self.registry,
+            registry=self.own,
         )
         self._budget_wait = Counter(
             "sendcloud_api_budget_wait_seconds",
             "Seconds requests waited for the account's request budget.",
             list(account),
-            registry=self.registry,
+            registry=self.own,
         )
         self._poll_seconds = Histogram(
             "integration_monitor_poll_duration_seconds",
             "Duration of one poll cycle of an account.",
             list(account),
             buckets=POLL_BUCKETS,
-            registry=self.registry,
+            registry=self.own,
         )
         self._polls = Counter(
             "integration_monitor_polls",
             "Poll cycles by outcome (error: an account-wide failure such as auth or outage).",
             [*account, "outcome"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._scheduler_events = Counter(
             "integration_monitor_scheduler_events",
             "Scheduler trouble: polls skipped because the previous one still ran, missed runs, "
             "and job crashes.",
             [*account, "event"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._alerts = Counter(
             "integration_monitor_alerts",
             "Alert events emitted, by alert and status (firing includes repeats and escalations).",
             ["alert", "status"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._deliveries = Counter(
             "integration_monitor_alert_deliveries",
             "Alert deliveries by sink and outcome (success, failed after retries, dropped from "
             "a full queue).",
             ["sink", "outcome"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._queue_depth = Gauge(
             "integration_monitor_alert_queue_depth",
             "Alert deliveries waiting in a sink's queue.",
             ["sink"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._firing = Gauge(
             "integration_monitor_alerts_firing",
             "Alerts firing now, by alert.",
             ["alert"],
-            registry=self.registry,
+            registry=self.own,
         )
         self._interval = Gauge(
             "integration_monitor_poll_interval_seconds",
             "The configured poll interval (for alert rules: no successful poll for N intervals).",
             list(account),
-            registry=self.registry,
+            registry=self.own,
         )
         self._reload_ok = Gauge(
             "integration_monitor_config_last_reload_successful",
             "1 when the last configuration (re)load succeeded, 0 when it was rejected.",
-            registry=self.registry,
+            registry=self.own,
         )
         self._reload_time = Gauge(
             "integration_monitor_config_last_reload_success_timestamp_seconds",
             "When the configuration was last loaded successfully (start or reload).",
-            registry=self.registry,
+            registry=self.own,
         )
         build = Info(
             "integration_monitor_build",
             "Version of the monitor and of Python it runs on.",
-            registry=self.registry,
+            registry=self.own,
         )
         build.info({"version": __version__, "python_version": platform.python_version()})
         self.collector = IntegrationCollector(store, clock)
+        #: Everything, rendered by prometheus-client itself: the reference that the cached
+        #: exposition (what /metrics serves) matches, and what tests read.
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.registry.register(self.own)
         self.registry.register(self.collector)
         for name in accounts:
             self.add_account(name, (poll_intervals or {}).get(name))

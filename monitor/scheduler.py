@@ -27,6 +27,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import logs
 from monitor.alerting import Alerter
+from monitor.exposition import Exposition
 from monitor.health import utcnow
 from monitor.metrics import Metrics
 from monitor.oauth import OAuth2ClientCredentials
@@ -166,7 +167,8 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
-        app = make_app(self.metrics.registry, self.store.ready, self.status, self.reload_blocking)
+        exposition = Exposition(self.store, self.metrics.own, clock)
+        app = make_app(exposition, self.store.ready, self.status, self.reload_blocking)
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 

@@ -97,19 +97,20 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_app(
-    registry: CollectorRegistry,
+    metrics: CollectorRegistry | Callable[[Environ, StartResponse], Iterable[bytes]],
     ready: Callable[[], bool],
     status: Callable[[], tuple[Status, datetime]] | None = None,
     reload: Callable[[], tuple[bool, str]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
-    """The WSGI application: dispatch by path, metrics rendered by prometheus-client, the
-    status page and /status.json from ``status`` (without it, ``/`` is a landing page)."""
-    metrics_app = make_wsgi_app(registry)
+    """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
+    rendering) or a WSGI exposition, the status page and /status.json from ``status``
+    (without it, ``/`` is a landing page), POST /-/reload to ``reload``."""
+    metrics_app = make_wsgi_app(metrics) if isinstance(metrics, CollectorRegistry) else metrics
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         if path == "/metrics":
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+            return metrics_app(environ, start_response)
         if path == "/-/reload" and reload is not None:
             if environ.get("REQUEST_METHOD") != "POST":
                 return _text(start_response, "405 Method Not Allowed", "use POST\n")

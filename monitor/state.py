@@ -49,6 +49,12 @@ class Observation:
             return State.UNKNOWN
         return self.health.state
 
+    @property
+    def has_values(self) -> bool:
+        """Whether there are health values to show (a read succeeded once, and it still
+        exists)."""
+        return self.health is not None and self.status is not Status.NOT_FOUND
+
     def values_at(self, now: datetime) -> datetime | None:
         """The time elapsed-time values are given for: ``now`` while readable, the last
         successful read while not (frozen), None when there is nothing to give."""

@@ -1,0 +1,222 @@
+"""Benchmark: the daemon as a process against the simulator, compared with floors.
+
+For each scenario it prints API requests per poll cycle, daemon CPU per cycle, daemon CPU per
+scrape (gzip, as Prometheus asks), the ratio of a scrape to prometheus-client's own
+``generate_latest()`` for exactly the same samples (measured here, in the same run), and the
+daemon's RSS, steady and peak. It reports numbers; it asserts nothing.
+
+    python bench/daemon.py            # 1 000 and 10 000 integrations, 500 accounts x 20
+    python bench/daemon.py --quick    # a small run that proves the benchmark still works
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import Metric
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parents[1]
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    integrations: int  # in the simulator
+    accounts: int  # each watching every integration of the simulator ("all" mode)
+    interval: float
+    cycles: int
+    scrapes: int
+
+
+SCENARIOS = (
+    Scenario("1 000 integrations", 1000, 1, 10, 3, 20),
+    Scenario("10 000 integrations", 10_000, 1, 20, 3, 10),
+    Scenario("500 accounts x 20", 20, 500, 30, 2, 10),
+)
+QUICK = (Scenario("quick: 200 integrations", 200, 1, 5, 2, 5),)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(current, peak) resident memory."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(value.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def start_simulator(count: int, port: int) -> subprocess.Popen[bytes]:
+    code = (
+        "from monitor.simulator import SimIntegration, Simulator\n"
+        f"shops = [SimIntegration(i, 'failing' if i % 10 == 0 else 'healthy', f'Shop {{i}}') "
+        f"for i in range(1, {count + 1})]\n"
+        f"Simulator(shops, port={port}).serve_forever()\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+
+
+def wait(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
+
+
+def polls(metrics_text: str) -> float:
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(metrics_text)
+        for s in family.samples
+        if s.name == "integration_monitor_polls_total"
+    )
+
+
+class Replay:
+    """The parsed samples as a collector: prometheus-client renders exactly them."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self.families = families
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.families
+
+
+def floor_seconds(text: str, repeat: int = 3) -> float:
+    registry = CollectorRegistry()
+    registry.register(Replay(list(text_string_to_metric_families(text))))  # type: ignore[arg-type]
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.process_time()
+        generate_latest(registry)
+        best = min(best, time.process_time() - started)
+    return best
+
+
+def run(scenario: Scenario) -> dict[str, str]:
+    sim_port, port = free_port(), free_port()
+    simulator = start_simulator(scenario.integrations, sim_port)
+    api = f"http://127.0.0.1:{sim_port}/api/v3"
+    try:
+        wait(f"http://127.0.0.1:{sim_port}/_simulator/requests")
+        with tempfile.TemporaryDirectory() as tmp:
+            config = Path(tmp) / "monitor.yaml"
+            accounts = [
+                {
+                    "name": f"account-{n}",
+                    "api_url": api,
+                    "public_key": "demo-public-key",
+                    "secret_key": "demo-secret-key",
+                    "integration_ids": "all",
+                }
+                for n in range(scenario.accounts)
+            ]
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "listen_address": f"127.0.0.1:{port}",
+                        "log_level": "error",
+                        "defaults": {"poll_interval_seconds": scenario.interval},
+                        "accounts": accounts,
+                    }
+                )
+            )
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+            )
+            try:
+                return measure(scenario, daemon.pid, f"http://127.0.0.1:{port}", sim_port)
+            finally:
+                daemon.terminate()
+                daemon.wait(timeout=15)
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=15)
+
+
+def measure(scenario: Scenario, pid: int, base: str, sim_port: int) -> dict[str, str]:
+    started = time.monotonic()
+    wait(base + "/readyz", timeout=max(120.0, 3 * scenario.interval))
+    ready_after = time.monotonic() - started
+    time.sleep(1)
+    gzip_headers = {"Accept-Encoding": "gzip"}
+    # scrapes first, between two polls: their CPU alone
+    cpu = cpu_seconds(pid)
+    for _ in range(scenario.scrapes):
+        text = httpx.get(base + "/metrics", headers=gzip_headers, timeout=60).text
+    scrape_cpu = (cpu_seconds(pid) - cpu) / scenario.scrapes
+    floor = floor_seconds(text)
+    # then whole poll cycles, scrapes excluded
+    requests_url = f"http://127.0.0.1:{sim_port}/_simulator/requests"
+    before_requests = len(httpx.get(requests_url, timeout=30).json()["requests"])
+    before_polls, cpu = polls(text), cpu_seconds(pid)
+    time.sleep(scenario.cycles * scenario.interval)
+    text = httpx.get(base + "/metrics", timeout=60).text
+    cycles = (polls(text) - before_polls) / scenario.accounts
+    requests = len(httpx.get(requests_url, timeout=30).json()["requests"]) - before_requests
+    cycle_cpu = (cpu_seconds(pid) - cpu) / max(cycles, 1)
+    steady, peak = rss_mib(pid)
+    samples = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    return {
+        "scenario": scenario.name,
+        "ready after": f"{ready_after:.1f} s",
+        "samples": str(samples),
+        "API requests / cycle": f"{requests / max(cycles, 1):.0f}",
+        "CPU / cycle": f"{cycle_cpu:.3f} s",
+        "CPU / scrape": f"{scrape_cpu * 1000:.0f} ms",
+        "generate_latest floor": f"{floor * 1000:.0f} ms",
+        "scrape / floor": f"{scrape_cpu / floor:.2f}" if floor else "-",
+        "RSS steady / peak": f"{steady:.0f} / {peak:.0f} MiB",
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small scenario")
+    args = parser.parse_args()
+    rows = [run(s) for s in (QUICK if args.quick else SCENARIOS)]
+    print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    keys = list(rows[0])
+    widths = [max(len(k), *(len(r[k]) for r in rows)) for k in keys]
+    print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
+    print("-|-".join("-" * w for w in widths))
+    for row in rows:
+        print(" | ".join(row[k].ljust(w) for k, w in zip(keys, widths, strict=True)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
