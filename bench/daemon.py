@@ -206,8 +206,14 @@ def measure(scenario: Scenario, pid: int, base: str, sim_port: int) -> dict[str,
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one small scenario")
+    parser.add_argument(
+        "--only", type=int, choices=range(1, len(SCENARIOS) + 1), help="one scenario, by number"
+    )
     args = parser.parse_args()
-    rows = [run(s) for s in (QUICK if args.quick else SCENARIOS)]
+    scenarios = QUICK if args.quick else SCENARIOS
+    if args.only:
+        scenarios = (SCENARIOS[args.only - 1],)
+    rows = [run(s) for s in scenarios]
     print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}")
     keys = list(rows[0])
     widths = [max(len(k), *(len(r[k]) for r in rows)) for k in keys]

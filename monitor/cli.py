@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
@@ -76,6 +77,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.set_defaults(handler=handler)
         return sub
 
+    shard_help = (
+        "i/n: poll only the accounts whose name hashes to i of n replicas "
+        "(or MONITOR_SHARD; ordinal/n takes i from a StatefulSet pod name)"
+    )
     for name, help_text, handler in (
         ("run", "run the monitoring daemon", _run),
         (
@@ -89,6 +94,8 @@ def _parser() -> argparse.ArgumentParser:
         command(name, help_text, handler).add_argument(
             "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
         )
+    for name in ("run", "check", "validate-config"):
+        commands.choices[name].add_argument("--shard", metavar="I/N", help=shard_help)
     check = commands.choices["check"]
     check.add_argument(
         "--output",
@@ -116,7 +123,23 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:
-    return load_settings(config_file_from(args.config, os.environ), os.environ)
+    environ = dict(os.environ)
+    if getattr(args, "shard", None):
+        environ["MONITOR_SHARD"] = args.shard
+    shard = environ.get("MONITOR_SHARD", "")
+    if shard.startswith("ordinal/"):  # a StatefulSet pod: its ordinal is its shard
+        environ["MONITOR_SHARD"] = f"{_ordinal(socket.gethostname())}/{shard.split('/', 1)[1]}"
+    return load_settings(config_file_from(args.config, environ), environ)
+
+
+def _ordinal(hostname: str) -> str:
+    """The ordinal of a StatefulSet pod name (``monitor-2`` is 2)."""
+    suffix = hostname.rsplit("-", 1)[-1]
+    if not suffix.isdigit():
+        raise ConfigError(
+            f"MONITOR_SHARD=ordinal/n needs a StatefulSet pod name ending in -N, not {hostname!r}"
+        )
+    return suffix
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -126,7 +149,9 @@ def _run(args: argparse.Namespace) -> int:
         settings.log_format, level=_level(settings.log_level), secrets=settings.secrets()
     )
     listen = parse_listen_address(settings.listen_address)
-    return _serve(accounts, listen, settings.alerting, web, loader=lambda: _load(args))
+    return _serve(
+        accounts, listen, settings.alerting, web, loader=lambda: _load(args), shard=settings.shard
+    )
 
 
 def _web_config(args: argparse.Namespace) -> WebConfig | None:
@@ -145,9 +170,12 @@ def _serve(
     web: WebConfig | None = None,
     *,
     loader: Loader | None = None,
+    shard: str | None = None,
 ) -> int:
     try:
-        daemon = Daemon(accounts, listen, alerting=alerting, web_config=web, loader=loader)
+        daemon = Daemon(
+            accounts, listen, alerting=alerting, web_config=web, loader=loader, shard=shard
+        )
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME

@@ -219,6 +219,7 @@ class Metrics:
         registry: CollectorRegistry | None = None,
         clock: Callable[[], datetime] = utcnow,
         poll_intervals: Mapping[str, float] | None = None,
+        shard: str = "",
     ) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: unused series
         #: The daemon's own metrics (counters, histograms, ...): small, rendered per scrape.
@@ -321,10 +322,12 @@ class Metrics:
         )
         build = Info(
             "integration_monitor_build",
-            "Version of the monitor and of Python it runs on.",
+            "Version of the monitor and of Python it runs on, and the replica's shard (i/n).",
             registry=self.own,
         )
-        build.info({"version": __version__, "python_version": platform.python_version()})
+        build.info(
+            {"version": __version__, "python_version": platform.python_version(), "shard": shard}
+        )
         self.collector = IntegrationCollector(store, clock)
         #: Everything, rendered by prometheus-client itself: the reference that the cached
         #: exposition (what /metrics serves) matches, and what tests read.

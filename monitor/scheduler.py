@@ -131,6 +131,31 @@ def _auth(account: AccountConfig) -> httpx.Auth | None:
     )
 
 
+class SharedTransport(httpx.AsyncBaseTransport):
+    """One connection pool for every account: hundreds of accounts of one API origin share
+    sockets and TLS state instead of holding a pool (and an SSL context) each. Closing a
+    client leaves it open; its owner closes it at shutdown."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None  # shared: see ``inner``
+
+
+def shared_pool() -> httpx.AsyncHTTPTransport:
+    """The daemon's connection pool (each account's concurrency is bounded by its poller)."""
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=SHARED_POOL_CONNECTIONS, max_keepalive_connections=32)
+    )
+
+
+#: Sockets to the API at most, over all accounts.
+SHARED_POOL_CONNECTIONS = 64
+
 #: Re-reads the configuration for a reload; raises ConfigError.
 Loader = Callable[[], tuple[Settings, list[AccountConfig]]]
 
@@ -149,6 +174,7 @@ class Daemon:
         clock: Callable[[], datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
         loader: Loader | None = None,
+        shard: str | None = None,
     ) -> None:
         self.accounts = accounts
         self.alerting = alerting or AlertingSettings()
@@ -159,9 +185,11 @@ class Daemon:
             [a.name for a in accounts],
             clock=clock,
             poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
+            shard=shard or "",
         )
         self._clock = clock
-        self._transport = transport
+        self._pool = transport or shared_pool()
+        self._transport = SharedTransport(self._pool)
         self._loader = loader
         self._workers: dict[str, Worker] = {}
         self._scheduler: AsyncIOScheduler | None = None
@@ -199,8 +227,12 @@ class Daemon:
         self._scheduler = scheduler
         self.alerter = self._alerter()
         try:
-            for account in self.accounts:
-                self._start(account)
+            for index, account in enumerate(self.accounts):
+                # spread first polls (and so all later ones) over the interval: many accounts
+                # never poll in the same second
+                self._start(
+                    account, delay=index / len(self.accounts) * account.poll_interval_seconds
+                )
             scheduler.start()
             await stop.wait()
         finally:
@@ -210,11 +242,12 @@ class Daemon:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await self.alerter.aclose()
+            await self._pool.aclose()
             self.server.stop()
             log.info("monitor_stopped")
 
-    def _start(self, account: AccountConfig) -> None:
-        """An account's client, poller and job; its first poll runs at once."""
+    def _start(self, account: AccountConfig, delay: float = 0.0) -> None:
+        """An account's client, poller and job; its first poll runs after ``delay``."""
         assert self._scheduler is not None
         assert self.alerter is not None
         worker = start_worker(
@@ -228,7 +261,7 @@ class Daemon:
             worker.poller.poll,
             id=account.name,
             name=f"poll {account.name}",
-            next_run_time=datetime.now(UTC),
+            next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
             **job_options(account.poll_interval_seconds),
         )
 

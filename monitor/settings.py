@@ -9,6 +9,7 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import ipaddress
 import os
 import re
@@ -61,6 +62,8 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "MONITOR_LOG_FORMAT": ("log_format",),
     "MONITOR_LOG_LEVEL": ("log_level",),
     "MONITOR_STATE_FILE": ("alerting", "state_file"),
+    "MONITOR_SHARD": ("shard",),
+    "MONITOR_BUDGET_SHARE": ("defaults", "budget_share"),
 }
 CONFIG_FILE_ENV = "MONITOR_CONFIG_FILE"
 _ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}
@@ -113,6 +116,9 @@ class Defaults(_Strict):
     max_requests_per_minute: int = Field(default=900, ge=1, le=1000)
     auth_retry_seconds: float = Field(default=300.0, ge=0, le=86400)
     clock_skew_tolerance_seconds: float = Field(default=60.0, ge=0, le=86400)
+    #: This replica's share of each account's request budget (0.5 for two replicas that both
+    #: poll, for high availability).
+    budget_share: float = Field(default=1.0, gt=0, le=1)
 
 
 class AccountSettings(_Strict):
@@ -348,6 +354,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", hide_input_in_errors=True)
 
     listen_address: str = DEFAULT_LISTEN_ADDRESS
+    #: "i/n": this replica polls the accounts whose name hashes to i of n (0 <= i < n).
+    shard: str | None = None
     log_format: Literal["json", "console"] | None = None
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     defaults: Defaults = Field(default_factory=Defaults)
@@ -405,8 +413,20 @@ class Settings(BaseSettings):
         return [AccountSettings.model_validate(merged)]
 
     def resolved_accounts(self) -> list[AccountConfig]:
-        """Apply defaults, read secret files and check credentials; raises ConfigError."""
-        return [_resolve(account, self.defaults) for account in self.account_settings()]
+        """Apply defaults, read secret files and check credentials (of this shard's accounts
+        only); raises ConfigError."""
+        shard = parse_shard(self.shard)
+        return [
+            _resolve(account, self.defaults)
+            for account in self.account_settings()
+            if shard is None or shard_of(account.name, shard[1]) == shard[0]
+        ]
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        parse_shard(value)
+        return value
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing logs."""
@@ -429,6 +449,25 @@ class _LoadContext:
 _load_context: contextvars.ContextVar[_LoadContext | None] = contextvars.ContextVar(
     "settings_load_context", default=None
 )
+
+
+def parse_shard(value: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` as (i, n), checked."""
+    if value is None or value == "":
+        return None
+    index, sep, count = value.partition("/")
+    if not sep or not index.strip().isdigit() or not count.strip().isdigit():
+        raise ValueError("expected i/n, e.g. 0/3 for the first of three replicas")
+    i, n = int(index), int(count)
+    if n < 1 or not 0 <= i < n:
+        raise ValueError("expected 0 <= i < n in i/n")
+    return i, n
+
+
+def shard_of(account: str, count: int) -> int:
+    """The shard of an account: a stable hash of its name (the same in every replica)."""
+    digest = hashlib.sha256(account.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % count
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -511,7 +550,13 @@ def _resolve(account: AccountSettings, defaults: Defaults) -> AccountConfig:
         stale_after_seconds=account.stale_after_seconds or defaults.stale_after_seconds,
         max_concurrency=account.max_concurrency or defaults.max_concurrency,
         request_timeout_seconds=account.request_timeout_seconds or defaults.request_timeout_seconds,
-        max_requests_per_minute=account.max_requests_per_minute or defaults.max_requests_per_minute,
+        max_requests_per_minute=max(
+            1,
+            int(
+                (account.max_requests_per_minute or defaults.max_requests_per_minute)
+                * defaults.budget_share
+            ),
+        ),
         auth_retry_seconds=_first(account.auth_retry_seconds, defaults.auth_retry_seconds),
         clock_skew_tolerance_seconds=_first(
             account.clock_skew_tolerance_seconds, defaults.clock_skew_tolerance_seconds
@@ -599,6 +644,7 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
     """The effective configuration with every secret masked, for ``validate-config``."""
     return {
         "listen_address": settings.listen_address,
+        "shard": settings.shard,
         "log_format": settings.log_format or "auto",
         "accounts": [
             {
