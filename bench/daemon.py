@@ -46,7 +46,7 @@ SCENARIOS = (
     Scenario("10 000 integrations", 10_000, 1, 20, 3, 10),
     Scenario("500 accounts x 20", 20, 500, 30, 2, 10),
 )
-QUICK = (Scenario("quick: 200 integrations", 200, 1, 5, 2, 5),)
+QUICK = (Scenario("quick: 200 integrations", 200, 1, 5, 1, 5),)
 
 
 def free_port() -> int:

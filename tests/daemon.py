@@ -14,6 +14,28 @@ from typing import Any
 
 import httpx
 
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
+
+
+def monitor_env(
+    sim: Simulator,
+    port: int,
+    *,
+    public: str = DEMO_PUBLIC_KEY,
+    secret: str = DEMO_SECRET_KEY,
+    **extra: str,
+) -> dict[str, str]:
+    """The environment of a daemon watching every integration of ``sim`` every 5 s."""
+    return {
+        "SENDCLOUD_API_URL": sim.url,
+        "SENDCLOUD_PUBLIC_KEY": public,
+        "SENDCLOUD_SECRET_KEY": secret,
+        "MONITOR_INTEGRATION_IDS": "all",
+        "MONITOR_POLL_INTERVAL_SECONDS": "5",
+        "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+        **extra,
+    }
+
 
 def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """``integration-monitor ARGS`` as a process that is expected to exit by itself."""

@@ -11,7 +11,7 @@ import pytest
 from monitor.simulator import SimIntegration, Simulator
 
 from .conftest import free_port
-from .daemon import DaemonProcess
+from .daemon import DaemonProcess, monitor_env
 
 PUBLIC = "pk-e2e-4f1d9c2b"
 SECRET = "sk-e2e-9a8b7c6d5e4f"
@@ -30,16 +30,8 @@ def e2e_sim() -> Iterator[Simulator]:
 
 
 def daemon_env(sim: Simulator, port: int, **extra: str) -> dict[str, str]:
-    return {
-        "SENDCLOUD_API_URL": sim.url,
-        "SENDCLOUD_PUBLIC_KEY": PUBLIC,
-        "SENDCLOUD_SECRET_KEY": SECRET,
-        "MONITOR_INTEGRATION_IDS": "all",
-        "MONITOR_POLL_INTERVAL_SECONDS": "5",
-        "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
-        "MONITOR_LOG_LEVEL": "debug",  # transition events are debug-level
-        **extra,
-    }
+    """The e2e keys, and debug logs: transition events are debug-level."""
+    return monitor_env(sim, port, public=PUBLIC, secret=SECRET, MONITOR_LOG_LEVEL="debug", **extra)
 
 
 @pytest.mark.timeout(90)

@@ -24,7 +24,7 @@ from monitor.scheduler import Daemon
 from monitor.simulator import SimIntegration, Simulator
 
 from .conftest import account_for, free_port
-from .daemon import DaemonProcess
+from .daemon import DaemonProcess, monitor_env
 from .receivers import Receiver, running
 
 
@@ -49,15 +49,7 @@ def test_a_signal_mid_poll_mid_lookup_mid_retry_stops_cleanly(
             )
         )
         port = free_port()
-        env = {
-            "MONITOR_CONFIG_FILE": str(config),
-            "SENDCLOUD_API_URL": sim.url,
-            "SENDCLOUD_PUBLIC_KEY": "demo-public-key",
-            "SENDCLOUD_SECRET_KEY": "demo-secret-key",
-            "MONITOR_INTEGRATION_IDS": "all",
-            "MONITOR_POLL_INTERVAL_SECONDS": "5",
-            "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
-        }
+        env = monitor_env(sim, port, MONITOR_CONFIG_FILE=str(config))
         sim.inject_fault(kind="slow", delay=30.0, count=1, endpoint="logs")  # the lookup hangs
         daemon = DaemonProcess(["run"], env, port)
         try:
@@ -91,9 +83,9 @@ def test_a_signal_mid_poll_mid_lookup_mid_retry_stops_cleanly(
 
 SOAK_INTEGRATIONS = 1000
 # About 8 cycles a second of 1000 integrations (each ~100 ms of parsing, derivation and alert
-# evaluation): 30 s gives ~250 cycles, enough to see growth; SOAK_SECONDS=300 runs a few
+# evaluation): 20 s gives ~150 cycles, enough to see growth; SOAK_SECONDS=300 runs a few
 # thousand (kept short so the whole suite stays within its time).
-SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "30"))
+SOAK_SECONDS = float(os.environ.get("SOAK_SECONDS", "20"))
 
 
 FAULTS = ["status", "malformed_json", "html", "truncated", "reset", "wrong_types", "far_future"]

@@ -28,7 +28,7 @@ __all__ = ["process_group"]  # the fixture, imported for pytest
 
 STALE_AFTER = 7200
 INTERVAL = 5.0
-PHASE_SECONDS = 20.0  # each of the three kinds of outage: 4 poll cycles, 12 in all
+PHASE_SECONDS = 17.0  # each of the three kinds of outage: over 3 poll cycles, 10 in all
 AlertId = tuple[str, str]  # (alertname, integration_id)
 
 
