@@ -28,7 +28,7 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 unit: $(STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 ## The daemon against the simulator at 1 000 / 10 000 integrations and 500 accounts x 20
 bench: $(STAMP)

@@ -188,6 +188,7 @@ class Daemon:
             shard=shard or "",
         )
         self._clock = clock
+        self._webhooks = self.alerting.resolved_webhooks()  # as loaded (files read now)
         self._pool = transport or shared_pool()
         self._transport = SharedTransport(self._pool)
         self._loader = loader
@@ -330,10 +331,10 @@ class Daemon:
             self.store.remove(name)
             self.metrics.remove_account(name)
             self.alerter.end_account(name)
-        if (settings.alerting, webhooks) != (self.alerting, self.alerting.resolved_webhooks()):
-            sinks = build_sinks(settings.alerting, self.metrics, self._clock, accounts)
+        if (settings.alerting, webhooks) != (self.alerting, self._webhooks):
+            sinks = build_sinks(settings.alerting, webhooks, self.metrics, self._clock, accounts)
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
-        self.accounts, self.alerting = accounts, settings.alerting
+        self.accounts, self.alerting, self._webhooks = accounts, settings.alerting, webhooks
         for name in changed + added:
             account = new[name]
             self.alerter.ids_configured[name] = account.integration_ids is not None
@@ -352,7 +353,7 @@ class Daemon:
 
         return Alerter(
             self.alerting.rules(),
-            build_sinks(self.alerting, self.metrics, self._clock, self.accounts),
+            build_sinks(self.alerting, self._webhooks, self.metrics, self._clock, self.accounts),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
             fetch_logs=fetch_logs,
@@ -380,13 +381,14 @@ def _cause_budget(account: AccountConfig) -> RequestBudget:
 
 def build_sinks(
     alerting: AlertingSettings,
+    webhooks: list[WebhookConfig],
     metrics: Metrics,
     clock: Callable[[], datetime],
     accounts: list[AccountConfig],
 ) -> list[Sink]:
     """stdout always; then the configured webhooks and Alertmanager."""
     sinks: list[Sink] = [StdoutSink(metrics.delivery)]
-    for webhook in alerting.resolved_webhooks():
+    for webhook in webhooks:
         sinks.append(
             WebhookSink(
                 webhook.name,

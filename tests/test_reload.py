@@ -149,3 +149,42 @@ def test_reload_swaps_accounts_keeps_state_and_rejects_bad_configs(tmp_path: Pat
             "alert",
         )
     ]
+
+
+@pytest.mark.timeout(60)
+def test_a_rotated_webhook_url_file_is_picked_up(tmp_path: Path) -> None:
+    from .receivers import Receiver, running
+
+    port = free_port()
+    hook_file = tmp_path / "hook_url"
+    config = tmp_path / "monitor.yaml"
+    with (
+        Simulator([SimIntegration(1, "healthy", "Shop")]) as sim,
+        running(Receiver()) as old,
+        running(Receiver()) as new,
+    ):
+        hook_file.write_text(old.url)
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "listen_address": f"127.0.0.1:{port}",
+                    "alerting": {"webhooks": [{"name": "ops", "url_file": str(hook_file)}]},
+                    "accounts": [account("eu", sim, [1], secret_key=DEMO_SECRET_KEY)],
+                }
+            )
+        )
+        daemon = DaemonProcess(["run", "--config", str(config)], {}, port)
+        try:
+            daemon.wait_ready()
+            hook_file.write_text(new.url)  # the same configuration, a rotated URL in its file
+            assert httpx.post(daemon.base + "/-/reload", timeout=30).status_code == 200
+            sim.update(
+                1, scenario="failing", started_failing_at=datetime.now(UTC) - timedelta(hours=1)
+            )
+            daemon.wait_for(lambda: bool(new.bodies), 15, "the alert at the new URL")
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+    assert code == 0
+    assert old.bodies == []
+    assert new.url not in daemon.output
