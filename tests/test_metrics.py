@@ -12,7 +12,7 @@ from prometheus_client import generate_latest
 
 from monitor.health import derive, utcnow
 from monitor.metrics import Metrics
-from monitor.sendcloud import Integration
+from monitor.sendcloud import parse_integration
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
 from .conftest import metric_samples, metric_value, require_binary
@@ -21,7 +21,7 @@ T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 
 def observation(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
-    record = Integration.model_validate({"id": integration_id, **fields}) if fields else None
+    record = parse_integration({"id": integration_id, **fields})[0] if fields else None
     ok = status is Status.OK and record is not None
     return Observation(
         integration_id=integration_id,

@@ -120,8 +120,14 @@ def test_derived_durations_are_never_negative(
 @given(name=st.text(), url=st.text(), kind=st.text(max_size=20))
 def test_api_strings_cannot_break_the_exposition(name: str, url: str, kind: str) -> None:
     now = datetime(2026, 11, 27, tzinfo=UTC)
-    record = Integration(
-        id=5, shop_name=name, shop_url=url, type=kind, started_failing_at=now - timedelta(hours=1)
+    record, _ = parse_integration(
+        {
+            "id": 5,
+            "shop_name": name,
+            "shop_url": url,
+            "type": kind,
+            "started_failing_at": now - timedelta(hours=1),
+        }
     )
     store = Store(["default"])
     store.put(

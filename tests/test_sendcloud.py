@@ -15,13 +15,13 @@ from monitor.sendcloud import (
     MAX_BODY_BYTES,
     ApiError,
     AuthFailed,
-    Integration,
     InvalidResponse,
     NotFound,
     RateLimited,
     SendcloudClient,
     ServerError,
     Unreachable,
+    parse_integration,
     parse_retry_after,
 )
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
@@ -365,5 +365,5 @@ async def test_a_list_that_never_ends_stops_at_the_page_cap(
     ],
 )
 def test_shop_urls_lose_userinfo_query_and_fragment(given: str, shown: str) -> None:
-    record = Integration.model_validate({"id": 1, "shop_url": given})
+    record = parse_integration({"id": 1, "shop_url": given})[0]
     assert record.shop_url == shown

@@ -12,7 +12,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 
 from monitor.health import derive
-from monitor.sendcloud import Integration
+from monitor.sendcloud import parse_integration
 from monitor.server import HttpServer, make_app
 from monitor.state import AccountSnapshot, Observation
 from monitor.state import Status as Read
@@ -24,7 +24,7 @@ EVIL = "<script>alert(1)</script>"
 
 
 def observation(integration_id: int, read: Read = Read.OK, **fields: object) -> Observation:
-    record = Integration.model_validate({"id": integration_id, **fields})
+    record = parse_integration({"id": integration_id, **fields})[0]
     return Observation(integration_id, read, record, derive(record, T0, 7200))
 
 
