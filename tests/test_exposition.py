@@ -12,10 +12,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
-from monitor.exposition import Exposition
+from monitor.exposition import Exposition, Segment, crc32_combine, inflated, joined
 from monitor.health import derive
 from monitor.metrics import Metrics
-from monitor.sendcloud import Integration
+from monitor.sendcloud import parse_integration
 from monitor.state import AccountSnapshot, Observation, Status, Store
 
 from .conftest import FakeClock, metric_samples, require_binary
@@ -25,7 +25,7 @@ HOUR = (T0 - timedelta(hours=1)).isoformat()
 
 
 def observation(integration_id: int, status: Status, **fields: Any) -> Observation:
-    record = Integration.model_validate({"id": integration_id, **fields})
+    record = parse_integration({"id": integration_id, **fields})[0]
     health = derive(record, T0 - timedelta(minutes=5), 7200)
     return Observation(integration_id, status, record, health, error_reason=None)
 
@@ -50,8 +50,8 @@ def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, 
 
 
 def exposed(exposition: Exposition) -> bytes:
-    static, live = exposition.render()
-    return static + live
+    fixed, live = exposition.render()
+    return fixed.text() + live
 
 
 def test_same_families_samples_and_values_as_prometheus_client() -> None:
@@ -88,7 +88,7 @@ def test_the_fixed_part_is_rendered_once_per_poll() -> None:
     store.put(AccountSnapshot("eu", dict(snapshot.integrations), 4, T0))  # the next poll
     after, _ = exposition.render()
     assert after is not first
-    assert after == first  # nothing changed but the snapshot object
+    assert after.text() == first.text()  # nothing changed but the snapshot object
 
 
 def test_gzip_is_one_member_of_a_cached_block_and_a_fresh_one() -> None:
@@ -107,9 +107,10 @@ def test_gzip_is_one_member_of_a_cached_block_and_a_fresh_one() -> None:
     assert single.decompress(body) == exposed(exposition)
     assert single.eof
     assert single.unused_data == b""  # one member, not several
-    [plain] = exposition({}, start_response)
+    plain = b"".join(exposition({}, start_response))
     assert "Content-Encoding" not in seen["headers"]
     assert plain == exposed(exposition)
+    assert int(seen["headers"]["Content-Length"]) == len(plain)
 
 
 def test_promtool_check_metrics_is_clean() -> None:
@@ -136,3 +137,34 @@ def test_any_string_from_the_api_renders_like_prometheus_client(
     assert metric_samples(exposed(exposition).decode()) == metric_samples(
         generate_latest(metrics.registry).decode()
     )
+
+
+@settings(max_examples=200)
+@given(texts=st.lists(st.binary(max_size=3000), max_size=6))
+def test_segments_concatenate_into_one_stream_with_the_right_crc(texts: list[bytes]) -> None:
+    whole = joined(Segment.of(text) for text in texts)
+    expected = b"".join(texts)
+    assert whole.size == len(expected)
+    assert whole.crc == zlib.crc32(expected)
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(whole.deflated) == expected
+    assert b"".join(inflated(whole.deflated, chunk_bytes=512)) == expected
+
+
+def test_crc32_combine_across_the_zero_buffer_size() -> None:
+    first, second = b"a" * 10, bytes(range(256)) * 5000  # longer than the 1 MiB zero buffer
+    assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == zlib.crc32(
+        first + second
+    )
+
+
+def test_one_account_polling_does_not_recompress_the_others() -> None:
+    store, metrics, clock = world()
+    exposition = Exposition(store, metrics.own, clock)
+    first, _ = exposition.render()
+    us = store.get("us")
+    store.put(AccountSnapshot("us", {}, us.cycles_completed + 1, T0, auth_ok=True))
+    after, _ = exposition.render()
+    eu_segment = exposition._accounts["eu"].fixed["integration_info"]
+    assert eu_segment.deflated in after.segment.deflated  # reused as it was
+    assert b'sendcloud_api_auth_ok{account="us"} 1.0' in after.text()
+    assert b'sendcloud_api_auth_ok{account="us"} 0.0' in first.text()
