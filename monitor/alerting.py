@@ -75,19 +75,45 @@ class Alerter:
         self._state_file = state_file
         self._on_alert = on_alert
         self._on_firing = on_firing
-        self.states: dict[AlertKey, AlertState] = {}
+        #: account -> its alert states; each evaluation replaces one account's entry (by one
+        #: assignment: the status page reads from another thread), so an evaluation costs the
+        #: account's alerts, not every account's
+        self._states: dict[str, dict[AlertKey, AlertState]] = {}
+        self._firing: dict[str, dict[str, int]] = {}  # account -> alert -> firing count
+        self._totals = dict.fromkeys(ALERTS, 0)  # alert -> firing count over all accounts
         self.causes: dict[AlertKey, Cause] = {}
         self._arrived: dict[str, list[AlertKey]] = {}  # causes found since the last evaluation
         self.cause_budgets = dict(cause_budgets or {})
         self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
         self._lookups: set[asyncio.Task[None]] = set()
         if state_file is not None:
-            self.states = {
-                k: s for k, s in statefile.load(state_file).items() if k.account in ids_configured
-            }
-            if self.states:
+            restored = statefile.load(state_file)
+            for account in ids_configured:
+                self._set(account, {k: s for k, s in restored.items() if k.account == account})
+            if self._states:
                 log.info("alert_state_restored", path=str(state_file), alerts=len(self.states))
         self._on_firing(self.firing_counts())
+
+    @property
+    def states(self) -> dict[AlertKey, AlertState]:
+        """Every account's alert states (any thread)."""
+        return {k: s for states in list(self._states.values()) for k, s in states.items()}
+
+    def _set(self, account: str, states: dict[AlertKey, AlertState]) -> None:
+        if states:
+            self._states[account] = states
+        else:
+            self._states.pop(account, None)
+        firing = dict.fromkeys(ALERTS, 0)
+        for state in states.values():
+            if state.firing:
+                firing[state.key.alert] += 1
+        self._count(self._firing.get(account), firing)
+        self._firing[account] = firing
+
+    def _count(self, before: Mapping[str, int] | None, after: Mapping[str, int] | None) -> None:
+        for alert in ALERTS:
+            self._totals[alert] += (after or {}).get(alert, 0) - (before or {}).get(alert, 0)
 
     async def on_snapshot(self, snapshot: AccountSnapshot) -> list[dict[str, Any]]:
         """Evaluate one account after its poll; returns the events it emitted. Never waits for
@@ -97,13 +123,12 @@ class Alerter:
         conditions, unknown = conditions_for(
             snapshot, ids_configured=self.ids_configured.get(account, False)
         )
-        previous = {k: s for k, s in self.states.items() if k.account == account}
+        previous = self._states.get(account, {})
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
         changed = _persistent(previous) != _persistent(evaluation.states)
-        states = {k: s for k, s in self.states.items() if k.account != account}
-        states.update(evaluation.states)
-        self.states = states  # one assignment: the status page reads it from another thread
-        for key in [k for k in self.causes if k.account == account and k not in self.states]:
+        self._set(account, dict(evaluation.states))
+        current = self._states.get(account, {})
+        for key in [k for k in self.causes if k.account == account and k not in current]:
             del self.causes[key]  # the episode ended
         events = [self._fields(event) for event in evaluation.events]
         events += self._cause_events(account, now)
@@ -124,9 +149,10 @@ class Alerter:
         """An account that left the configuration: its firing alerts resolve (once), its
         pending ones are dropped, nothing of it is kept."""
         now = self._clock()
-        previous = {k: s for k, s in self.states.items() if k.account == account}
+        previous = self._states.get(account, {})
         evaluation = evaluate(previous, [], set(), now, self.rules)
-        self.states = {k: s for k, s in self.states.items() if k.account != account}
+        self._states.pop(account, None)
+        self._count(self._firing.pop(account, None), None)
         for key in [k for k in self.causes if k.account == account]:
             del self.causes[key]
         self.ids_configured.pop(account, None)
@@ -159,11 +185,7 @@ class Alerter:
         return firing, causes
 
     def firing_counts(self) -> dict[str, int]:
-        counts = dict.fromkeys(ALERTS, 0)
-        for state in self.states.values():
-            if state.firing:
-                counts[state.key.alert] += 1
-        return counts
+        return dict(self._totals)
 
     def _deliver(self, events: list[dict[str, Any]], firing: list[dict[str, Any]]) -> None:
         for fields in events:
@@ -211,14 +233,14 @@ class Alerter:
             self._arrived.setdefault(key.account, []).append(key)
 
     def _still_firing(self, key: AlertKey) -> bool:
-        state = self.states.get(key)
+        state = self._states.get(key.account, {}).get(key)
         return state is not None and state.firing
 
     def _cause_events(self, account: str, now: datetime) -> list[dict[str, Any]]:
         """Causes that arrived since this account's last evaluation, as follow-up events."""
         keys = self._arrived.pop(account, [])
         return [
-            self._fields(AlertEvent(self.states[key], "firing", "cause", now))
+            self._fields(AlertEvent(self._states[account][key], "firing", "cause", now))
             for key in keys
             if self._still_firing(key)
         ]

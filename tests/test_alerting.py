@@ -19,12 +19,14 @@ import pytest
 
 from monitor.alerting import CAUSE_PENDING, Alerter
 from monitor.alerts import AlertRules
+from monitor.health import derive
 from monitor.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.scheduler import open_pollers
+from monitor.sendcloud import parse_integration
 from monitor.simulator import SimIntegration, Simulator
 from monitor.sinks import AlertmanagerSink, StdoutSink
-from monitor.state import Store
+from monitor.state import AccountSnapshot, Observation, Status, Store
 
 from .conftest import FakeClock, LogCapture, account_for
 from .test_sinks import alertmanager
@@ -433,3 +435,36 @@ async def test_alertmanager_sees_one_alert_per_condition_through_escalation_rest
         "resolved",
     ]
     await restarted.aclose()
+
+
+def failing_snapshot(account: str, failing: bool, at: datetime) -> AccountSnapshot:
+    record, _ = parse_integration(
+        {"id": 1, "started_failing_at": at - timedelta(hours=1) if failing else None}
+    )
+    health = derive(record, at, 3600)
+    return AccountSnapshot(account, {1: Observation(1, Status.OK, record, health)}, 1, at)
+
+
+async def test_firing_counts_add_up_over_accounts_as_they_change() -> None:
+    clock = FakeClock()
+    seen: list[dict[str, int]] = []
+    alerter = Alerter(
+        AlertRules(failing_for_seconds=0),
+        [],
+        clock=clock,
+        ids_configured={"eu": False, "us": False},
+        on_firing=lambda counts: seen.append(dict(counts)),
+    )
+    await alerter.on_snapshot(failing_snapshot("eu", True, clock()))
+    await alerter.on_snapshot(failing_snapshot("us", True, clock()))
+    assert seen[-1]["IntegrationFailing"] == 2
+    assert alerter.firing_counts()["IntegrationFailing"] == 2
+    assert {k.account for k in alerter.states} == {"eu", "us"}
+    await alerter.on_snapshot(failing_snapshot("us", True, clock()))  # still one each
+    assert alerter.firing_counts()["IntegrationFailing"] == 2
+    alerter.end_account("eu")
+    assert seen[-1]["IntegrationFailing"] == 1
+    await alerter.on_snapshot(failing_snapshot("us", False, clock()))  # recovered
+    assert seen[-1]["IntegrationFailing"] == 0
+    assert alerter.states == {}
+    await alerter.aclose()
