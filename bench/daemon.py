@@ -3,7 +3,10 @@
 For each scenario it prints API requests per poll cycle, daemon CPU per cycle, daemon CPU per
 scrape (gzip, as Prometheus asks), the ratio of a scrape to prometheus-client's own
 ``generate_latest()`` for exactly the same samples (measured here, in the same run), and the
-daemon's RSS, steady and peak. It reports numbers; it asserts nothing.
+daemon's RSS, steady and peak. When Debian's ``prometheus-blackbox-exporter`` is installed, a
+single-account scenario also has blackbox_exporter probe every integration once, as Prometheus
+would for a cycle (``/probe?target=.../integrations/{id}``), and reports its CPU for that cycle
+and the daemon's CPU per cycle as a fraction of it. It reports numbers; it asserts nothing.
 
     python bench/daemon.py            # 1 000 and 10 000 integrations, 500 accounts x 20
     python bench/daemon.py --quick    # a small run that proves the benchmark still works
@@ -13,11 +16,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +34,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 TICKS = os.sysconf("SC_CLK_TCK")
+BLACKBOX = shutil.which("prometheus-blackbox-exporter") or shutil.which("blackbox_exporter")
+#: Probes in flight at once (Prometheus scrapes probe targets concurrently).
+PROBE_CONCURRENCY = 8
 
 
 @dataclass(frozen=True)
@@ -158,10 +166,12 @@ def run(scenario: Scenario) -> dict[str, str]:
                 stdout=subprocess.DEVNULL,
             )
             try:
-                return measure(scenario, daemon.pid, f"http://127.0.0.1:{port}", sim_port)
+                row = measure(scenario, daemon.pid, f"http://127.0.0.1:{port}", sim_port)
             finally:
                 daemon.terminate()
                 daemon.wait(timeout=15)
+            row.update(blackbox(scenario, api, Path(tmp), row))
+            return row
     finally:
         simulator.terminate()
         simulator.wait(timeout=15)
@@ -200,6 +210,67 @@ def measure(scenario: Scenario, pid: int, base: str, sim_port: int) -> dict[str,
         "generate_latest floor": f"{floor * 1000:.0f} ms",
         "scrape / floor": f"{scrape_cpu / floor:.2f}" if floor else "-",
         "RSS steady / peak": f"{steady:.0f} / {peak:.0f} MiB",
+    }
+
+
+def blackbox(scenario: Scenario, api: str, tmp: Path, row: dict[str, str]) -> dict[str, str]:
+    """blackbox_exporter's CPU for one cycle (one probe per integration), and the daemon's CPU
+    per cycle as a fraction of it; dashes where it does not apply or is not installed."""
+    if BLACKBOX is None or scenario.accounts != 1:
+        return {"blackbox CPU / cycle": "-", "daemon / blackbox": "-"}
+    config = tmp / "blackbox.yml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "modules": {
+                    "sendcloud": {
+                        "prober": "http",
+                        "timeout": "10s",
+                        "http": {
+                            "method": "GET",
+                            "valid_status_codes": [200],
+                            "basic_auth": {
+                                "username": "demo-public-key",
+                                "password": "demo-secret-key",
+                            },
+                        },
+                    }
+                }
+            }
+        )
+    )
+    port = free_port()
+    exporter = subprocess.Popen(
+        [BLACKBOX, f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait(f"http://127.0.0.1:{port}/-/healthy")
+        probe = f"http://127.0.0.1:{port}/probe"
+        with httpx.Client(timeout=30) as client:
+
+            def one(integration_id: int) -> bool:
+                target = f"{api}/integrations/{integration_id}"
+                text = client.get(probe, params={"module": "sendcloud", "target": target}).text
+                return "probe_success 1" in text
+
+            cpu = cpu_seconds(exporter.pid)
+            with ThreadPoolExecutor(PROBE_CONCURRENCY) as pool:
+                ok = sum(pool.map(one, range(1, scenario.integrations + 1)))
+            spent = cpu_seconds(exporter.pid) - cpu
+    finally:
+        exporter.terminate()
+        exporter.wait(timeout=15)
+    if ok != scenario.integrations:
+        return {
+            "blackbox CPU / cycle": f"{ok}/{scenario.integrations} probes ok",
+            "daemon / blackbox": "-",
+        }
+    daemon = float(row["CPU / cycle"].split()[0])
+    return {
+        "blackbox CPU / cycle": f"{spent:.3f} s",
+        "daemon / blackbox": f"{daemon / spent:.2f}" if spent else "-",
     }
 
 

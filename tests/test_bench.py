@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import require_binary
+
 ROOT = Path(__file__).parents[1]
 
 
 @pytest.mark.timeout(120)
 def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
+    require_binary("prometheus-blackbox-exporter")  # the comparison column
     result = subprocess.run(
         [sys.executable, "bench/daemon.py", "--quick"],
         cwd=ROOT,
@@ -28,3 +31,5 @@ def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
     assert float(values["scrape / floor"]) > 0
     assert values["RSS steady / peak"].endswith("MiB")
     assert int(values["samples"]) > 200 * 5  # several series per integration
+    assert float(values["daemon / blackbox"]) > 0
+    assert values["blackbox CPU / cycle"].endswith(" s")
