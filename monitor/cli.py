@@ -19,13 +19,16 @@ import yaml
 from pydantic import SecretStr
 
 from monitor import __version__, logs
+from monitor.config_errors import ConfigError
+from monitor.daemon import Daemon, Loader, open_pollers
+from monitor.exporter.metrics import Metrics
+from monitor.exporter.status import Row, Status, duration, summary_counts
+from monitor.exporter.status import build as build_status
+from monitor.exporter.webconfig import WebConfig, load_web_config
 from monitor.health import State, utcnow
-from monitor.metrics import Metrics
-from monitor.scheduler import Daemon, Loader, open_pollers
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
-    ConfigError,
     Defaults,
     Settings,
     config_file_from,
@@ -33,17 +36,13 @@ from monitor.settings import (
     masked_dump,
     parse_listen_address,
 )
-from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
-from monitor.state import AccountSnapshot, Store
-from monitor.status import Row, Status, duration, summary_counts
-from monitor.status import build as build_status
-from monitor.webconfig import WebConfig, load_web_config
+from monitor.store import AccountSnapshot, Store
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
 
-log = structlog.get_logger("monitor.cli")
+log = structlog.get_logger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -209,6 +208,9 @@ def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    # the simulator is only for these two commands: the daemon never loads it
+    from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
+
     logs.configure(
         os.environ.get("MONITOR_LOG_FORMAT") or None,
         level=_level(os.environ.get("MONITOR_LOG_LEVEL") or "info"),
@@ -237,6 +239,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
+    from monitor.simulator import DEMO_PUBLIC_KEY, Simulator, demo_integrations
+
     logs.configure(None)
     host, port = parse_listen_address(args.listen)
     sim = Simulator(demo_integrations(utcnow()), host=host, port=port)

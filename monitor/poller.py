@@ -16,12 +16,12 @@ from typing import Any, Protocol
 import structlog
 
 from monitor.health import derive, transitions, utcnow
-from monitor.ratelimit import RequestBudget, smallest_interval
 from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound
+from monitor.sendcloud.budget import RequestBudget, smallest_interval
 from monitor.settings import AccountConfig
-from monitor.state import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, Status, Store
 
-log = structlog.get_logger("monitor.poller")
+log = structlog.get_logger(__name__)
 
 AUTH_HINT = (
     "check this account's public and secret API key in the Sendcloud panel "

@@ -39,9 +39,10 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
-from monitor.alerts import AlertRules
+from monitor.alerting.rules import AlertRules
+from monitor.config_errors import ConfigError, describe
 from monitor.health import DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
-from monitor.oauth import DEFAULT_TOKEN_URL
+from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
 
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
@@ -90,10 +91,6 @@ def require_https(url: str, field_name: str, *, allowed: bool) -> None:
         "http:// is accepted only for a loopback host (127.0.0.0/8, ::1, localhost) or with "
         "allow_insecure_http: true"
     )
-
-
-class ConfigError(Exception):
-    """An invalid configuration; the message is meant for the operator, as is."""
 
 
 class _Strict(BaseModel):
@@ -615,29 +612,8 @@ def _read_secret_file(path: Path, where: str) -> SecretStr:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """One line per problem: where, what was given (unless secret) and what is expected."""
-    lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
-    for error in exc.errors(include_url=False):
-        loc = tuple(str(part) for part in error["loc"])
-        where = _dotted(loc)
-        env = _ENV_BY_PATH.get(loc[:2]) or _ENV_BY_PATH.get(loc[:1])
-        if env:
-            where += f" (environment variable {env})"
-        given = ""
-        if error["type"] not in ("missing", "extra_forbidden") and not SECRET_FIELDS & set(loc):
-            given = f" got {error['input']!r}:"
-        if error["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown key (check its spelling and indentation)")
-        else:
-            lines.append(f"  {where}:{given} {error['msg']}")
-    return "\n".join(lines)
-
-
-def _dotted(loc: tuple[str, ...]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
-    return text or "(top level)"
+    """One line per problem, naming the environment variable where one sets the field."""
+    return describe(exc, env_by_path=_ENV_BY_PATH, secret_fields=SECRET_FIELDS)
 
 
 def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import shutil
 import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,6 +21,9 @@ from monitor.settings import AccountConfig
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 
 T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
+
+
+ROOT = Path(__file__).parents[1]  # the repository
 
 
 def require_binary(name: str) -> str:

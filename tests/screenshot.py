@@ -9,9 +9,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from .browser import screenshot
-from .conftest import free_port
-from .daemon import DaemonProcess
+from tests.browser import screenshot
+from tests.conftest import free_port
+from tests.daemon_process import DaemonProcess
 
 
 def main(target: str) -> int:

@@ -9,8 +9,7 @@ import pytest
 from monitor import __version__
 from monitor.cli import main
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
-
-from .conftest import free_port
+from tests.conftest import free_port
 
 
 def use(monkeypatch: pytest.MonkeyPatch, url: str, ids: str, secret: str = DEMO_SECRET_KEY) -> None:

@@ -16,15 +16,14 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
-from monitor.alerts import ALERTS
+from monitor.alerting.rules import ALERTS
+from monitor.exporter.metrics import Metrics
 from monitor.health import derive
-from monitor.metrics import Metrics
 from monitor.sendcloud import Integration
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
-from monitor.state import AccountSnapshot, Observation, Status, Store
-
-from .conftest import T0, free_port, require_binary
-from .daemon import DaemonProcess
+from monitor.store import AccountSnapshot, Observation, Status, Store
+from tests.conftest import T0, free_port, require_binary
+from tests.daemon_process import DaemonProcess
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy"
@@ -279,7 +278,7 @@ def test_compose_file_passes_the_compose_spec_schema(tmp_path: Path) -> None:
 
 
 def test_probe_paths_are_served(sim: Any) -> None:
-    from monitor.server import HttpServer, make_app
+    from monitor.exporter.server import HttpServer, make_app
 
     server = HttpServer("127.0.0.1", 0, make_app(Metrics(Store([]), []).registry, lambda: True))
     server.start()

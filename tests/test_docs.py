@@ -8,7 +8,7 @@ from pathlib import Path
 
 import jsonschema
 
-from monitor.alerts import ALERTS, AlertKey, fingerprint
+from monitor.alerting.rules import ALERTS, AlertKey, fingerprint
 from monitor.settings import AlertingSettings, AlertmanagerSettings, WebhookSettings
 
 DOCS = Path(__file__).parents[1] / "docs"

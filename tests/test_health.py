@@ -10,7 +10,7 @@ from freezegun import freeze_time
 
 from monitor.health import Health, State, derive, transitions, utcnow
 from monitor.sendcloud import Integration, parse_integration
-from monitor.state import Observation, Status
+from monitor.store import Observation, Status
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 HOUR = "2026-11-27T11:00:00Z"  # one hour before T0

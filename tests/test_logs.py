@@ -7,7 +7,7 @@ import logging
 
 import structlog
 
-from .conftest import LogCapture
+from tests.conftest import LogCapture
 
 SECRET = "demo-secret-key"
 

@@ -7,13 +7,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from monitor.metrics import Metrics
+from monitor.daemon import open_pollers
+from monitor.exporter.metrics import Metrics
 from monitor.poller import AccountPoller, Plan, choose_plan
-from monitor.scheduler import open_pollers
 from monitor.simulator import SimIntegration, Simulator
-from monitor.state import Status, Store
-
-from .conftest import FakeClock, LogCapture, account_for
+from monitor.store import Status, Store
+from tests.conftest import FakeClock, LogCapture, account_for
 
 
 @pytest.mark.parametrize(
@@ -310,7 +309,7 @@ async def test_a_cycle_past_its_deadline_keeps_what_it_read_and_the_rest_frozen(
 async def test_a_list_that_never_ends_is_cut_and_nothing_is_dropped(
     clock: FakeClock, captured_logs: LogCapture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from monitor import sendcloud
+    from monitor.sendcloud import client as sendcloud
 
     with Simulator([SimIntegration(i) for i in range(1, 251)], clock=clock) as sim:
         async for rig in rig_for(sim, clock, None):

@@ -18,10 +18,10 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import logs
+from monitor.exporter.metrics import Metrics
 from monitor.health import derive
-from monitor.metrics import Metrics
 from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
-from monitor.state import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, Status, Store
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),

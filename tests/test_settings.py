@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from monitor.cli import main
-from monitor.settings import DEFAULT_API_URL, ConfigError, load_settings
-
-from .daemon import run_once
+from monitor.config_errors import ConfigError
+from monitor.settings import DEFAULT_API_URL, load_settings
+from tests.daemon_process import run_once
 
 KEYS = {"SENDCLOUD_PUBLIC_KEY": "pub-123456", "SENDCLOUD_SECRET_KEY": "sec-abcdef-very-secret"}
 

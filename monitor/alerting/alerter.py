@@ -1,0 +1,298 @@
+"""The alerting service: after each poll cycle, evaluate the rules, deliver, look up causes.
+
+Pure rule logic lives in :mod:`monitor.alerts`; this module does the I/O around it: the sinks,
+the state file, the metrics and the exception-log lookups. A lookup never delays a notification
+nor a poll: a newly firing ``IntegrationFailing`` goes out at once (``cause_error`` says the
+lookup is pending), the lookup runs in the background (a few at a time, within a small share
+of the account's request budget), and its result is delivered with the account's next
+evaluation as a ``kind: cause`` event; from then on the alert carries it (Alertmanager's
+description annotation, repeats, escalations).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from monitor.alerting import persistence
+from monitor.alerting.cause import cause_from_logs
+from monitor.alerting.rules import (
+    ALERTS,
+    INTEGRATION_FAILING,
+    AlertEvent,
+    AlertKey,
+    AlertRules,
+    AlertState,
+    conditions_for,
+    evaluate,
+    event_fields,
+)
+from monitor.alerting.sinks import Sink
+from monitor.sendcloud import ApiError
+from monitor.sendcloud.budget import RequestBudget
+from monitor.store import AccountSnapshot
+
+log = structlog.get_logger(__name__)
+
+LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
+Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)
+CAUSE_PENDING = "the exception logs are being looked up; the cause follows as a 'cause' event"
+#: Cause lookups in flight at once, over all accounts.
+CAUSE_CONCURRENCY = 4
+AlertObserver = Callable[[str, str], None]  # (alert, status)
+FiringObserver = Callable[[Mapping[str, int]], None]
+
+
+class Alerter:
+    """Holds the alert states of every account; ``on_snapshot`` is the poller's hook."""
+
+    def __init__(
+        self,
+        rules: AlertRules,
+        sinks: Sequence[Sink],
+        *,
+        clock: Callable[[], datetime],
+        ids_configured: Mapping[str, bool],
+        fetch_logs: LogsFetcher | None = None,
+        cause_timeout_seconds: float = 3.0,
+        state_file: Path | None = None,
+        on_alert: AlertObserver = lambda alert, status: None,
+        on_firing: FiringObserver = lambda counts: None,
+        cause_budgets: Mapping[str, RequestBudget] | None = None,
+    ) -> None:
+        self.rules = rules
+        self.sinks = list(sinks)
+        self._clock = clock
+        self.ids_configured = dict(ids_configured)
+        self._fetch_logs = fetch_logs
+        self._cause_timeout = cause_timeout_seconds
+        self._state_file = state_file
+        self._on_alert = on_alert
+        self._on_firing = on_firing
+        #: account -> its alert states; each evaluation replaces one account's entry (by one
+        #: assignment: the status page reads from another thread), so an evaluation costs the
+        #: account's alerts, not every account's
+        self._states: dict[str, dict[AlertKey, AlertState]] = {}
+        self._firing: dict[str, dict[str, int]] = {}  # account -> alert -> firing count
+        self._totals = dict.fromkeys(ALERTS, 0)  # alert -> firing count over all accounts
+        self.causes: dict[AlertKey, Cause] = {}
+        self._arrived: dict[str, list[AlertKey]] = {}  # causes found since the last evaluation
+        self.cause_budgets = dict(cause_budgets or {})
+        self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
+        self._lookups: set[asyncio.Task[None]] = set()
+        if state_file is not None:
+            restored = persistence.load(state_file)
+            for account in ids_configured:
+                self._set(account, {k: s for k, s in restored.items() if k.account == account})
+            if self._states:
+                log.info("alert_state_restored", path=str(state_file), alerts=len(self.states))
+        self._on_firing(self.firing_counts())
+
+    @property
+    def states(self) -> dict[AlertKey, AlertState]:
+        """Every account's alert states (any thread)."""
+        return {k: s for states in list(self._states.values()) for k, s in states.items()}
+
+    def _set(self, account: str, states: dict[AlertKey, AlertState]) -> None:
+        if states:
+            self._states[account] = states
+        else:
+            self._states.pop(account, None)
+        firing = dict.fromkeys(ALERTS, 0)
+        for state in states.values():
+            if state.firing:
+                firing[state.key.alert] += 1
+        self._count(self._firing.get(account), firing)
+        self._firing[account] = firing
+
+    def _count(self, before: Mapping[str, int] | None, after: Mapping[str, int] | None) -> None:
+        for alert in ALERTS:
+            self._totals[alert] += (after or {}).get(alert, 0) - (before or {}).get(alert, 0)
+
+    async def on_snapshot(self, snapshot: AccountSnapshot) -> list[dict[str, Any]]:
+        """Evaluate one account after its poll; returns the events it emitted. Never waits for
+        I/O: sinks queue, cause lookups run in the background."""
+        now = self._clock()
+        account = snapshot.account
+        conditions, unknown = conditions_for(
+            snapshot, ids_configured=self.ids_configured.get(account, False)
+        )
+        previous = self._states.get(account, {})
+        evaluation = evaluate(previous, conditions, unknown, now, self.rules)
+        changed = _persistent(previous) != _persistent(evaluation.states)
+        self._set(account, dict(evaluation.states))
+        current = self._states.get(account, {})
+        for key in [k for k in self.causes if k.account == account and k not in current]:
+            del self.causes[key]  # the episode ended
+        events = [self._fields(event) for event in evaluation.events]
+        events += self._cause_events(account, now)
+        for alert_event in evaluation.events:
+            if self._wants_cause(alert_event):
+                self._look_up(alert_event.state)
+        firing = [
+            self._fields(AlertEvent(s, "firing", "active", now))
+            for s in evaluation.states.values()
+            if s.firing
+        ]
+        self._deliver(events, firing)
+        if changed and self._state_file is not None:
+            self._save()
+        return events
+
+    def end_account(self, account: str) -> list[dict[str, Any]]:
+        """An account that left the configuration: its firing alerts resolve (once), its
+        pending ones are dropped, nothing of it is kept."""
+        now = self._clock()
+        previous = self._states.get(account, {})
+        evaluation = evaluate(previous, [], set(), now, self.rules)
+        self._states.pop(account, None)
+        self._count(self._firing.pop(account, None), None)
+        for key in [k for k in self.causes if k.account == account]:
+            del self.causes[key]
+        self.ids_configured.pop(account, None)
+        self.cause_budgets.pop(account, None)
+        events = [self._fields(event) for event in evaluation.events]
+        self._deliver(events, [])
+        if previous and self._state_file is not None:
+            self._save()
+        return events
+
+    async def replace_delivery(self, rules: AlertRules, sinks: Sequence[Sink]) -> None:
+        """New rules and sinks from a reload; the old sinks get their drain and close."""
+        old, self.sinks, self.rules = self.sinks, list(sinks), rules
+        await asyncio.gather(*(sink.aclose() for sink in old))
+
+    def firing_by_integration(
+        self,
+    ) -> tuple[dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
+        """For the status page (any thread): the alerts firing per (account, integration) and
+        the known cause of each, as one line of text."""
+        firing: dict[tuple[str, int], list[str]] = {}
+        for key, state in self.states.items():
+            if state.firing and key.integration_id is not None:
+                firing.setdefault((key.account, key.integration_id), []).append(key.alert)
+        causes = {
+            (key.account, key.integration_id): _cause_text(cause)
+            for key, (cause, _) in dict(self.causes).items()
+            if cause is not None and key.integration_id is not None
+        }
+        return firing, causes
+
+    def firing_counts(self) -> dict[str, int]:
+        return dict(self._totals)
+
+    def _deliver(self, events: list[dict[str, Any]], firing: list[dict[str, Any]]) -> None:
+        for fields in events:
+            if fields["kind"] != "cause":
+                self._on_alert(fields["alert"], fields["status"])
+        for sink in self.sinks:
+            sink.submit(events, firing)
+        self._on_firing(self.firing_counts())
+
+    def _fields(self, event: AlertEvent) -> dict[str, Any]:
+        fields = event_fields(event, self.rules)
+        if event.state.key.alert == INTEGRATION_FAILING and event.status == "firing":
+            fields["cause"], fields["cause_error"] = self.causes.get(
+                event.state.key, (None, CAUSE_PENDING)
+            )
+        return fields
+
+    def _wants_cause(self, event: AlertEvent) -> bool:
+        key = event.state.key
+        return (
+            key.alert == INTEGRATION_FAILING
+            and event.status == "firing"
+            and key not in self.causes
+            and not any(t.get_name() == repr(key) for t in self._lookups)
+        )
+
+    def _look_up(self, state: AlertState) -> None:
+        task = asyncio.create_task(self._find_cause(state), name=repr(state.key))
+        self._lookups.add(task)
+        task.add_done_callback(self._lookups.discard)
+
+    async def _find_cause(self, state: AlertState) -> None:
+        """One lookup: a few at a time, within the account's cause budget, and only while the
+        alert still fires."""
+        key = state.key
+        async with self._cause_slots:
+            budget = self.cause_budgets.get(key.account)
+            if budget is not None:
+                await budget.acquire()
+            if not self._still_firing(key):
+                return
+            cause = await self._cause(state)
+        if self._still_firing(key):
+            self.causes[key] = cause
+            self._arrived.setdefault(key.account, []).append(key)
+
+    def _still_firing(self, key: AlertKey) -> bool:
+        state = self._states.get(key.account, {}).get(key)
+        return state is not None and state.firing
+
+    def _cause_events(self, account: str, now: datetime) -> list[dict[str, Any]]:
+        """Causes that arrived since this account's last evaluation, as follow-up events."""
+        keys = self._arrived.pop(account, [])
+        return [
+            self._fields(AlertEvent(self._states[account][key], "firing", "cause", now))
+            for key in keys
+            if self._still_firing(key)
+        ]
+
+    async def _cause(self, state: AlertState) -> tuple[dict[str, Any] | None, str | None]:
+        """The cause from the exception logs, or why there is none. Never raises."""
+        if self._fetch_logs is None or state.key.integration_id is None:
+            return None, "cause lookup is not configured"
+        try:
+            logs = await asyncio.wait_for(
+                self._fetch_logs(state.key.account, state.key.integration_id), self._cause_timeout
+            )
+        except TimeoutError:
+            return None, f"exception logs did not arrive within {self._cause_timeout:g} s"
+        except ApiError as exc:
+            return None, f"exception logs could not be read ({exc.reason})"
+        cause = cause_from_logs(logs, state.context.started_failing_at)
+        return cause, None if cause is not None else "no exception logs for this integration"
+
+    def _save(self) -> None:
+        assert self._state_file is not None
+        try:
+            persistence.save(self._state_file, self.states)
+        except OSError as exc:
+            log.error("alert_state_not_saved", path=str(self._state_file), error=exc.strerror)
+
+    async def aclose(self) -> None:
+        """At shutdown: stop cause lookups (their results would have nowhere to go), write the
+        state file, give the sinks a moment to deliver what is queued."""
+        for task in list(self._lookups):
+            task.cancel()
+        await asyncio.gather(*self._lookups, return_exceptions=True)
+        if self._state_file is not None:
+            self._save()
+        await asyncio.gather(*(sink.aclose() for sink in self.sinks))
+
+
+def _cause_text(cause: dict[str, Any]) -> str:
+    kind = cause.get("exception_type") or "error"
+    message = cause.get("exception") or ""
+    code = cause.get("response_code")
+    text = f"{kind}: {message}" if message else str(kind)
+    return text + (f" (HTTP {code})" if code is not None else "")
+
+
+def _persistent(states: Mapping[AlertKey, AlertState]) -> dict[AlertKey, AlertState]:
+    """What is worth a write: everything but the context that changes on every poll."""
+    return {
+        k: replace(
+            s,
+            context=replace(s.context, failing_seconds=None, staleness_seconds=None),
+            observations=0 if s.firing else s.observations,
+        )
+        for k, s in states.items()
+    }

@@ -1,0 +1,121 @@
+"""Open alerts on disk, so a restart neither re-fires nor forgets to resolve.
+
+Written atomically (temporary file, fsync, rename) after each change. A missing file is a
+clean start; a corrupt or incompatible one logs one warning and is a clean start too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from monitor.alerting.rules import AlertKey, AlertState, Context
+
+FORMAT_VERSION = 1
+log = structlog.get_logger(__name__)
+
+
+def save(path: Path, states: Mapping[AlertKey, AlertState]) -> None:
+    document = {"version": FORMAT_VERSION, "alerts": [_encode(s) for s in states.values()]}
+    data = json.dumps(document, indent=1, sort_keys=True).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # make the rename itself durable
+    finally:
+        os.close(directory)
+
+
+def load(path: Path) -> dict[AlertKey, AlertState]:
+    """The saved open alerts; empty, with one warning, when the file is missing (a first start)
+    or cannot be used."""
+    try:
+        document = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        log.warning("alert_state_missing", path=str(path), action="start clean")
+        return {}
+    except (OSError, ValueError) as exc:
+        log.warning("alert_state_unreadable", path=str(path), error=str(exc), action="start clean")
+        return {}
+    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        log.warning(
+            "alert_state_incompatible",
+            path=str(path),
+            found_version=document.get("version") if isinstance(document, dict) else None,
+            expected_version=FORMAT_VERSION,
+            action="start clean",
+        )
+        return {}
+    try:
+        states = [_decode(item) for item in document["alerts"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("alert_state_unreadable", path=str(path), error=repr(exc), action="start clean")
+        return {}
+    return {state.key: state for state in states}
+
+
+def _encode(state: AlertState) -> dict[str, Any]:
+    return {
+        "key": list(state.key),
+        "since": state.since.isoformat(),
+        "observations": state.observations,
+        "firing_since": _iso(state.firing_since),
+        "last_notified": _iso(state.last_notified),
+        "severity": state.severity,
+        "context": {
+            k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(state.context).items()
+        },
+    }
+
+
+def _decode(item: dict[str, Any]) -> AlertState:
+    alert, account, integration_id = item["key"]
+    if not isinstance(alert, str) or not isinstance(account, str):
+        raise ValueError("bad alert key")
+    context = dict(item.get("context") or {})
+    for name in ("started_failing_at", "last_fetched_at"):
+        context[name] = _time(context.get(name))
+    return AlertState(
+        key=AlertKey(alert, account, None if integration_id is None else int(integration_id)),
+        since=_required_time(item["since"]),
+        observations=int(item["observations"]),
+        firing_since=_time(item.get("firing_since")),
+        last_notified=_time(item.get("last_notified")),
+        severity=str(item["severity"]),
+        context=Context(**context),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _time(value: object) -> datetime | None:
+    return None if value is None else _required_time(value)
+
+
+def _required_time(value: object) -> datetime:
+    if not isinstance(value, str):
+        raise ValueError("timestamp is not a string")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp without offset")
+    return parsed

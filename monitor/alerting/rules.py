@@ -1,0 +1,317 @@
+"""Alert rules as a pure state machine: conditions in, alert states and events out.
+
+An alert fires when its condition has held for its grace period (``for``), measured from the
+API's own timestamps where they exist (``started_failing_at``; ``last_fetched_at`` + stale
+threshold) and from the first observation otherwise. Then: exactly one ``firing`` event per
+episode, a repeat every ``repeat_interval_seconds``, one escalation of ``IntegrationFailing`` to
+``critical``, and exactly one ``resolved`` event. Conditions that clear before their grace
+produce nothing. Nothing here reads a clock or does I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+from monitor.store import AccountSnapshot, Status
+
+INTEGRATION_FAILING = "IntegrationFailing"
+INTEGRATION_FETCH_STALE = "IntegrationFetchStale"
+INTEGRATION_NOT_FOUND = "IntegrationNotFound"
+AUTH_FAILING = "SendcloudAuthFailing"
+API_UNREACHABLE = "SendcloudAPIUnreachable"
+ALERTS = (
+    INTEGRATION_FAILING,
+    INTEGRATION_FETCH_STALE,
+    INTEGRATION_NOT_FOUND,
+    AUTH_FAILING,
+    API_UNREACHABLE,
+)
+ACCOUNT_ALERTS = frozenset({AUTH_FAILING, API_UNREACHABLE})
+
+
+@dataclass(frozen=True)
+class AlertRules:
+    """Thresholds and timing of the alert rules (see docs/alerts.md for the defaults' why)."""
+
+    failing_for_seconds: float = 900.0
+    failing_critical_after_seconds: float = 3600.0
+    stale_for_seconds: float = 900.0
+    not_found_polls: int = 2
+    auth_failing_for_seconds: float = 0.0
+    unreachable_for_seconds: float = 300.0
+    repeat_interval_seconds: float = 4 * 3600.0  # 0: never repeat
+    runbook_base_url: str = "docs/runbook.md"
+
+    def grace(self, alert: str) -> float:
+        return {
+            INTEGRATION_FAILING: self.failing_for_seconds,
+            INTEGRATION_FETCH_STALE: self.stale_for_seconds,
+            AUTH_FAILING: self.auth_failing_for_seconds,
+            API_UNREACHABLE: self.unreachable_for_seconds,
+        }.get(alert, 0.0)
+
+    def runbook_url(self, alert: str) -> str:
+        return f"{self.runbook_base_url}#{alert.lower()}"
+
+
+class AlertKey(NamedTuple):
+    alert: str
+    account: str
+    integration_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the event says about the integration (or account) at evaluation time."""
+
+    shop_name: str | None = None
+    shop_url: str | None = None
+    integration_type: str | None = None
+    started_failing_at: datetime | None = None
+    failing_seconds: float | None = None
+    last_fetched_at: datetime | None = None
+    staleness_seconds: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Condition:
+    """An alert condition that holds right now. ``since`` is when it began according to the
+    API, or None to count from the first observation."""
+
+    key: AlertKey
+    since: datetime | None
+    context: Context
+
+
+@dataclass(frozen=True)
+class AlertState:
+    """One alert episode, pending or firing. Persisted across restarts."""
+
+    key: AlertKey
+    since: datetime  # when the condition began (API time or first observation)
+    observations: int = 1  # consecutive evaluations the condition held
+    firing_since: datetime | None = None
+    last_notified: datetime | None = None
+    severity: str = "warning"
+    context: Context = field(default_factory=Context)
+
+    @property
+    def firing(self) -> bool:
+        return self.firing_since is not None
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """A notification: ``firing`` (first, repeat or escalation) or ``resolved``."""
+
+    state: AlertState
+    status: str  # firing | resolved
+    kind: str  # fired | repeat | escalated | resolved
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    states: dict[AlertKey, AlertState]
+    events: list[AlertEvent]
+
+
+def conditions_for(
+    snapshot: AccountSnapshot, *, ids_configured: bool
+) -> tuple[list[Condition], set[AlertKey]]:
+    """Conditions holding in ``snapshot`` (from each integration's health as derived at its
+    read), and the keys whose state is unknown this time (integrations that could not be
+    read, or every integration during an account-wide error): unknown is neither firing nor
+    resolved."""
+    account = snapshot.account
+    conditions: list[Condition] = []
+    unknown: set[AlertKey] = set()
+    if not snapshot.auth_ok:
+        conditions.append(
+            Condition(AlertKey(AUTH_FAILING, account), None, Context(detail=snapshot.account_error))
+        )
+    elif snapshot.account_error is not None:
+        conditions.append(
+            Condition(
+                AlertKey(API_UNREACHABLE, account), None, Context(detail=snapshot.account_error)
+            )
+        )
+    for integration_id, observation in snapshot.integrations.items():
+        keys = [
+            AlertKey(alert, account, integration_id)
+            for alert in (INTEGRATION_FAILING, INTEGRATION_FETCH_STALE, INTEGRATION_NOT_FOUND)
+        ]
+        if observation.status is Status.ERROR or snapshot.account_error is not None:
+            unknown.update(keys)
+            continue
+        if observation.status is Status.NOT_FOUND:
+            if ids_configured:
+                conditions.append(Condition(keys[2], None, Context()))
+            continue
+        record, health = observation.record, observation.health
+        assert record is not None
+        assert health is not None
+        context = Context(
+            shop_name=record.shop_name,
+            shop_url=record.shop_url,
+            integration_type=record.type,
+            started_failing_at=record.started_failing_at,
+            failing_seconds=health.failing_seconds,
+            last_fetched_at=record.last_fetched_at,
+            staleness_seconds=health.staleness_seconds,
+        )
+        if health.failing_since is not None:
+            conditions.append(Condition(keys[0], health.failing_since, context))
+        if health.stale and health.fetched_since is not None:
+            since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)
+            conditions.append(Condition(keys[1], min(since, health.read_at), context))
+    return conditions, unknown
+
+
+def evaluate(
+    previous: Mapping[AlertKey, AlertState],
+    conditions: Iterable[Condition],
+    unknown: set[AlertKey],
+    now: datetime,
+    rules: AlertRules,
+) -> Evaluation:
+    """Advance every alert of one evaluation scope (one account) to ``now``."""
+    states: dict[AlertKey, AlertState] = {}
+    events: list[AlertEvent] = []
+    active = {c.key: c for c in conditions}
+    for key, condition in active.items():
+        state = _advance(previous.get(key), condition, now)
+        state, event = _notify(state, now, rules)
+        states[key] = state
+        if event is not None:
+            events.append(event)
+    for key, state in previous.items():
+        if key in active:
+            continue
+        if key in unknown:
+            states[key] = state  # cannot tell: keep as it is
+        elif state.firing:
+            events.append(AlertEvent(state, "resolved", "resolved", now))
+    return Evaluation(states, events)
+
+
+def _advance(state: AlertState | None, condition: Condition, now: datetime) -> AlertState:
+    if state is None:
+        return AlertState(
+            key=condition.key, since=condition.since or now, context=condition.context
+        )
+    since = condition.since or state.since
+    return replace(
+        state, since=since, observations=state.observations + 1, context=condition.context
+    )
+
+
+def _notify(
+    state: AlertState, now: datetime, rules: AlertRules
+) -> tuple[AlertState, AlertEvent | None]:
+    severity = _severity(state, rules)
+    if not state.firing:
+        if not _grace_over(state, now, rules):
+            return state, None
+        fired = replace(state, firing_since=now, last_notified=now, severity=severity)
+        return fired, AlertEvent(fired, "firing", "fired", now)
+    if severity != state.severity and severity == "critical":
+        escalated = replace(state, severity=severity, last_notified=now)
+        return escalated, AlertEvent(escalated, "firing", "escalated", now)
+    repeat = rules.repeat_interval_seconds
+    last = state.last_notified or now
+    if repeat > 0 and (now - last).total_seconds() >= repeat:
+        repeated = replace(state, last_notified=now)
+        return repeated, AlertEvent(repeated, "firing", "repeat", now)
+    return state, None
+
+
+def _grace_over(state: AlertState, now: datetime, rules: AlertRules) -> bool:
+    if state.key.alert == INTEGRATION_NOT_FOUND:
+        return state.observations >= rules.not_found_polls
+    return (now - state.since).total_seconds() >= rules.grace(state.key.alert)
+
+
+def _severity(state: AlertState, rules: AlertRules) -> str:
+    if state.key.alert == INTEGRATION_FAILING:
+        failing = state.context.failing_seconds or 0.0
+        return "critical" if failing >= rules.failing_critical_after_seconds else "warning"
+    if state.key.alert in ACCOUNT_ALERTS:
+        return "critical"
+    return "warning"
+
+
+def fingerprint(key: AlertKey) -> str:
+    """Stable identity of one alert on one integration (or account), across restarts."""
+    text = f"{key.alert}|{key.account}|{'' if key.integration_id is None else key.integration_id}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def summary(state: AlertState) -> str:
+    """One human sentence."""
+    ctx, key = state.context, state.key
+    shop = f"{ctx.shop_name or 'integration'} (integration {key.integration_id}"
+    shop += f", {ctx.integration_type})" if ctx.integration_type else ")"
+    if key.alert == INTEGRATION_FAILING:
+        return (
+            f"Sendcloud cannot fetch orders from {shop}: failing for {_human(ctx.failing_seconds)}."
+        )
+    if key.alert == INTEGRATION_FETCH_STALE:
+        return f"No orders fetched from {shop} for {_human(ctx.staleness_seconds)}."
+    if key.alert == INTEGRATION_NOT_FOUND:
+        return f"Integration {key.integration_id} is configured but Sendcloud does not know it."
+    if key.alert == AUTH_FAILING:
+        return (
+            f"Sendcloud rejects the API keys of account {key.account}: check them in the "
+            "Sendcloud panel."
+        )
+    return f"The Sendcloud API cannot be read for account {key.account} ({ctx.detail})."
+
+
+def event_fields(event: AlertEvent, rules: AlertRules) -> dict[str, Any]:
+    """The documented event schema (docs/alerts.md, docs/alert-event.schema.json)."""
+    state, ctx = event.state, event.state.context
+    return {
+        "alert": state.key.alert,
+        "status": event.status,
+        "kind": event.kind,
+        "severity": state.severity,
+        "account": state.key.account,
+        "integration_id": state.key.integration_id,
+        "shop_name": ctx.shop_name,
+        "shop_url": ctx.shop_url,
+        "integration_type": ctx.integration_type,
+        "started_failing_at": _iso(ctx.started_failing_at),
+        "failing_seconds": _round(ctx.failing_seconds),
+        "last_fetched_at": _iso(ctx.last_fetched_at),
+        "staleness_seconds": _round(ctx.staleness_seconds),
+        "starts_at": _iso(state.since),
+        "ends_at": _iso(event.at) if event.status == "resolved" else None,
+        "fingerprint": fingerprint(state.key),
+        "summary": summary(state),
+        "runbook_url": rules.runbook_url(state.key.alert),
+    }
+
+
+def _human(seconds: float | None) -> str:
+    total = int(seconds or 0)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    parts = [f"{days}d"] if days else []
+    parts += [f"{hours}h"] if hours else []
+    parts += [f"{minutes}m"] if minutes or not parts else []
+    return " ".join(parts)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 3) if value is not None else None

@@ -1,0 +1,44 @@
+"""Bad configuration, whichever layer reads it: one error type with a message for the
+operator, and one way to describe pydantic's validation errors."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from pydantic import ValidationError
+
+
+class ConfigError(Exception):
+    """An invalid configuration; the message is meant for the operator, as is."""
+
+
+def describe(
+    exc: ValidationError,
+    *,
+    env_by_path: Mapping[tuple[str, ...], str] | None = None,
+    secret_fields: frozenset[str] = frozenset(),
+) -> str:
+    """One line per problem: where (and which environment variable sets it), what was given
+    (unless secret) and what is expected."""
+    lines = [f"invalid configuration ({exc.error_count()} problem(s)):"]
+    for error in exc.errors(include_url=False):
+        loc = tuple(str(part) for part in error["loc"])
+        where = _dotted(loc)
+        env = (env_by_path or {}).get(loc[:2]) or (env_by_path or {}).get(loc[:1])
+        if env:
+            where += f" (environment variable {env})"
+        given = ""
+        if error["type"] not in ("missing", "extra_forbidden") and not secret_fields & set(loc):
+            given = f" got {error['input']!r}:"
+        if error["type"] == "extra_forbidden":
+            lines.append(f"  {where}: unknown key (check its spelling and indentation)")
+        else:
+            lines.append(f"  {where}:{given} {error['msg']}")
+    return "\n".join(lines)
+
+
+def _dotted(loc: tuple[str, ...]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
+    return text or "(top level)"

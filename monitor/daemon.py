@@ -1,0 +1,419 @@
+"""Wiring and lifecycle: clients, pollers, the APScheduler jobs and the HTTP server.
+
+The scheduler is created inside the running loop (APScheduler's AsyncIOScheduler binds to it).
+Shutdown order matters: pause the scheduler, let in-flight polls finish (bounded), shut the
+scheduler down, then close the HTTP clients and the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from monitor import logs
+from monitor.alerting.alerter import Alerter
+from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
+from monitor.config_errors import ConfigError
+from monitor.exporter.exposition import Exposition
+from monitor.exporter.metrics import Metrics
+from monitor.exporter.server import HttpServer, make_app
+from monitor.exporter.status import Status
+from monitor.exporter.status import build as build_status
+from monitor.exporter.webconfig import WebConfig, protect
+from monitor.health import utcnow
+from monitor.poller import AccountPoller
+from monitor.sendcloud import SendcloudClient
+from monitor.sendcloud.budget import RequestBudget
+from monitor.sendcloud.oauth import OAuth2ClientCredentials
+from monitor.settings import AccountConfig, AlertingSettings, Settings, WebhookConfig
+from monitor.store import Store
+
+log = structlog.get_logger(__name__)
+
+#: At shutdown, polls in flight get this long to finish before they are abandoned; with the
+#: sinks' drain this keeps a SIGTERM under 5 s.
+POLL_GRACE_SECONDS = 1.5
+#: Share of an account's request budget that cause lookups may use; polls keep the rest.
+CAUSE_BUDGET_SHARE = 0.1
+_EVENT_NAMES = {
+    EVENT_JOB_ERROR: "job_error",
+    EVENT_JOB_MISSED: "missed",
+    EVENT_JOB_MAX_INSTANCES: "skipped_overrun",
+}
+
+
+def job_options(interval: float) -> dict[str, object]:
+    """APScheduler options for one account's poll job."""
+    return {
+        "trigger": IntervalTrigger(seconds=interval, jitter=min(interval * 0.1, 5.0)),
+        "max_instances": 1,
+        "coalesce": True,
+        "misfire_grace_time": max(1, int(interval / 2)),
+    }
+
+
+@dataclass(frozen=True)
+class Worker:
+    """One account at work: its configuration, client and poller (with its request budget)."""
+
+    config: AccountConfig
+    client: SendcloudClient
+    poller: AccountPoller
+
+
+def start_worker(
+    account: AccountConfig,
+    store: Store,
+    metrics: Metrics,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Worker:
+    budget = RequestBudget(account.max_requests_per_minute)
+    client = SendcloudClient(
+        account.api_url,
+        account.public_key.get_secret_value(),
+        account.secret_key.get_secret_value(),
+        timeout_seconds=account.request_timeout_seconds,
+        max_connections=account.max_concurrency,
+        events=metrics.client_events(account.name),
+        budget=budget,
+        auth=_auth(account),
+        transport=transport,
+    )
+    poller = AccountPoller(
+        account, client, store, clock=clock, on_cycle=metrics.observe_cycle, budget=budget
+    )
+    return Worker(account, client, poller)
+
+
+@contextlib.asynccontextmanager
+async def open_pollers(
+    accounts: list[AccountConfig],
+    store: Store,
+    metrics: Metrics,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> AsyncIterator[list[AccountPoller]]:
+    """One client and one poller per account (for ``check`` and tests); clients closed on exit."""
+    workers = [start_worker(a, store, metrics, clock=clock, transport=transport) for a in accounts]
+    try:
+        yield [worker.poller for worker in workers]
+    finally:
+        for worker in workers:
+            await worker.client.aclose()
+
+
+def _auth(account: AccountConfig) -> httpx.Auth | None:
+    """OAuth2 client credentials when configured; None means Basic auth with the keys."""
+    if account.auth != "oauth2":
+        return None
+    return OAuth2ClientCredentials(
+        account.oauth2_token_url,
+        account.public_key.get_secret_value(),
+        account.secret_key.get_secret_value(),
+        scope=account.oauth2_scope,
+    )
+
+
+class SharedTransport(httpx.AsyncBaseTransport):
+    """One connection pool for every account: hundreds of accounts of one API origin share
+    sockets and TLS state instead of holding a pool (and an SSL context) each. Closing a
+    client leaves it open; its owner closes it at shutdown."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        return None  # shared: see ``inner``
+
+
+def shared_pool() -> httpx.AsyncHTTPTransport:
+    """The daemon's connection pool (each account's concurrency is bounded by its poller)."""
+    return httpx.AsyncHTTPTransport(
+        limits=httpx.Limits(max_connections=SHARED_POOL_CONNECTIONS, max_keepalive_connections=32)
+    )
+
+
+#: Sockets to the API at most, over all accounts.
+SHARED_POOL_CONNECTIONS = 64
+
+#: Re-reads the configuration for a reload; raises ConfigError.
+Loader = Callable[[], tuple[Settings, list[AccountConfig]]]
+
+
+class Daemon:
+    """The long-running monitor. ``run`` returns after ``stop`` is set and cleanup is done;
+    ``reload`` applies a new configuration (SIGHUP, POST /-/reload) without a restart."""
+
+    def __init__(
+        self,
+        accounts: list[AccountConfig],
+        listen: tuple[str, int],
+        *,
+        alerting: AlertingSettings | None = None,
+        web_config: WebConfig | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        transport: httpx.AsyncBaseTransport | None = None,
+        loader: Loader | None = None,
+        shard: str | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.alerting = alerting or AlertingSettings()
+        self.alerter: Alerter | None = None
+        self.store = Store([a.name for a in accounts])
+        self.metrics = Metrics(
+            self.store,
+            [a.name for a in accounts],
+            clock=clock,
+            poll_intervals={a.name: a.poll_interval_seconds for a in accounts},
+            shard=shard or "",
+        )
+        self._clock = clock
+        self._webhooks = self.alerting.resolved_webhooks()  # as loaded (files read now)
+        self._pool = transport or shared_pool()
+        self._transport = SharedTransport(self._pool)
+        self._loader = loader
+        self._workers: dict[str, Worker] = {}
+        self._scheduler: AsyncIOScheduler | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reloading = asyncio.Lock()
+        exposition = Exposition(self.store, self.metrics.own, clock)
+        app = make_app(exposition, self.store.ready, self.status, self.reload_blocking)
+        web = web_config or WebConfig()
+        self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
+
+    def status(self) -> tuple[Status, datetime]:
+        """The status document and its time, for the page and /status.json (server threads)."""
+        now = self._clock()
+        alerter = self.alerter
+        firing, causes = alerter.firing_by_integration() if alerter else ({}, {})
+        count = sum(alerter.firing_counts().values()) if alerter else 0
+        document = build_status(
+            self.store.snapshots(), now, firing=firing, causes=causes, firing_alerts=count
+        )
+        return document, now
+
+    async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.server.start()
+        log.info(
+            "monitor_started",
+            listen_port=self.server.port,
+            accounts=[a.name for a in self.accounts],
+        )
+        self.metrics.config_loaded(True, self._clock())
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        self._scheduler = scheduler
+        self.alerter = self._alerter()
+        try:
+            for index, account in enumerate(self.accounts):
+                # spread first polls (and so all later ones) over the interval: many accounts
+                # never poll in the same second
+                self._start(
+                    account, delay=index / len(self.accounts) * account.poll_interval_seconds
+                )
+            scheduler.start()
+            await stop.wait()
+        finally:
+            if scheduler.running:
+                scheduler.pause()
+            await self._stop(list(self._workers.values()), reason="shutdown")
+            if scheduler.running:
+                scheduler.shutdown(wait=False)
+            await self.alerter.aclose()
+            await self._pool.aclose()
+            self.server.stop()
+            log.info("monitor_stopped")
+
+    def _start(self, account: AccountConfig, delay: float = 0.0) -> None:
+        """An account's client, poller and job; its first poll runs after ``delay``."""
+        assert self._scheduler is not None
+        assert self.alerter is not None
+        worker = start_worker(
+            account, self.store, self.metrics, clock=self._clock, transport=self._transport
+        )
+        worker.poller.after_cycle = self.alerter.on_snapshot
+        self._workers[account.name] = worker
+        self.store.add(account.name)
+        worker.poller.announce_plan()
+        self._scheduler.add_job(
+            worker.poller.poll,
+            id=account.name,
+            name=f"poll {account.name}",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
+            **job_options(account.poll_interval_seconds),
+        )
+
+    async def _stop(self, workers: list[Worker], *, reason: str) -> None:
+        """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
+        return normally: no job error, no traceback), and close the clients."""
+        pollers = [w.poller for w in workers]
+        waiting = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=POLL_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+        stopped = [p.account.name for p in pollers if p.stop()]
+        if stopped:
+            event = "shutdown_cancelled_polls" if reason == "shutdown" else "reload_cancelled_polls"
+            log.info(event, polls=len(stopped), accounts=stopped)
+            await asyncio.wait([asyncio.ensure_future(p.idle.wait()) for p in pollers], timeout=1.0)
+        for worker in workers:
+            await worker.client.aclose()
+
+    def reload_blocking(self) -> tuple[bool, str]:
+        """``reload`` from another thread (the HTTP server's POST /-/reload)."""
+        if self._loop is None:
+            return False, "the monitor is not running yet"
+        future = asyncio.run_coroutine_threadsafe(self.reload(), self._loop)
+        return future.result(timeout=30)
+
+    async def reload(self) -> tuple[bool, str]:
+        """Re-read the YAML file, the environment and secret files; validate the whole; swap.
+
+        An invalid configuration is rejected with one error line and the running one stays.
+        Accounts that did not change keep their state, budget and open alerts; changed ones are
+        restarted (keeping their last values and alerts); removed ones stop, their series end
+        and their alerts resolve; added ones start polling at once.
+        """
+        async with self._reloading:
+            if self._loader is None:
+                return False, "this monitor has no configuration file to reload (demo mode)"
+            try:
+                settings, accounts = self._loader()
+                webhooks = settings.alerting.resolved_webhooks()
+                logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
+            except ConfigError as exc:
+                log.error("config_reload_failed", reason=str(exc))
+                self.metrics.config_loaded(False, self._clock())
+                return False, str(exc)
+            summary = await self._apply(settings, accounts, webhooks)
+            self.metrics.config_loaded(True, self._clock())
+            log.info("config_reloaded", **summary)
+            return True, ", ".join(f"{k}: {v}" for k, v in summary.items())
+
+    async def _apply(
+        self, settings: Settings, accounts: list[AccountConfig], webhooks: list[WebhookConfig]
+    ) -> dict[str, list[str]]:
+        assert self._scheduler is not None
+        assert self.alerter is not None
+        new = {a.name: a for a in accounts}
+        removed = [n for n in self._workers if n not in new]
+        changed = [n for n in self._workers if n in new and self._workers[n].config != new[n]]
+        added = [n for n in new if n not in self._workers]
+        leaving = [self._workers.pop(n) for n in removed + changed]
+        for worker in leaving:
+            self._scheduler.remove_job(worker.config.name)
+        await self._stop(leaving, reason="reload")
+        for name in removed:
+            self.store.remove(name)
+            self.metrics.remove_account(name)
+            self.alerter.end_account(name)
+        if (settings.alerting, webhooks) != (self.alerting, self._webhooks):
+            sinks = build_sinks(settings.alerting, webhooks, self.metrics, self._clock, accounts)
+            await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
+        self.accounts, self.alerting, self._webhooks = accounts, settings.alerting, webhooks
+        for name in changed + added:
+            account = new[name]
+            self.alerter.ids_configured[name] = account.integration_ids is not None
+            self.alerter.cause_budgets[name] = _cause_budget(account)
+            self.metrics.add_account(name, account.poll_interval_seconds)
+            self._start(account)
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _alerter(self) -> Alerter:
+        """The alerting service, hooked after every poll cycle; needs the running loop."""
+
+        async def fetch_logs(account: str, integration_id: int) -> list[dict[str, Any]]:
+            return await self._workers[account].client.integration_logs(
+                integration_id, page_size=self.alerting.cause_logs_page_size
+            )
+
+        return Alerter(
+            self.alerting.rules(),
+            build_sinks(self.alerting, self._webhooks, self.metrics, self._clock, self.accounts),
+            clock=self._clock,
+            ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
+            fetch_logs=fetch_logs,
+            cause_timeout_seconds=self.alerting.cause_timeout_seconds,
+            state_file=self.alerting.state_file,
+            on_alert=self.metrics.alert_emitted,
+            on_firing=self.metrics.alerts_firing,
+            cause_budgets={a.name: _cause_budget(a) for a in self.accounts},
+        )
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        name = _EVENT_NAMES.get(event.code, "other")
+        self.metrics.scheduler_event(str(event.job_id), name)
+        if name == "job_error":
+            log.error(
+                "poll_crashed", account=event.job_id, error=repr(getattr(event, "exception", None))
+            )
+        else:
+            log.warning("poll_not_run", account=event.job_id, reason=name)
+
+
+def _cause_budget(account: AccountConfig) -> RequestBudget:
+    return RequestBudget(max(1.0, CAUSE_BUDGET_SHARE * account.max_requests_per_minute))
+
+
+def build_sinks(
+    alerting: AlertingSettings,
+    webhooks: list[WebhookConfig],
+    metrics: Metrics,
+    clock: Callable[[], datetime],
+    accounts: list[AccountConfig],
+) -> list[Sink]:
+    """stdout always; then the configured webhooks and Alertmanager."""
+    sinks: list[Sink] = [StdoutSink(metrics.delivery)]
+    for webhook in webhooks:
+        sinks.append(
+            WebhookSink(
+                webhook.name,
+                webhook.url.get_secret_value(),
+                hmac_secret=webhook.hmac_secret.get_secret_value() if webhook.hmac_secret else None,
+                slack=webhook.slack,
+                timeout_seconds=webhook.timeout_seconds,
+                max_attempts=webhook.max_attempts,
+                queue_size=webhook.queue_size,
+                observe=metrics.delivery,
+                depth=metrics.queue_depth,
+            )
+        )
+    if alerting.alertmanager is not None:
+        longest = max(a.poll_interval_seconds for a in accounts)
+        sinks.append(
+            AlertmanagerSink(
+                alerting.alertmanager.url,
+                keep_alive=timedelta(seconds=max(300.0, 3 * longest)),
+                clock=clock,
+                timeout_seconds=alerting.alertmanager.timeout_seconds,
+                max_attempts=alerting.alertmanager.max_attempts,
+                observe=metrics.delivery,
+                depth=metrics.queue_depth,
+            )
+        )
+    return sinks

@@ -1,0 +1,17 @@
+"""The exporter side: what Prometheus and people read over HTTP.
+
+- ``metrics``: the series (families and samples), the reference collector, self-metrics;
+- ``exposition``: ``/metrics`` rendered once per poll, elapsed seconds per scrape, cached gzip;
+- ``status``: the status document — the page at ``/``, ``/status.json`` and ``check``'s rows;
+- ``server``: the HTTP server and its endpoints, with connection limits;
+- ``webconfig``: ``--web.config.file``, TLS and basic auth as in Prometheus' exporter-toolkit.
+
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the base modules.
+"""
+
+from monitor.exporter.exposition import Exposition
+from monitor.exporter.metrics import Metrics
+from monitor.exporter.server import HttpServer, make_app
+from monitor.exporter.webconfig import WebConfig, load_web_config
+
+__all__ = ["Exposition", "HttpServer", "Metrics", "WebConfig", "load_web_config", "make_app"]

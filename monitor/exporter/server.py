@@ -1,0 +1,190 @@
+"""The HTTP endpoints: /metrics, /healthz, /readyz and a landing page.
+
+Served by a threaded WSGI server in its own threads (like prometheus-client's own
+``start_http_server``), so rendering a large scrape never blocks the event loop that polls.
+A slow client cannot pin the server: every connection has a deadline for its TLS handshake and
+request (``timeout_seconds``), at most ``max_connections`` are served at once and the excess
+are closed at once rather than queued; request lines and headers are bounded by the standard
+library (64 KiB a line, 100 headers), and no endpoint reads a request body.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from html import escape
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from prometheus_client import CollectorRegistry, make_wsgi_app
+
+from monitor import __version__
+from monitor.exporter.status import Status, render_html
+
+StartResponse = Callable[..., Any]
+Environ = dict[str, Any]
+
+LANDING = """<!doctype html>
+<html><head><title>Sendcloud integration monitor</title></head>
+<body><h1>Sendcloud integration monitor</h1><p>Version {version}</p>
+<ul><li><a href="/metrics">/metrics</a> Prometheus metrics</li>
+<li><a href="/healthz">/healthz</a> liveness</li>
+<li><a href="/readyz">/readyz</a> readiness (after the first poll cycle)</li></ul>
+</body></html>
+"""
+
+
+CONNECTION_TIMEOUT_SECONDS = 10.0
+MAX_CONNECTIONS = 1024
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128
+    ssl_context: ssl.SSLContext | None = None
+    slots = threading.BoundedSemaphore(MAX_CONNECTIONS)  # replaced per server
+    rejected = 0  # connections closed because every slot was taken
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """One thread per connection, up to the cap; beyond it, close instead of queueing."""
+        if not self.slots.acquire(blocking=False):
+            self.rejected += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        """With TLS, wrap each connection; the handshake happens in the request's own thread,
+        so a slow or plain-HTTP client never blocks accepting others."""
+        sock, address = super().get_request()
+        if self.ssl_context is None:
+            return sock, address
+        wrapped = self.ssl_context.wrap_socket(
+            sock, server_side=True, do_handshake_on_connect=False
+        )
+        return wrapped, address
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        return  # failed handshakes and dropped clients are not the operator's problem
+
+
+class _IPv6Server(_ThreadingServer):
+    address_family = socket.AF_INET6
+
+
+class _QuietHandler(WSGIRequestHandler):
+    disable_nagle_algorithm = True
+    timeout = CONNECTION_TIMEOUT_SECONDS  # socket timeout: TLS handshake, request, response
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # scrapes every few seconds would drown the useful log lines
+
+
+def make_app(
+    metrics: CollectorRegistry | Callable[[Environ, StartResponse], Iterable[bytes]],
+    ready: Callable[[], bool],
+    status: Callable[[], tuple[Status, datetime]] | None = None,
+    reload: Callable[[], tuple[bool, str]] | None = None,
+) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
+    """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
+    rendering) or a WSGI exposition, the status page and /status.json from ``status``
+    (without it, ``/`` is a landing page), POST /-/reload to ``reload``."""
+    metrics_app = make_wsgi_app(metrics) if isinstance(metrics, CollectorRegistry) else metrics
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        if path == "/metrics":
+            return metrics_app(environ, start_response)
+        if path == "/-/reload" and reload is not None:
+            if environ.get("REQUEST_METHOD") != "POST":
+                return _text(start_response, "405 Method Not Allowed", "use POST\n")
+            ok, message = reload()
+            code = "200 OK" if ok else "500 Internal Server Error"
+            return _text(start_response, code, message + "\n")
+        if path == "/status.json" and status is not None:
+            document = json.dumps(status()[0].to_json(), indent=1)
+            return _text(start_response, "200 OK", document, "application/json")
+        if path == "/" and status is not None:
+            page = render_html(*status())
+            return _text(start_response, "200 OK", page, "text/html; charset=utf-8")
+        if path == "/healthz":
+            return _text(start_response, "200 OK", "ok\n")
+        if path == "/readyz":
+            if ready():
+                return _text(start_response, "200 OK", "ready\n")
+            return _text(start_response, "503 Service Unavailable", "waiting for first poll\n")
+        if path == "/":
+            body = LANDING.format(version=escape(__version__))
+            return _text(start_response, "200 OK", body, "text/html; charset=utf-8")
+        return _text(start_response, "404 Not Found", "not found\n")
+
+    return app
+
+
+def _text(
+    start_response: StartResponse, status: str, body: str, kind: str = "text/plain; charset=utf-8"
+) -> list[bytes]:
+    data = body.encode()
+    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(data)))])
+    return [data]
+
+
+class HttpServer:
+    """Serves the app from background threads; ``port`` is the bound one (0 picks a free one)."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        app: Callable[[Environ, StartResponse], Iterable[bytes]],
+        ssl_context: ssl.SSLContext | None = None,
+        *,
+        timeout_seconds: float = CONNECTION_TIMEOUT_SECONDS,
+        max_connections: int = MAX_CONNECTIONS,
+    ) -> None:
+        server_class = _IPv6Server if ":" in host else _ThreadingServer
+        handler = type("Handler", (_QuietHandler,), {"timeout": timeout_seconds})
+        self._server = make_server(
+            host, port, app, server_class=server_class, handler_class=handler
+        )
+        self._server.ssl_context = ssl_context
+        self._server.slots = threading.BoundedSemaphore(max_connections)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},  # quick shutdown()
+            name="http-server",
+            daemon=True,
+        )
+
+    @property
+    def rejected(self) -> int:
+        """Connections closed at once because ``max_connections`` were being served."""
+        return int(self._server.rejected)
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

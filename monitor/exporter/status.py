@@ -1,0 +1,273 @@
+"""The status of every integration at a glance: one document for the status page, for
+``/status.json`` and for ``check``. Pure: snapshots, firing alerts and ``now`` in, data out.
+
+Everything shown comes from the health derived at the last read (:mod:`monitor.health`); only
+the elapsed times are extended to ``now`` (frozen while an integration cannot be read), exactly
+as the metrics do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from monitor import __version__
+from monitor.health import State
+from monitor.store import AccountSnapshot, Observation
+
+#: Problems first (the order of the page and of ``check``'s table).
+STATE_ORDER = {
+    State.FAILING: 0,
+    State.STALE: 1,
+    State.NOT_FOUND: 2,
+    State.UNKNOWN: 3,
+    State.HEALTHY: 4,
+}
+#: The page shows this many rows; /status.json always has all of them.
+PAGE_ROWS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    account: str
+    integration_id: int
+    shop_name: str | None
+    shop_url: str | None  # userinfo, query and fragment already stripped at parse time
+    integration_type: str | None
+    state: str
+    failing_seconds: float | None
+    staleness_seconds: float | None
+    last_fetched_at: str | None
+    last_read_at: str | None
+    alerts: tuple[str, ...]  # alerts firing for this integration
+    cause: str | None  # exception type and message of a firing alert's cause
+
+    @property
+    def problem(self) -> bool:
+        return self.state != State.HEALTHY
+
+
+@dataclass(frozen=True, slots=True)
+class AccountStatus:
+    name: str
+    last_cycle_success: str | None
+    api_error: str | None
+    auth_ok: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    generated_at: str
+    version: str
+    accounts: tuple[AccountStatus, ...]
+    firing_alerts: int
+    integrations: tuple[Row, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable keys, documented in the README (``/status.json``, ``check --output json``)."""
+        document = asdict(self)
+        for row in document["integrations"]:
+            row["alerts"] = list(row["alerts"])
+        document["summary"] = summary_counts(self.integrations)
+        return document
+
+
+FiringAlerts = Mapping[tuple[str, int], Iterable[str]]  # (account, id) -> alert names
+Causes = Mapping[tuple[str, int], str]  # (account, id) -> cause text
+
+
+def build(
+    snapshots: Mapping[str, AccountSnapshot],
+    now: datetime,
+    *,
+    firing: FiringAlerts | None = None,
+    causes: Causes | None = None,
+    firing_alerts: int = 0,
+) -> Status:
+    firing = firing or {}
+    causes = causes or {}
+    rows = [
+        _row(account, observation, now, firing, causes)
+        for account, snapshot in snapshots.items()
+        for observation in snapshot.integrations.values()
+    ]
+    rows.sort(key=_order)
+    return Status(
+        generated_at=_iso(now.replace(microsecond=0)) or "",
+        version=__version__,
+        accounts=tuple(
+            AccountStatus(
+                name=s.account,
+                last_cycle_success=_iso(s.last_cycle_success),
+                api_error=s.account_error,
+                auth_ok=s.auth_ok,
+            )
+            for s in snapshots.values()
+        ),
+        firing_alerts=firing_alerts,
+        integrations=tuple(rows),
+    )
+
+
+def _row(
+    account: str, observation: Observation, now: datetime, firing: FiringAlerts, causes: Causes
+) -> Row:
+    record, health = observation.record, observation.health
+    at = observation.values_at(now)
+    key = (account, observation.integration_id)
+    return Row(
+        account=account,
+        integration_id=observation.integration_id,
+        shop_name=record.shop_name if record else None,
+        shop_url=record.shop_url if record else None,
+        integration_type=record.type if record else None,
+        state=observation.state.value,
+        failing_seconds=health.failing_seconds_at(at) if health and at and health.failing else None,
+        staleness_seconds=health.staleness_seconds_at(at) if health and at else None,
+        last_fetched_at=_iso(record.last_fetched_at) if record else None,
+        last_read_at=_iso(observation.last_success),
+        alerts=tuple(sorted(firing.get(key, ()))),
+        cause=causes.get(key),
+    )
+
+
+def _order(row: Row) -> tuple[int, float, str, int]:
+    duration = row.failing_seconds if row.state == State.FAILING else row.staleness_seconds
+    return (STATE_ORDER[State(row.state)], -(duration or 0.0), row.account, row.integration_id)
+
+
+def summary_counts(rows: Iterable[Row]) -> dict[str, int]:
+    counts = {state.value: 0 for state in STATE_ORDER}
+    for row in rows:
+        counts[row.state] += 1
+    return counts
+
+
+def duration(seconds: float | None) -> str:
+    """``2d 3h``, ``4h 12m``, ``7m``, ``45s``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    total = int(seconds)
+    days, rest = divmod(total, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}m"
+    return f"{minutes}m" if minutes else f"{secs}s"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+# -- HTML ----------------------------------------------------------------------------------------
+
+_STYLE = """
+body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2330}
+h1{font-size:1.3rem;margin:0 0 .3rem}header p{margin:.2rem 0;color:#4a5263}
+table{border-collapse:collapse;width:100%;margin-top:1rem}
+th,td{text-align:left;padding:.35rem .6rem;border-bottom:1px solid #e3e6ec;vertical-align:top}
+th{background:#f4f6f9;font-weight:600}tr.failing{background:#fdecec}tr.stale{background:#fff6e0}
+tr.not_found,tr.unknown{background:#f1f1f4}
+.state{font-weight:600;padding:.1rem .45rem;border-radius:.3rem;white-space:nowrap}
+.state.failing{background:#c62828;color:#fff}.state.stale{background:#f9a825;color:#1d2330}
+.state.not_found{background:#6a1b9a;color:#fff}.state.unknown{background:#616161;color:#fff}
+.state.healthy{background:#2e7d32;color:#fff}
+.muted{color:#6b7280}nav a{margin-right:1rem}input{padding:.3rem;width:18rem}
+"""
+_SCRIPT = """
+document.getElementById('filter').addEventListener('input', function (e) {
+  var needle = e.target.value.toLowerCase();
+  document.querySelectorAll('tbody tr').forEach(function (row) {
+    row.hidden = needle !== '' && row.textContent.toLowerCase().indexOf(needle) < 0;
+  });
+});
+"""
+
+
+def render_html(status: Status, now: datetime) -> str:
+    """The status page: server-rendered, every value from the API escaped, no external asset,
+    readable without JavaScript (a few lines filter the rows when it runs)."""
+    counts = summary_counts(status.integrations)
+    shown = status.integrations[:PAGE_ROWS]
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta http-equiv='refresh' content='30'>",
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>",
+        "<title>Sendcloud integration monitor</title>",
+        f"<style>{_STYLE}</style></head><body><header>",
+        "<h1>Sendcloud integrations</h1>",
+        f"<p>{_counts_line(counts)} · {status.firing_alerts} alerts firing"
+        f" · version {escape(status.version)} · generated {escape(status.generated_at)}</p>",
+        *(_account_line(account, now) for account in status.accounts),
+        "<nav><a href='/metrics'>/metrics</a><a href='/healthz'>/healthz</a>"
+        "<a href='/readyz'>/readyz</a><a href='/status.json'>/status.json</a></nav>",
+        "</header><p><label>Filter <input id='filter' type='search' "
+        "placeholder='shop, type, state, account'></label></p>",
+        "<table><thead><tr><th>Account</th><th>Shop</th><th>Type</th><th>State</th>"
+        "<th>Failing for</th><th>Last fetched</th><th>Last read</th><th>Cause</th></tr>"
+        "</thead><tbody>",
+        *(_row_html(row, now) for row in shown),
+        "</tbody></table>",
+    ]
+    if len(status.integrations) > len(shown):
+        hidden = len(status.integrations) - len(shown)
+        parts.append(
+            f"<p class='muted'>{hidden} more integrations (all healthy or less urgent than the "
+            "ones above): see <a href='/status.json'>/status.json</a>.</p>"
+        )
+    parts.append(f"<script>{_SCRIPT}</script></body></html>")
+    return "".join(parts)
+
+
+def _counts_line(counts: Mapping[str, int]) -> str:
+    return " · ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items())
+
+
+def _account_line(account: AccountStatus, now: datetime) -> str:
+    if not account.auth_ok:
+        health = "<strong>API keys rejected</strong>"
+    elif account.api_error:
+        health = f"<strong>API unreadable</strong> ({escape(account.api_error)})"
+    else:
+        health = "API ok"
+    last = _when(account.last_cycle_success, now) if account.last_cycle_success else "never"
+    return f"<p>Account <b>{escape(account.name)}</b>: {health}; last good poll {last}</p>"
+
+
+def _row_html(row: Row, now: datetime) -> str:
+    name = escape(row.shop_name or f"integration {row.integration_id}")
+    url = row.shop_url
+    shop = f"<a href='{escape(url)}'>{name}</a>" if url and _linkable(url) else name
+    failing = duration(row.failing_seconds) if row.failing_seconds is not None else "-"
+    fetched = _when(row.last_fetched_at, now) if row.last_fetched_at else "never"
+    read = _when(row.last_read_at, now) if row.last_read_at else "never"
+    state_text = row.state.replace("_", " ")
+    return (
+        f"<tr class='{row.state}'><td>{escape(row.account)}</td>"
+        f"<td>{shop} <span class='muted'>#{row.integration_id}</span></td>"
+        f"<td>{escape(row.integration_type or '')}</td>"
+        f"<td><span class='state {row.state}'>{state_text}</span></td>"
+        f"<td>{failing}</td><td>{fetched}</td><td>{read}</td>"
+        f"<td>{escape(row.cause or '')}</td></tr>"
+    )
+
+
+def _when(iso: str | None, now: datetime) -> str:
+    """Relative and absolute (UTC) time."""
+    if iso is None:
+        return "-"
+    moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    ago = duration(max(0.0, (now - moment).total_seconds()))
+    absolute = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"{ago} ago <span class='muted'>({absolute})</span>"
+
+
+def _linkable(url: str) -> bool:
+    """Only web links: a ``javascript:`` URL from the API must never become a link."""
+    return url.lower().startswith(("https://", "http://"))

@@ -1,0 +1,56 @@
+"""The Sendcloud v3 Integrations API: the only code that speaks HTTP to Sendcloud.
+
+- ``client``: :class:`SendcloudClient`, one per account — pagination, retries, limits;
+- ``records``: :class:`Integration` and its validation from API data;
+- ``errors``: :class:`ApiError` and its subclasses, the client's typed failures;
+- ``oauth``: OAuth2 client credentials as an ``httpx.Auth`` flow;
+- ``budget``: :class:`RequestBudget`, the per-account request rate (token bucket).
+
+May import only ``monitor`` itself (the version).
+"""
+
+from monitor.sendcloud.budget import RequestBudget, smallest_interval
+from monitor.sendcloud.client import (
+    MAX_BODY_BYTES,
+    MAX_LIST_PAGES,
+    ClientEvents,
+    ListResult,
+    NoEvents,
+    SendcloudClient,
+    parse_retry_after,
+)
+from monitor.sendcloud.errors import (
+    ApiError,
+    AuthFailed,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unreachable,
+)
+from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL, OAuth2ClientCredentials
+from monitor.sendcloud.records import Integration, parse_integration, public_url
+
+__all__ = [
+    "DEFAULT_TOKEN_URL",
+    "MAX_BODY_BYTES",
+    "MAX_LIST_PAGES",
+    "ApiError",
+    "AuthFailed",
+    "ClientEvents",
+    "Integration",
+    "InvalidResponse",
+    "ListResult",
+    "NoEvents",
+    "NotFound",
+    "OAuth2ClientCredentials",
+    "RateLimited",
+    "RequestBudget",
+    "SendcloudClient",
+    "ServerError",
+    "Unreachable",
+    "parse_integration",
+    "parse_retry_after",
+    "public_url",
+    "smallest_interval",
+]

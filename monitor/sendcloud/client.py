@@ -1,0 +1,386 @@
+"""Sendcloud v3 Integrations API client: typed records in, typed errors out.
+
+One :class:`SendcloudClient` (one ``httpx.AsyncClient``) per account. Every response becomes
+either a parsed model or one of the :class:`ApiError` subclasses, so callers never look at
+status codes. Pagination follows ``Link: rel="next"`` only while it stays on the configured
+origin: credentials are never sent anywhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import json
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import httpx
+import structlog
+
+from monitor import __version__
+from monitor.sendcloud.budget import RequestBudget
+from monitor.sendcloud.errors import (
+    ApiError,
+    AuthFailed,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    ServerError,
+    Unreachable,
+)
+from monitor.sendcloud.records import Integration, parse_integration
+
+log = structlog.get_logger(__name__)
+
+USER_AGENT = f"sendcloud-integration-monitor/{__version__}"
+MAX_PAGE_SIZE = 100
+MAX_BODY_BYTES = 5 * 1024 * 1024
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: A list walk stops here even if the API keeps sending ``next`` links.
+MAX_LIST_PAGES = 10_000
+
+
+@dataclass(frozen=True)
+class ListResult:
+    integrations: list[Integration]
+    complete: bool  # False when max_pages (or MAX_LIST_PAGES) stopped the walk early
+    pages: int
+    invalid: int  # records skipped because they did not parse
+
+
+class ClientEvents(Protocol):
+    """What the client reports (the metrics hook; keeps the client free of metrics)."""
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        """One HTTP request and its outcome (``network_error`` when no response came)."""
+
+    def error(self, endpoint: str, reason: str) -> None:
+        """One logical request that failed, after its retries."""
+
+    def throttled(self, pause_seconds: float) -> None:
+        """A 429 paused the account."""
+
+    def budget_wait(self, seconds: float) -> None:
+        """Time spent waiting for the request budget."""
+
+
+class NoEvents:
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        return None
+
+    def error(self, endpoint: str, reason: str) -> None:
+        return None
+
+    def throttled(self, pause_seconds: float) -> None:
+        return None
+
+    def budget_wait(self, seconds: float) -> None:
+        return None
+
+
+MAX_RETRY_AFTER = 60.0
+
+
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class SendcloudClient:
+    """Talks to one account. ``transport`` lets tests plug in ``httpx.MockTransport``."""
+
+    def __init__(
+        self,
+        api_url: str,
+        public_key: str,
+        secret_key: str,
+        *,
+        timeout_seconds: float = 10.0,
+        max_connections: int = 8,
+        max_attempts: int = 3,
+        backoff_seconds: float = 0.5,
+        events: ClientEvents | None = None,
+        budget: RequestBudget | None = None,
+        auth: httpx.Auth | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+        sleep: Sleep = asyncio.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.base_url = httpx.URL(api_url.rstrip("/") + "/")
+        self._events = events or NoEvents()
+        self._budget = budget
+        self._max_attempts = max_attempts
+        self._backoff = backoff_seconds
+        self._sleep = sleep
+        self._monotonic = monotonic
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            auth=auth or httpx.BasicAuth(public_key, secret_key),
+            timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
+            limits=httpx.Limits(
+                max_connections=max_connections, max_keepalive_connections=max_connections
+            ),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def get_integration(self, integration_id: int) -> Integration:
+        """GET /integrations/{id}; raises NotFound for a deleted or unknown integration."""
+        endpoint = "get_integration"
+        response, raw = await self._request(endpoint, f"integrations/{integration_id}")
+        with self._counted(endpoint):
+            body = _json(response, raw)
+            record = self._parse(endpoint, body.get("data") if isinstance(body, dict) else None)
+            if record.id != integration_id:
+                raise InvalidResponse(
+                    f"asked for integration {integration_id}, got {record.id}",
+                    status=200,
+                    reason="id_mismatch",
+                )
+            return record
+
+    async def list_integrations(
+        self, *, page_size: int = MAX_PAGE_SIZE, max_pages: int | None = None
+    ) -> ListResult:
+        """Every integration of the account, page by page, up to ``max_pages``.
+
+        Records without a usable ``id`` are skipped (and counted): one bad record must not hide
+        the rest; the caller confirms missing ones individually. A 404 here is not "every
+        integration is gone" but a wrong URL or a proxy: an account-wide error.
+        """
+        max_pages = MAX_LIST_PAGES if max_pages is None else min(max_pages, MAX_LIST_PAGES)
+        url: httpx.URL | str = "integrations"
+        params: dict[str, Any] | None = {"page_size": page_size}
+        seen: set[str] = set()
+        found: list[Integration] = []
+        invalid = 0
+        pages = 0
+        while True:
+            response, raw = await self._request("list_integrations", url, params)
+            pages += 1
+            with self._counted("list_integrations"):
+                for item in _data_list(response, raw):
+                    try:
+                        found.append(self._parse("list_integrations", item))
+                    except InvalidResponse as exc:
+                        invalid += 1
+                        self._events.error("list_integrations", exc.reason)
+                next_url = self._next_link(response)
+                if next_url is None or pages >= max_pages:
+                    return ListResult(found, next_url is None, pages=pages, invalid=invalid)
+                if str(next_url) in seen:
+                    raise InvalidResponse(
+                        "pagination loops back to a page already read",
+                        status=200,
+                        reason="link_loop",
+                    )
+            seen.add(str(next_url))
+            url, params = next_url, None
+
+    async def integration_logs(
+        self, integration_id: int, *, page_size: int = 10
+    ) -> list[dict[str, Any]]:
+        """The most recent exception logs of one integration (first page only), as raw objects:
+        they carry request details that callers must redact before use."""
+        response, raw = await self._request(
+            "integration_logs", f"integrations/{integration_id}/logs", {"page_size": page_size}
+        )
+        with self._counted("integration_logs"):
+            return [item for item in _data_list(response, raw) if isinstance(item, dict)]
+
+    def _parse(self, endpoint: str, data: object) -> Integration:
+        """A record, with each invalid optional field set to null and counted."""
+        record, dropped = parse_integration(data)
+        for name in dropped:
+            self._events.error(endpoint, "invalid_field")
+            log.debug("invalid_field", endpoint=endpoint, integration_id=record.id, field=name)
+        return record
+
+    @contextlib.contextmanager
+    def _counted(self, endpoint: str) -> Iterator[None]:
+        """Report a response that arrived but cannot be used."""
+        try:
+            yield
+        except InvalidResponse as exc:
+            self._events.error(endpoint, exc.reason)
+            raise
+
+    def _next_link(self, response: httpx.Response) -> httpx.URL | None:
+        link = response.links.get("next", {}).get("url")
+        if not link:
+            return None
+        target = response.url.join(link)
+        if (target.scheme, target.host, target.port) != (
+            self.base_url.scheme,
+            self.base_url.host,
+            self.base_url.port,
+        ):
+            raise InvalidResponse(
+                f"refusing to follow a pagination link to another origin ({target.host})",
+                status=response.status_code,
+                reason="foreign_link",
+            )
+        return target
+
+    async def _request(
+        self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None = None
+    ) -> tuple[httpx.Response, bytes]:
+        """One logical GET: budgeted, with a bounded retry of transient failures (the poll
+        cycle's own deadline cancels whatever is still waiting)."""
+        attempt = 1
+        while True:
+            try:
+                return await self._attempt(endpoint, url, params)
+            except ApiError as exc:
+                if isinstance(exc, RateLimited):
+                    self._throttle(exc)
+                delay = self._delay(attempt, exc)
+                if attempt >= self._max_attempts or not _retryable(exc):
+                    if not isinstance(exc, NotFound):
+                        self._events.error(endpoint, exc.reason)
+                    raise
+                await self._sleep(delay)
+                attempt += 1
+
+    def _throttle(self, exc: RateLimited) -> None:
+        """A 429 pauses the whole account: capped Retry-After plus jitter."""
+        pause = min(exc.retry_after or 1.0, MAX_RETRY_AFTER) + random.uniform(0, 1)  # noqa: S311
+        if self._budget is not None:
+            self._budget.pause(pause)
+        self._events.throttled(pause)
+
+    def _delay(self, attempt: int, exc: ApiError) -> float:
+        """Exponential backoff with full jitter (a 429 waits in the budget instead)."""
+        if isinstance(exc, RateLimited) and self._budget is not None:
+            return 0.0
+        cap = float(self._backoff * 2 ** (attempt - 1))
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            cap = max(cap, min(exc.retry_after, MAX_RETRY_AFTER))
+        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+
+    async def _attempt(
+        self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None
+    ) -> tuple[httpx.Response, bytes]:
+        if self._budget is not None:
+            waited = await self._budget.acquire()
+            if waited:
+                self._events.budget_wait(waited)
+        started = time.perf_counter()
+        code = "network_error"
+        try:
+            async with self._http.stream("GET", url, params=params) as response:
+                code = str(response.status_code)
+                raw = await _read_capped(response)
+        except httpx.TimeoutException as exc:
+            raise Unreachable(f"timed out: {type(exc).__name__}", reason="timeout") from None
+        except httpx.TransportError as exc:
+            name = type(exc).__name__
+            raise Unreachable(f"connection failed: {name}", reason=_transport_reason(exc)) from None
+        finally:
+            self._events.request(endpoint, code, time.perf_counter() - started)
+        _raise_for_status(response, raw, single=endpoint == "get_integration")
+        return response, raw
+
+
+def _retryable(exc: ApiError) -> bool:
+    return isinstance(exc, Unreachable) or exc.status in RETRYABLE_STATUS
+
+
+def _transport_reason(exc: httpx.TransportError) -> str:
+    if isinstance(exc, httpx.ConnectError):
+        return "connect_error"
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return "connection_reset"
+    return "unreachable"
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    """Read the body, aborting past MAX_BODY_BYTES so a runaway response cannot eat memory."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise InvalidResponse(
+                f"response body larger than {MAX_BODY_BYTES} bytes",
+                status=response.status_code,
+                reason="body_too_large",
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _raise_for_status(response: httpx.Response, raw: bytes, *, single: bool) -> None:
+    """Map a status to its error. Only a 404 for one integration (``single``) means that
+    integration is gone; on a collection it means a wrong URL or a proxy."""
+    status = response.status_code
+    if 200 <= status < 300:
+        return
+    detail = _error_detail(raw)
+    if status == 404 and single:
+        raise NotFound(f"not found: {detail}", status=status)
+    if status == 404:
+        raise ApiError(f"collection not found (404): {detail}", status=status, reason="not_found")
+    if status in (401, 403):
+        raise AuthFailed(f"authentication failed ({status}): {detail}", status=status)
+    if status == 429:
+        raise RateLimited(
+            "rate limited (429)", retry_after=parse_retry_after(response.headers.get("Retry-After"))
+        )
+    if status >= 500:
+        raise ServerError(f"server error ({status})", status=status)
+    raise InvalidResponse(
+        f"unexpected status {status}: {detail}", status=status, reason="unexpected_status"
+    )
+
+
+def _error_detail(raw: bytes) -> str:
+    """The JSON:API error title/detail, if the body is one; short and never the raw body."""
+    try:
+        errors = json.loads(raw).get("errors")
+        first = errors[0] if isinstance(errors, list) else errors
+        text = str(first.get("detail") or first.get("title") or first.get("code"))
+    except Exception:  # any body that is not a JSON:API error document
+        return "no error details"
+    return text[:200]
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After is either delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def _json(response: httpx.Response, raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        kind = response.headers.get("content-type", "unknown content type")
+        raise InvalidResponse(
+            f"body is not JSON ({kind[:60]})", status=response.status_code, reason="invalid_json"
+        ) from None
+
+
+def _data_list(response: httpx.Response, raw: bytes) -> list[Any]:
+    body = _json(response, raw)
+    data = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(data, list):
+        raise InvalidResponse("response has no 'data' array", status=200, reason="invalid_record")
+    return data

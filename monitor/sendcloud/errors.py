@@ -1,0 +1,50 @@
+"""The typed errors of the Sendcloud client: every failed request becomes one of these, so
+callers never look at status codes. ``reason`` is a short label from a fixed set (a metric label).
+"""
+
+from __future__ import annotations
+
+
+class ApiError(Exception):
+    """A request that produced no usable answer. ``reason`` is a short, stable label (used as
+    a metric label, so from a small fixed set)."""
+
+    reason = "error"
+
+    def __init__(
+        self, message: str, *, status: int | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        if reason is not None:
+            self.reason = reason
+
+
+class NotFound(ApiError):
+    reason = "not_found"
+
+
+class AuthFailed(ApiError):
+    reason = "auth_failed"
+
+
+class RateLimited(ApiError):
+    reason = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after: float | None, status: int = 429) -> None:
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
+
+
+class ServerError(ApiError):
+    reason = "server_error"
+
+
+class InvalidResponse(ApiError):
+    reason = "invalid_response"
+
+
+class Unreachable(ApiError):
+    """Connection refused or reset, DNS failure, timeout: no HTTP answer at all."""
+
+    reason = "unreachable"

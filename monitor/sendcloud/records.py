@@ -1,0 +1,91 @@
+"""Integration records as the API sends them, validated into compact typed values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import AfterValidator, TypeAdapter, ValidationError
+
+from monitor.sendcloud.errors import InvalidResponse
+
+
+def _public_url_or_none(value: str | None) -> str | None:
+    """The shop URL becomes a label, an event field and a log value: it keeps only scheme,
+    host, port and path — never ``user:password@``, a query string or a fragment."""
+    return None if value is None else public_url(value)
+
+
+def _utc(value: datetime | None) -> datetime | None:
+    """RFC 3339 requires an offset; a timestamp without one is read as UTC. Any other value
+    the API sends is taken as it is: a future one is clock skew for the health derivation to
+    handle, not a reason to drop the record."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value
+
+
+_Stamp = Annotated[datetime | None, AfterValidator(_utc)]
+
+
+@dataclass(frozen=True, slots=True)
+class Integration:
+    """An integration as the API returns it. Unknown fields are ignored and ``webhook_url``
+    is deliberately not kept: it may carry a token. A slotted dataclass, not a pydantic
+    model: the daemon keeps one per integration, and at 10 000 of them the difference is
+    about 14 MB. :func:`parse_integration` validates API data into it."""
+
+    id: int
+    shop_name: str | None = None
+    shop_url: Annotated[str | None, AfterValidator(_public_url_or_none)] = None
+    type: str | None = None
+    started_failing_at: _Stamp = None
+    last_fetched_at: _Stamp = None
+    created_at: _Stamp = None
+    updated_at: _Stamp = None
+    service_point_enabled: bool | None = None
+    webhook_active: bool | None = None
+    feedback_type: str | None = None
+
+
+_RECORD = TypeAdapter(Integration)
+
+
+def public_url(url: str) -> str:
+    """``url`` without userinfo, query string and fragment (what may be shown anywhere)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:  # not a URL we can take apart: show nothing of it rather than all of it
+        return ""
+    if not host:  # no "//": drop whatever could be a query, a fragment or userinfo
+        return url.split("?", 1)[0].split("#", 1)[0].rsplit("@", 1)[-1]
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{port}" if port is not None else ""
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def parse_integration(data: object) -> tuple[Integration, list[str]]:
+    """An integration record, and the names of optional fields that were invalid and are
+    null instead. Only a missing or invalid ``id`` makes the whole record invalid."""
+    if not isinstance(data, dict):
+        raise InvalidResponse(
+            "integration record is not an object", status=200, reason="invalid_record"
+        )
+    try:
+        return _RECORD.validate_python(data), []
+    except ValidationError as exc:
+        bad = sorted({str(e["loc"][0]) for e in exc.errors() if e["loc"]})
+    if "id" in bad or "id" not in data:
+        raise InvalidResponse(
+            "integration record has no valid id", status=200, reason="invalid_record"
+        )
+    try:
+        return _RECORD.validate_python({k: v for k, v in data.items() if k not in bad}), bad
+    except ValidationError:  # cannot happen for optional fields; be safe all the same
+        raise InvalidResponse(
+            "integration record is invalid", status=200, reason="invalid_record"
+        ) from None

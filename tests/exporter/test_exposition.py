@@ -1,0 +1,169 @@
+"""The cached /metrics exposition says exactly what prometheus-client's own rendering says."""
+
+from __future__ import annotations
+
+import gzip
+import subprocess
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import generate_latest
+
+from monitor.exporter.exposition import Exposition, Segment, crc32_combine, inflated, joined
+from monitor.exporter.metrics import Metrics
+from monitor.health import derive
+from monitor.sendcloud import parse_integration
+from monitor.store import AccountSnapshot, Observation, Status, Store
+from tests.conftest import FakeClock, metric_samples, require_binary
+
+T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
+HOUR = (T0 - timedelta(hours=1)).isoformat()
+
+
+def observation(integration_id: int, status: Status, **fields: Any) -> Observation:
+    record = parse_integration({"id": integration_id, **fields})[0]
+    health = derive(record, T0 - timedelta(minutes=5), 7200)
+    return Observation(integration_id, status, record, health, error_reason=None)
+
+
+def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, FakeClock]:
+    store = Store(["eu", "us"])
+    observations = [
+        observation(1, Status.OK, shop_name=name, started_failing_at=HOUR, type="shopify"),
+        observation(2, Status.OK, last_fetched_at=(T0 - timedelta(hours=3)).isoformat()),
+        observation(3, Status.ERROR, started_failing_at=HOUR),  # frozen
+        Observation(4, Status.NOT_FOUND, None, None, error_reason="not_found"),
+        Observation(5, Status.ERROR, None, None, error_reason="timeout"),  # never read
+        observation(6, Status.OK),  # no timestamps at all
+    ]
+    store.put(AccountSnapshot("eu", {o.integration_id: o for o in observations}, 3, T0))
+    store.put(AccountSnapshot("us", {}, 1, None, auth_ok=False, account_error="auth_failed"))
+    clock = FakeClock(T0)
+    metrics = Metrics(store, ["eu", "us"], clock=clock, poll_intervals={"eu": 60, "us": 60})
+    metrics.client_events("eu").request("get_integration", "200", 0.2)
+    metrics.observe_cycle("eu", 1.0, True)
+    return store, metrics, clock
+
+
+def exposed(exposition: Exposition) -> bytes:
+    fixed, live = exposition.render()
+    return fixed.text() + live
+
+
+def test_same_families_samples_and_values_as_prometheus_client() -> None:
+    store, metrics, clock = world()
+    exposition = Exposition(store, metrics.own, clock)
+    for minutes in (0, 7, 90):  # the elapsed values move with the scrape's time
+        clock.now = T0 + timedelta(minutes=minutes)
+        ours = metric_samples(exposed(exposition).decode())
+        reference = metric_samples(generate_latest(metrics.registry).decode())
+        assert ours == reference
+    failing = {k: v for k, v in ours.items() if k[0] == "integration_failing_seconds"}
+    assert (
+        failing[
+            ("integration_failing_seconds", frozenset({("account", "eu"), ("integration_id", "1")}))
+        ]
+        == 3600 + 90 * 60
+    )
+    assert (
+        failing[
+            ("integration_failing_seconds", frozenset({("account", "eu"), ("integration_id", "3")}))
+        ]
+        == 3300
+    )  # frozen
+
+
+def test_the_fixed_part_is_rendered_once_per_poll() -> None:
+    store, metrics, clock = world()
+    exposition = Exposition(store, metrics.own, clock)
+    first, _ = exposition.render()
+    clock.advance(30)
+    again, _ = exposition.render()
+    assert again is first  # a scrape between polls renders only the elapsed seconds
+    snapshot = store.get("eu")
+    store.put(AccountSnapshot("eu", dict(snapshot.integrations), 4, T0))  # the next poll
+    after, _ = exposition.render()
+    assert after is not first
+    assert after.text() == first.text()  # nothing changed but the snapshot object
+
+
+def test_gzip_is_one_member_of_a_cached_block_and_a_fresh_one() -> None:
+    store, metrics, clock = world()
+    exposition = Exposition(store, metrics.own, clock)
+    seen: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        seen.update(status=status, headers=dict(headers))
+
+    [body] = exposition({"HTTP_ACCEPT_ENCODING": "gzip, deflate"}, start_response)
+    assert seen["headers"]["Content-Encoding"] == "gzip"
+    assert seen["headers"]["Content-Type"].startswith("text/plain; version=0.0.4")
+    assert gzip.decompress(body) == exposed(exposition)
+    single = zlib.decompressobj(zlib.MAX_WBITS | 16)  # what httpx and most clients do
+    assert single.decompress(body) == exposed(exposition)
+    assert single.eof
+    assert single.unused_data == b""  # one member, not several
+    plain = b"".join(exposition({}, start_response))
+    assert "Content-Encoding" not in seen["headers"]
+    assert plain == exposed(exposition)
+    assert int(seen["headers"]["Content-Length"]) == len(plain)
+
+
+def test_promtool_check_metrics_is_clean() -> None:
+    promtool = require_binary("promtool")
+    store, metrics, clock = world()
+    result = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposed(Exposition(store, metrics.own, clock)),
+        capture_output=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@settings(max_examples=60)
+@given(name=st.text(), url=st.text(), kind=st.text(max_size=20))
+def test_any_string_from_the_api_renders_like_prometheus_client(
+    name: str, url: str, kind: str
+) -> None:
+    store, metrics, clock = world(name)
+    snapshot = store.get("eu")
+    odd = observation(9, Status.OK, shop_name=name, shop_url=url, type=kind)
+    store.put(AccountSnapshot("eu", {**snapshot.integrations, 9: odd}, 4, T0))
+    exposition = Exposition(store, metrics.own, clock)
+    assert metric_samples(exposed(exposition).decode()) == metric_samples(
+        generate_latest(metrics.registry).decode()
+    )
+
+
+@settings(max_examples=200)
+@given(texts=st.lists(st.binary(max_size=3000), max_size=6))
+def test_segments_concatenate_into_one_stream_with_the_right_crc(texts: list[bytes]) -> None:
+    whole = joined(Segment.of(text) for text in texts)
+    expected = b"".join(texts)
+    assert whole.size == len(expected)
+    assert whole.crc == zlib.crc32(expected)
+    assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(whole.deflated) == expected
+    assert b"".join(inflated(whole.deflated, chunk_bytes=512)) == expected
+
+
+def test_crc32_combine_across_the_zero_buffer_size() -> None:
+    first, second = b"a" * 10, bytes(range(256)) * 5000  # longer than the 1 MiB zero buffer
+    assert crc32_combine(zlib.crc32(first), zlib.crc32(second), len(second)) == zlib.crc32(
+        first + second
+    )
+
+
+def test_one_account_polling_does_not_recompress_the_others() -> None:
+    store, metrics, clock = world()
+    exposition = Exposition(store, metrics.own, clock)
+    first, _ = exposition.render()
+    us = store.get("us")
+    store.put(AccountSnapshot("us", {}, us.cycles_completed + 1, T0, auth_ok=True))
+    after, _ = exposition.render()
+    eu_segment = exposition._accounts["eu"].fixed["integration_info"]
+    assert eu_segment.deflated in after.segment.deflated  # reused as it was
+    assert b'sendcloud_api_auth_ok{account="us"} 1.0' in after.text()
+    assert b'sendcloud_api_auth_ok{account="us"} 0.0' in first.text()

@@ -1,0 +1,161 @@
+"""The status document: order, frozen values, escaping; served as / and /status.json."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import bcrypt
+import httpx
+from prometheus_client import CollectorRegistry
+
+from monitor.exporter.server import HttpServer, make_app
+from monitor.exporter.status import Status, build, render_html
+from monitor.exporter.webconfig import load_web_config, protect
+from monitor.health import derive
+from monitor.sendcloud import parse_integration
+from monitor.store import AccountSnapshot, Observation
+from monitor.store import Status as Read
+
+T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
+EVIL = "<script>alert(1)</script>"
+
+
+def observation(integration_id: int, read: Read = Read.OK, **fields: object) -> Observation:
+    record = parse_integration({"id": integration_id, **fields})[0]
+    return Observation(integration_id, read, record, derive(record, T0, 7200))
+
+
+def snapshot() -> dict[str, AccountSnapshot]:
+    hour = (T0 - timedelta(hours=1)).isoformat()
+    observations = [
+        observation(1, shop_name="Healthy", last_fetched_at=T0.isoformat()),
+        observation(2, shop_name="Failing 1h", started_failing_at=hour),
+        observation(
+            3, shop_name="Failing 2h", started_failing_at=(T0 - timedelta(hours=2)).isoformat()
+        ),
+        observation(4, shop_name="Stale", last_fetched_at=(T0 - timedelta(hours=3)).isoformat()),
+        observation(5, Read.ERROR, shop_name="Unreadable", started_failing_at=hour),
+        observation(6, shop_name=EVIL, shop_url="javascript:alert(2)", type="<b>x</b>"),
+    ]
+    return {"eu": AccountSnapshot("eu", {o.integration_id: o for o in observations}, 1, T0)}
+
+
+def test_problems_first_then_by_duration() -> None:
+    status = build(snapshot(), T0 + timedelta(minutes=10))
+    order = [(r.integration_id, r.state) for r in status.integrations]
+    assert order == [
+        (3, "failing"),
+        (2, "failing"),
+        (4, "stale"),
+        (5, "unknown"),
+        (1, "healthy"),
+        (6, "healthy"),
+    ]
+
+
+def test_values_are_those_of_the_metrics_frozen_while_unreadable() -> None:
+    rows = {r.integration_id: r for r in build(snapshot(), T0 + timedelta(hours=5)).integrations}
+    assert rows[2].failing_seconds == 3600 + 5 * 3600  # readable: extended to now
+    assert rows[5].failing_seconds == 3600  # unreadable: frozen at its last read
+
+
+class Cells(HTMLParser):
+    """The text of every table cell, the links, and every <script> element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.links: list[str] = []
+        self.scripts = 0
+        self._in_cell = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "tr":
+            self.rows.append([])
+        elif tag == "td":
+            self._in_cell = True
+            self.rows[-1].append("")
+        elif tag == "a":
+            self.links.append(dict(attrs).get("href") or "")
+        elif tag == "script":
+            self.scripts += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td":
+            self._in_cell = False
+
+    def handle_data(self, data: str) -> None:
+        if self._in_cell:
+            self.rows[-1][-1] += data
+
+
+def test_everything_from_the_api_is_text_not_markup() -> None:
+    page = render_html(build(snapshot(), T0), T0)
+    parser = Cells()
+    parser.feed(page)
+    cells = [row for row in parser.rows if row]
+    evil_row = next(row for row in cells if EVIL in row[1])
+    assert evil_row[2] == "<b>x</b>"  # shown as text
+    assert parser.scripts == 1  # only the page's own filter script
+    assert not any(link.startswith("javascript:") for link in parser.links)
+
+
+def served(status: Status, web_config: Path | None = None) -> HttpServer:
+    app = make_app(CollectorRegistry(), lambda: True, lambda: (status, T0))
+    if web_config is not None:
+        app = protect(app, load_web_config(web_config))
+    server = HttpServer("127.0.0.1", 0, app)
+    server.start()
+    return server
+
+
+def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
+    status = build(snapshot(), T0)
+    server = served(status)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        document = httpx.get(base + "/status.json").json()
+        page = httpx.get(base + "/")
+    finally:
+        server.stop()
+    assert page.headers["content-type"].startswith("text/html")
+    assert [i["integration_id"] for i in document["integrations"]] == [3, 2, 4, 5, 1, 6]
+    assert document["summary"] == {
+        "failing": 2,
+        "stale": 1,
+        "not_found": 0,
+        "unknown": 1,
+        "healthy": 2,
+    }
+    assert set(document["integrations"][0]) == {
+        "account",
+        "integration_id",
+        "shop_name",
+        "shop_url",
+        "integration_type",
+        "state",
+        "failing_seconds",
+        "staleness_seconds",
+        "last_fetched_at",
+        "last_read_at",
+        "alerts",
+        "cause",
+    }
+    json.dumps(document)
+
+
+def test_the_page_is_protected_like_metrics(tmp_path: Path) -> None:
+    hashed = bcrypt.hashpw(b"pw", bcrypt.gensalt(rounds=4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users: {{ops: '{hashed}'}}\n")
+    server = served(build(snapshot(), T0), web)
+    try:
+        base = f"http://127.0.0.1:{server.port}"
+        assert httpx.get(base + "/").status_code == 401
+        assert httpx.get(base + "/status.json").status_code == 401
+        assert httpx.get(base + "/", auth=("ops", "pw")).status_code == 200
+    finally:
+        server.stop()

@@ -1,0 +1,161 @@
+"""The request budget: pure token-bucket arithmetic, and 3000 requests against a simulator that
+enforces Sendcloud's 1000 a minute, on an accelerated clock."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from monitor.sendcloud import SendcloudClient
+from monitor.sendcloud.budget import RequestBudget, smallest_interval
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
+
+
+class Clock:
+    """Virtual monotonic time; sleeping advances it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_bucket_spreads_requests_at_the_rate() -> None:
+    clock = Clock()
+    budget = RequestBudget(600, clock=clock, sleep=clock.sleep)  # 10 a second, burst 10
+    for _ in range(110):
+        await budget.acquire()
+    assert budget.acquired == 110
+    assert clock.now == pytest.approx(10.0)  # the burst of 10, then 100 at 10 a second
+
+
+async def test_pause_stops_everything_then_resumes() -> None:
+    clock = Clock()
+    budget = RequestBudget(600, clock=clock, sleep=clock.sleep)
+    await budget.acquire()
+    budget.pause(30)
+    waited = await budget.acquire()
+    assert waited >= 30
+    assert clock.now >= 30
+
+
+def test_smallest_interval() -> None:
+    assert smallest_interval(900, 900) == 60
+    assert smallest_interval(3000, 900) == 200
+    assert smallest_interval(1, 900) == 1
+
+
+SCALE = 10.0  # one real second is ten budget seconds: 150 requests/s at a budget of 900/min
+
+
+@pytest.mark.timeout(120)
+async def test_3000_requests_against_1000_per_minute_get_no_429() -> None:
+    def virtual() -> float:
+        return time.monotonic() * SCALE
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / SCALE)
+
+    shops = [SimIntegration(i) for i in range(1, 3001)]
+    with Simulator(shops, rate_limit_per_minute=1000, monotonic=virtual) as sim:
+        budget = RequestBudget(900, clock=virtual, sleep=sleep)
+        client = SendcloudClient(
+            sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget, sleep=sleep, monotonic=virtual
+        )
+        limit = asyncio.Semaphore(8)
+
+        async def get(integration_id: int) -> int:
+            async with limit:
+                return (await client.get_integration(integration_id)).id
+
+        started = virtual()
+        ids = await asyncio.gather(*(get(i) for i in range(1, 3001)))
+        elapsed_minutes = (virtual() - started) / 60
+        await client.aclose()
+    assert sorted(ids) == list(range(1, 3001))
+    assert sim.throttled == 0
+    assert sim.request_count() == 3000
+    rate = 3000 / elapsed_minutes
+    print(f"achieved {rate:.0f} requests per budget minute (budget 900, limit 1000)")
+    assert rate <= 910  # never above the budget (plus its one-second burst)
+    assert rate >= 600  # and the budget is used, not wasted
+
+
+async def test_429_pauses_the_account_and_is_counted(captured_logs: object) -> None:
+    """A server stricter than the budget: 429s pause the account, retries then get through."""
+    from prometheus_client import generate_latest
+
+    from monitor.exporter.metrics import Metrics
+    from monitor.store import Store
+
+    def virtual() -> float:
+        return time.monotonic() * 60  # one real second is a budget minute
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / 60)
+
+    metrics = Metrics(Store(["default"]), ["default"])
+    with Simulator([SimIntegration(1)], rate_limit_per_minute=5, monotonic=virtual) as sim:
+        client = SendcloudClient(
+            sim.url,
+            DEMO_PUBLIC_KEY,
+            DEMO_SECRET_KEY,
+            budget=RequestBudget(900, clock=virtual, sleep=sleep),
+            events=metrics.client_events("default"),
+            sleep=sleep,
+            monotonic=virtual,
+            max_attempts=5,
+        )
+        for _ in range(8):
+            assert (await client.get_integration(1)).id == 1
+        await client.aclose()
+    assert sim.throttled >= 1
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = generate_latest(metrics.registry).decode()
+    values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
+    throttled = values["sendcloud_api_throttled_total"]
+    waited = values["sendcloud_api_budget_wait_seconds_total"]
+    assert throttled == sim.throttled
+    assert waited > 0
+
+
+async def test_a_cycle_too_big_for_its_interval_warns_once(captured_logs: object) -> None:
+    from dataclasses import replace
+
+    from monitor.exporter.metrics import Metrics
+    from monitor.poller import AccountPoller
+    from monitor.store import Store
+    from tests.conftest import LogCapture, account_for
+
+    assert isinstance(captured_logs, LogCapture)
+    clock = Clock()
+    with Simulator([SimIntegration(i) for i in range(1, 1001)]) as sim:
+        account = replace(
+            account_for(sim, None), poll_interval_seconds=5, max_requests_per_minute=60
+        )
+        budget = RequestBudget(60, clock=clock, sleep=clock.sleep)
+        client = SendcloudClient(sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget)
+        store = Store(["default"])
+        poller = AccountPoller(
+            account,
+            client,
+            store,
+            budget=budget,
+            on_cycle=Metrics(store, ["default"]).observe_cycle,
+        )
+        await poller.poll()  # 10 pages at one request a second: 10 s > 5 s
+        await poller.poll()
+        await client.aclose()
+    [warning] = captured_logs.events("poll_interval_too_short")
+    assert warning["requests_per_cycle"] == 10
+    assert warning["smallest_feasible_interval_seconds"] == 10
+    assert clock.now >= 19  # the cycles were stretched to the budget, not the interval

@@ -1,0 +1,368 @@
+"""The Sendcloud client against the simulator over real loopback HTTP (and MockTransport for
+byte-level oddities the simulator does not produce)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from monitor.sendcloud import (
+    MAX_BODY_BYTES,
+    ApiError,
+    AuthFailed,
+    InvalidResponse,
+    NotFound,
+    RateLimited,
+    SendcloudClient,
+    ServerError,
+    Unreachable,
+    parse_integration,
+    parse_retry_after,
+)
+from monitor.sendcloud import client as sendcloud
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
+from tests.conftest import free_port
+
+
+async def no_sleep(seconds: float) -> None:
+    return None
+
+
+class Recorded:
+    """ClientEvents that keep what they are told."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[str, str]] = []
+        self.errors: list[tuple[str, str]] = []
+        self.pauses: list[float] = []
+        self.waited = 0.0
+
+    def request(self, endpoint: str, code: str, seconds: float) -> None:
+        self.requests.append((endpoint, code))
+
+    def error(self, endpoint: str, reason: str) -> None:
+        self.errors.append((endpoint, reason))
+
+    def throttled(self, pause_seconds: float) -> None:
+        self.pauses.append(pause_seconds)
+
+    def budget_wait(self, seconds: float) -> None:
+        self.waited += seconds
+
+
+def client_for(sim: Simulator, secret: str = DEMO_SECRET_KEY, **kwargs: object) -> SendcloudClient:
+    return SendcloudClient(sim.url, DEMO_PUBLIC_KEY, secret, sleep=no_sleep, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_get_integration(sim: Simulator) -> None:
+    client = client_for(sim)
+    record = await client.get_integration(2)
+    await client.aclose()
+    assert record.id == 2
+    assert record.shop_name == "Failing shop"
+    assert record.type == "woocommerce"
+    assert record.started_failing_at is not None
+    assert record.started_failing_at.tzinfo is not None
+    assert not hasattr(record, "webhook_url")
+
+
+async def test_not_found_is_typed(sim: Simulator) -> None:
+    client = client_for(sim)
+    with pytest.raises(NotFound):
+        await client.get_integration(5)  # deleted scenario
+    with pytest.raises(NotFound):
+        await client.get_integration(999)
+    await client.aclose()
+
+
+async def test_wrong_credentials_raise_auth_failed(sim: Simulator) -> None:
+    client = client_for(sim, secret="wrong")
+    with pytest.raises(AuthFailed) as error:
+        await client.get_integration(1)
+    await client.aclose()
+    assert error.value.status == 401
+    assert "wrong" not in str(error.value)
+    assert sim.request_count("/integrations/1") == 1  # never retried
+
+
+@pytest.fixture
+def big_sim() -> Iterator[Simulator]:
+    with Simulator([SimIntegration(i, shop_name=f"Shop {i}") for i in range(1, 58)]) as simulator:
+        yield simulator
+
+
+async def test_list_follows_link_over_several_pages(big_sim: Simulator) -> None:
+    client = client_for(big_sim)
+    result = await client.list_integrations(page_size=10)
+    await client.aclose()
+    assert [r.id for r in result.integrations] == list(range(1, 58))
+    assert result.complete
+    assert result.pages == 6
+    assert big_sim.request_count("/integrations") == 6
+
+
+async def test_list_stops_at_max_pages(big_sim: Simulator) -> None:
+    client = client_for(big_sim)
+    result = await client.list_integrations(page_size=10, max_pages=2)
+    await client.aclose()
+    assert len(result.integrations) == 20
+    assert not result.complete
+    assert result.pages == 2
+
+
+async def test_link_to_another_origin_is_not_followed(big_sim: Simulator) -> None:
+    with Simulator([SimIntegration(99)]) as foreign:  # a real server that must see nothing
+        big_sim.next_link_base = foreign.origin
+        client = client_for(big_sim)
+        with pytest.raises(InvalidResponse, match="another origin"):
+            await client.list_integrations(page_size=10)
+        await client.aclose()
+        assert foreign.request_count() == 0
+    assert big_sim.request_count() == 1
+
+
+async def test_link_to_same_host_other_port_is_not_followed(big_sim: Simulator) -> None:
+    big_sim.next_link_base = f"http://127.0.0.1:{free_port()}"
+    client = client_for(big_sim)
+    with pytest.raises(InvalidResponse, match="another origin"):
+        await client.list_integrations(page_size=10)
+    await client.aclose()
+
+
+async def test_server_errors_are_retried_then_succeed(sim: Simulator) -> None:
+    sim.inject_fault(503, count=2, integration_id=1)
+    client = client_for(sim)
+    record = await client.get_integration(1)
+    await client.aclose()
+    assert record.id == 1
+    assert sim.request_count("/integrations/1") == 3
+
+
+async def test_retries_are_bounded(sim: Simulator) -> None:
+    sim.inject_fault(502, count=10, integration_id=1)
+    client = client_for(sim, max_attempts=3)
+    with pytest.raises(ServerError):
+        await client.get_integration(1)
+    await client.aclose()
+    assert sim.request_count("/integrations/1") == 3
+
+
+async def test_rate_limit_carries_retry_after(sim: Simulator) -> None:
+    sim.inject_fault(429, count=5)
+    client = client_for(sim, max_attempts=1)
+    with pytest.raises(RateLimited) as error:
+        await client.get_integration(1)
+    await client.aclose()
+    assert error.value.retry_after == 1
+
+
+async def test_connection_refused_is_unreachable() -> None:
+    client = SendcloudClient(
+        f"http://127.0.0.1:{free_port()}/api/v3", "p", "s", max_attempts=2, sleep=no_sleep
+    )
+    with pytest.raises(Unreachable):
+        await client.get_integration(1)
+    await client.aclose()
+
+
+async def test_observer_sees_every_request(sim: Simulator) -> None:
+    events = Recorded()
+    client = client_for(sim, events=events)
+    await client.get_integration(1)
+    with pytest.raises(NotFound):
+        await client.get_integration(5)
+    await client.list_integrations()
+    await client.aclose()
+    assert events.requests == [
+        ("get_integration", "200"),
+        ("get_integration", "404"),
+        ("list_integrations", "200"),
+    ]
+
+
+def mock_client(handler: httpx.MockTransport, events: Recorded | None = None) -> SendcloudClient:
+    return SendcloudClient(
+        "https://api.test/api/v3", "p", "s", transport=handler, sleep=no_sleep, events=events
+    )
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "headers", "error"),
+    [
+        (200, b"<html>maintenance</html>", {"content-type": "text/html"}, "not JSON"),
+        (200, b'{"data": "nope"}', {}, "not an object"),
+        (200, b'{"data": {"id": "abc"}}', {}, "no valid id"),
+        (200, b'{"data": {"shop_name": "no id"}}', {}, "no valid id"),
+        (200, b'{"data": {"id": 2}}', {}, "asked for integration 1, got 2"),
+        (200, b'{"data": {"id": 1', {}, "not JSON"),
+        (418, b"", {}, "unexpected status 418"),
+    ],
+)
+async def test_bad_bodies_become_invalid_response(
+    status: int, body: bytes, headers: dict[str, str], error: str
+) -> None:
+    client = mock_client(
+        httpx.MockTransport(lambda r: httpx.Response(status, content=body, headers=headers))
+    )
+    with pytest.raises(InvalidResponse, match=error):
+        await client.get_integration(1)
+    await client.aclose()
+
+
+async def test_unknown_fields_and_nulls_are_accepted() -> None:
+    payload = {
+        "data": {
+            "id": 1,
+            "shop_name": None,
+            "brand_new_field": {"x": 1},
+            "last_fetched_at": None,
+            "created_at": "2026-01-01T00:00:00+01:00",
+        }
+    }
+    client = mock_client(httpx.MockTransport(lambda r: httpx.Response(200, json=payload)))
+    record = await client.get_integration(1)
+    await client.aclose()
+    assert record.shop_name is None
+    assert record.created_at == datetime(2025, 12, 31, 23, tzinfo=UTC)
+
+
+async def test_oversized_body_is_refused() -> None:
+    big = b'{"data": {"id": 1, "shop_name": "' + b"x" * (MAX_BODY_BYTES + 10) + b'"}}'
+    client = mock_client(httpx.MockTransport(lambda r: httpx.Response(200, content=big)))
+    with pytest.raises(InvalidResponse, match="larger than"):
+        await client.get_integration(1)
+    await client.aclose()
+
+
+async def test_bad_records_in_a_list_are_skipped_and_counted() -> None:
+    payload = {"data": [{"id": 1}, {"id": "x"}, "junk", {"id": 3}]}
+    client = mock_client(httpx.MockTransport(lambda r: httpx.Response(200, json=payload)))
+    result = await client.list_integrations()
+    await client.aclose()
+    assert [r.id for r in result.integrations] == [1, 3]
+    assert result.invalid == 2
+
+
+async def test_pagination_loop_is_detected() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        link = '<https://api.test/api/v3/integrations?cursor=same>; rel="next"'
+        return httpx.Response(200, json={"data": []}, headers={"Link": link})
+
+    client = mock_client(httpx.MockTransport(handler))
+    with pytest.raises(InvalidResponse, match="loops"):
+        await client.list_integrations()
+    await client.aclose()
+
+
+async def test_basic_auth_header_is_sent_and_first_page_asks_for_page_size() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=json.dumps({"data": []}).encode())
+
+    client = mock_client(httpx.MockTransport(handler))
+    await client.list_integrations()
+    await client.aclose()
+    assert seen[0].headers["authorization"] == "Basic cDpz"  # base64("p:s")
+    assert seen[0].url.params["page_size"] == "100"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("120", 120.0),
+        ("Fri, 27 Nov 2026 12:01:00 GMT", 60.0),
+        ("Fri, 27 Nov 2026 11:00:00 GMT", 0.0),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_parse_retry_after(value: str | None, expected: float | None) -> None:
+    now = datetime(2026, 11, 27, 12, tzinfo=UTC)
+    assert parse_retry_after(value, now) == expected
+
+
+async def test_a_404_on_the_collection_is_an_account_error_not_not_found() -> None:
+    events = Recorded()
+    client = mock_client(
+        httpx.MockTransport(lambda r: httpx.Response(404, text="<h1>nginx</h1>")), events
+    )
+    with pytest.raises(ApiError) as raised:
+        await client.list_integrations()
+    assert not isinstance(raised.value, NotFound)
+    assert raised.value.reason == "not_found"
+    assert events.errors == [("list_integrations", "not_found")]
+    with pytest.raises(NotFound):  # on one integration a 404 still means it is gone
+        await client.get_integration(1)
+    await client.aclose()
+
+
+async def test_one_invalid_optional_field_is_nulled_and_counted(sim: Simulator) -> None:
+    sim.update(
+        2,
+        started_failing_at=datetime(2026, 11, 27, 11, tzinfo=UTC),
+        extra={"updated_at": "not a date", "type": 5, "service_point_carriers": "oops"},
+    )
+    events = Recorded()
+    client = client_for(sim, events=events)
+    record = await client.get_integration(2)
+    listed = await client.list_integrations()
+    await client.aclose()
+    assert record.started_failing_at == datetime(2026, 11, 27, 11, tzinfo=UTC)
+    assert (record.updated_at, record.type) == (None, None)
+    assert record.shop_name == "Failing shop"
+    assert 2 in {r.id for r in listed.integrations}
+    assert events.errors.count(("get_integration", "invalid_field")) == 2
+    assert events.errors.count(("list_integrations", "invalid_field")) == 2
+
+
+async def test_an_answer_for_another_id_is_invalid() -> None:
+    events = Recorded()
+    client = mock_client(
+        httpx.MockTransport(lambda r: httpx.Response(200, json={"data": {"id": 99}})), events
+    )
+    with pytest.raises(InvalidResponse) as raised:
+        await client.get_integration(1)
+    await client.aclose()
+    assert raised.value.reason == "id_mismatch"
+    assert events.errors == [("get_integration", "id_mismatch")]
+
+
+async def test_a_list_that_never_ends_stops_at_the_page_cap(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sendcloud, "MAX_LIST_PAGES", 25)
+    pages = iter(range(10**6))
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        link = f'<https://api.test/api/v3/integrations?cursor={next(pages)}>; rel="next"'
+        return httpx.Response(200, json={"data": [{"id": 1}]}, headers={"Link": link})
+
+    client = mock_client(httpx.MockTransport(handler))
+    result = await client.list_integrations()
+    await client.aclose()
+    assert (result.pages, result.complete) == (25, False)
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("https://shop.example.com/", "https://shop.example.com/"),
+        (
+            "https://admin:hunter22@shop.example.com:8443/store?key=s3cret#x",
+            "https://shop.example.com:8443/store",
+        ),
+        ("http://user@[2001:db8::1]/", "http://[2001:db8::1]/"),
+        ("shop.example.com/path?token=abc", "shop.example.com/path"),
+        ("user:pw@shop.example.com", "shop.example.com"),
+        ("https://[broken", ""),
+    ],
+)
+def test_shop_urls_lose_userinfo_query_and_fragment(given: str, shown: str) -> None:
+    record = parse_integration({"id": 1, "shop_url": given})[0]
+    assert record.shop_url == shown

@@ -1,0 +1,35 @@
+"""The benchmark still runs (a short version; the numbers are for people, not assertions)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import require_binary
+
+ROOT = Path(__file__).parents[2]
+
+
+@pytest.mark.timeout(120)
+def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
+    require_binary("prometheus-blackbox-exporter")  # the comparison column
+    result = subprocess.run(
+        [sys.executable, "bench/daemon.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+    header, _, row = result.stdout.splitlines()[1:4]
+    columns = [c.strip() for c in header.split("|")]
+    values = dict(zip(columns, (c.strip() for c in row.split("|")), strict=True))
+    assert columns[0] == "scenario"
+    assert float(values["scrape / floor"]) > 0
+    assert values["RSS steady / peak"].endswith("MiB")
+    assert int(values["samples"]) > 200 * 5  # several series per integration
+    assert float(values["daemon / blackbox"]) > 0
+    assert values["blackbox CPU / cycle"].endswith(" s")

@@ -1,0 +1,139 @@
+"""No secret in any output: every secret the daemon knows, with a unique marker, through a normal
+cycle with alerts, a fault cycle, an auth failure, ``validate-config`` and ``check``; then every
+output is searched for every marker (and the Basic-auth encoding of the keys)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import yaml
+
+from monitor.simulator import SimIntegration, Simulator
+from tests.conftest import free_port
+from tests.daemon_process import DaemonProcess, run_once
+from tests.receivers import Receiver, running
+
+PUBLIC = "pk-marker-public-5a1f"
+SECRET = "sk-marker-secret-7c3e"
+WEBHOOK_TOKEN = "wh-marker-token-9e2d"
+HMAC_SECRET = "hm-marker-hmac-4d8b"
+WEB_PASSWORD = "pw-marker-web-1b6a"
+SHOP_PASSWORD = "shop-marker-userinfo-3f0c"
+#: Secrets the simulator puts in every record and exception log (webhook_url, request headers).
+SIMULATOR_SECRETS = ("webhook-token-", "shop-secret-", "shop-token-")
+
+
+@pytest.mark.timeout(120)
+def test_no_secret_reaches_any_output(tmp_path: Path) -> None:
+    web_hash = bcrypt.hashpw(WEB_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+    (tmp_path / "web.yml").write_text(yaml.safe_dump({"basic_auth_users": {"prom": web_hash}}))
+    (tmp_path / "secret_key").write_text(SECRET + "\n")
+    (tmp_path / "hmac").write_text(HMAC_SECRET)
+    state_file = tmp_path / "state" / "alerts.json"
+    now = datetime.now(UTC)
+    shops = [
+        SimIntegration(1, "failing", "Failing shop", started_failing_at=now - timedelta(hours=2)),
+        SimIntegration(2, "healthy", "Userinfo shop", f"https://admin:{SHOP_PASSWORD}@shop.test/"),
+    ]
+    with (
+        Simulator(shops, public_key=PUBLIC, secret_key=SECRET) as sim,
+        running(Receiver(secret=HMAC_SECRET.encode())) as webhook,
+        running(Receiver()) as alertmanager,
+    ):
+        (tmp_path / "hook_url").write_text(f"{webhook.url}/{WEBHOOK_TOKEN}")
+        config = tmp_path / "monitor.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "sendcloud": {"auth": "oauth2", "oauth2_token_url": sim.token_url},
+                    "alerting": {
+                        "state_file": str(state_file),
+                        "unreachable_for_seconds": 0,
+                        "webhooks": [
+                            {
+                                "name": "ops",
+                                "url_file": str(tmp_path / "hook_url"),
+                                "hmac_secret_file": str(tmp_path / "hmac"),
+                            }
+                        ],
+                        "alertmanager": {"url": alertmanager.url.removesuffix("/hook")},
+                    },
+                }
+            )
+        )
+        port = free_port()
+        env = {
+            "MONITOR_CONFIG_FILE": str(config),
+            "MONITOR_WEB_CONFIG_FILE": str(tmp_path / "web.yml"),
+            "SENDCLOUD_API_URL": sim.url,
+            "SENDCLOUD_PUBLIC_KEY": PUBLIC,
+            "SENDCLOUD_SECRET_KEY_FILE": str(tmp_path / "secret_key"),
+            "MONITOR_INTEGRATION_IDS": "all",
+            "MONITOR_POLL_INTERVAL_SECONDS": "5",
+            "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}",
+            "MONITOR_LOG_LEVEL": "debug",  # the most verbose the daemon gets
+        }
+        daemon = DaemonProcess(["run"], env, port)
+        auth = ("prom", WEB_PASSWORD)
+        outputs: dict[str, str] = {}
+        try:
+            ready = daemon.base + "/readyz"
+            daemon.wait_for(lambda: httpx.get(ready, auth=auth).status_code == 200, 20, "ready")
+            daemon.wait_for(lambda: bool(webhook.bodies and alertmanager.bodies), 20, "alerts")
+            tokens = list(sim._tokens)
+            assert tokens  # the OAuth2 flow really ran
+
+            def errors() -> float:
+                return metric(daemon, auth, "sendcloud_api_errors_total")
+
+            # one poll each: html and 500 are not retried, a reset is retried three times
+            for kind, status, count in (("html", 200, 1), ("reset", 200, 3), ("status", 500, 1)):
+                before = errors()
+                sim.inject_fault(status, count=count, kind=kind)
+                daemon.wait_for(lambda b=before: errors() > b, 15, f"a {kind} fault cycle")
+            sim.inject_fault(401, count=10**6)  # the token is refreshed once, then auth fails
+            daemon.wait_for(
+                lambda: metric(daemon, auth, "sendcloud_api_auth_ok") == 0, 15, "auth failure"
+            )
+            daemon.wait_for(lambda: state_file.exists(), 5, "the state file")
+            outputs["/metrics"] = httpx.get(daemon.base + "/metrics", auth=auth).text
+            outputs["/"] = httpx.get(daemon.base + "/", auth=auth).text
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+        assert code == 0
+        tokens += list(sim._tokens)
+        assert webhook.signatures_ok
+        assert all(webhook.signatures_ok)
+        outputs["daemon stdout+stderr"] = daemon.output
+        outputs["state file"] = state_file.read_text()
+        outputs["webhook bodies"] = json.dumps(webhook.bodies)
+        outputs["alertmanager payloads"] = json.dumps(alertmanager.bodies)
+        for command in (["validate-config"], ["check"]):
+            result = run_once(command, env)
+            outputs[" ".join(command)] = result.stdout + result.stderr
+    basic = base64.b64encode(f"{PUBLIC}:{SECRET}".encode()).decode()
+    markers = (PUBLIC, SECRET, WEBHOOK_TOKEN, HMAC_SECRET, WEB_PASSWORD, web_hash, SHOP_PASSWORD)
+    for where, text in outputs.items():
+        assert text, f"{where} is empty: nothing was checked"
+        for marker in (*markers, basic, *tokens, *SIMULATOR_SECRETS):
+            assert marker not in text, f"{marker!r} leaked into {where}"
+    assert "Failing shop" in outputs["webhook bodies"]  # the outputs are the real thing
+
+
+def metric(daemon: DaemonProcess, auth: tuple[str, str], name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(daemon.base + "/metrics", auth=auth, timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    )

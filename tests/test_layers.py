@@ -1,0 +1,145 @@
+"""The import graph points downward only: each part of ``monitor`` imports only the parts below
+it (the table is the README's module map), and the daemon never loads the simulator."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import ROOT
+
+PACKAGE = ROOT / "monitor"
+BASE = {"monitor", "monitor.config_errors", "monitor.logs"}
+
+#: part -> the parts it may import (besides itself and the base modules)
+MAY_IMPORT: dict[str, set[str]] = {
+    "base": set(),
+    "sendcloud": set(),
+    "health": {"sendcloud"},
+    "store": {"sendcloud", "health"},
+    "alerting": {"sendcloud", "health", "store"},
+    "exporter": {"sendcloud", "health", "store"},
+    "settings": {"sendcloud", "health", "alerting"},
+    "poller": {"sendcloud", "health", "store", "settings"},
+    "daemon": {"sendcloud", "health", "store", "alerting", "exporter", "settings", "poller"},
+    "simulator": {"health"},
+    "cli": {
+        "sendcloud",
+        "health",
+        "store",
+        "alerting",
+        "exporter",
+        "settings",
+        "poller",
+        "daemon",
+        "simulator",
+    },
+    "__main__": {"cli"},
+}
+
+
+def part(module: str) -> str:
+    """The part a dotted module name belongs to: its first name below ``monitor``."""
+    if module in BASE:
+        return "base"
+    return module.split(".")[1]
+
+
+def module_name(path: Path, package: Path) -> str:
+    parts = path.relative_to(package.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every ``monitor`` module ``path`` imports, at any depth (lazy imports included)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "monitor"}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            if node.module.split(".")[0] != "monitor":
+                continue
+            if node.module == "monitor":  # from monitor import logs, __version__
+                found |= {
+                    f"monitor.{a.name}" if a.name != "__version__" else "monitor"
+                    for a in node.names
+                }
+            else:
+                found.add(node.module)
+    return found
+
+
+def violations(package: Path) -> list[str]:
+    problems = []
+    for path in sorted(package.rglob("*.py")):
+        source = module_name(path, package)
+        allowed = MAY_IMPORT[part(source)] | {part(source), "base"}
+        for target in sorted(imports(path)):
+            if part(target) not in allowed:
+                problems.append(f"{source} imports {target}")
+    return problems
+
+
+def test_every_part_has_a_row_in_the_table() -> None:
+    parts = {part(module_name(p, PACKAGE)) for p in PACKAGE.rglob("*.py")}
+    assert parts == set(MAY_IMPORT)
+
+
+def test_imports_point_downward_only() -> None:
+    assert violations(PACKAGE) == []
+
+
+def test_the_check_catches_a_lower_layer_importing_a_higher_one(tmp_path: Path) -> None:
+    fake = tmp_path / "monitor" / "sendcloud"
+    fake.mkdir(parents=True)
+    (fake / "client.py").write_text("from monitor.alerting.rules import AlertRules\n")
+    (fake / "oauth.py").write_text("def f():\n    from monitor.exporter import metrics\n")
+    assert violations(tmp_path / "monitor") == [
+        "monitor.sendcloud.client imports monitor.alerting.rules",
+        "monitor.sendcloud.oauth imports monitor.exporter",
+    ]
+
+
+def test_the_daemon_never_loads_the_simulator() -> None:
+    code = (
+        "import sys, monitor.cli\n"
+        "assert 'monitor.simulator' not in sys.modules, 'the simulator was imported'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def module_map() -> dict[str, tuple[set[str], str]]:
+    """The README's module map: path -> (the submodules it names, its 'may import' cell)."""
+    text = (ROOT / "README.md").read_text()
+    table = text.split("### Module map", 1)[1].split("\n\n")[2]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        module, responsibility, may = (cell.strip() for cell in line.strip("|").split("|"))
+        for path in re.findall(r"`(monitor/[^`]+)`", module):
+            rows[path] = (set(re.findall(r"`([a-z_]+)` \(", responsibility)), may)
+    return rows
+
+
+def test_the_readme_module_map_matches_the_tree() -> None:
+    rows = module_map()
+    tree = {
+        f"monitor/{p.name}/" if p.is_dir() else f"monitor/{p.name}"
+        for p in PACKAGE.iterdir()
+        if p.name not in ("__pycache__", "__init__.py", "__main__.py", "py.typed")
+    }
+    assert set(rows) == tree
+    for path, (named, _) in rows.items():
+        if path.endswith("/") and named:  # a subpackage: its modules, each named once
+            modules = {p.stem for p in (ROOT / path).glob("*.py") if p.stem != "__init__"}
+            assert named == modules, path
+    for path, (_, may) in rows.items():
+        listed = {m.strip() for m in may.split(",")}
+        name = part(
+            "monitor." + path.removeprefix("monitor/").removesuffix("/").removesuffix(".py")
+        )
+        if listed <= set(MAY_IMPORT) | {"base"}:
+            assert listed - {"base"} == MAY_IMPORT[name], path
