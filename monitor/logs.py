@@ -15,6 +15,7 @@ import sys
 from collections.abc import Iterable
 from typing import TextIO
 
+import stamina
 import structlog
 from structlog.tracebacks import ExceptionDictTransformer
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -129,4 +130,19 @@ def configure(
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=False,
+    )
+    # stamina would log each retry as a warning and count it in prometheus-client's global
+    # registry; a retry is routine (the outcome is what counts), so it is a debug line here
+    stamina.instrumentation.set_on_retry_hooks([log_retry])
+
+
+def log_retry(details: stamina.instrumentation.RetryDetails) -> None:
+    """One debug line per retry: which attempt, how long it waits, and why (an error's
+    reason or type, never its message, which may carry a URL)."""
+    cause = details.caused_by
+    structlog.get_logger(__name__).debug(
+        "retry_scheduled",
+        attempt=details.retry_num,
+        wait_seconds=round(details.wait_for, 3),
+        error=getattr(cause, "reason", type(cause).__name__),
     )

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import stamina
 from pydantic import SecretStr
 
 from monitor import logs
@@ -24,6 +25,14 @@ T0 = datetime(2026, 11, 27, 12, 0, 0, tzinfo=UTC)
 
 
 ROOT = Path(__file__).parents[1]  # the repository
+
+
+@pytest.fixture(autouse=True)
+def _retries_without_waits() -> Iterator[None]:
+    """Retries happen as many times as configured, but without stamina's backoff waits (the
+    daemon processes that system tests start are not affected: they wait for real)."""
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
 
 
 def require_binary(name: str) -> str:

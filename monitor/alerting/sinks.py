@@ -16,13 +16,13 @@ import contextlib
 import hashlib
 import hmac
 import json
-import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 import httpx
+import stamina
 import structlog
 
 from monitor import __version__
@@ -34,7 +34,6 @@ INCIDENT_THRESHOLD = 10
 SLACK_SHOPS = 5
 DeliveryObserver = Callable[[str, str], None]  # (sink, outcome)
 DepthObserver = Callable[[str, int], None]  # (sink, queue depth)
-Sleep = Callable[[float], Awaitable[None]]
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +76,23 @@ class StdoutSink:
         return None
 
 
+#: The longest wait between two attempts of one delivery.
+MAX_BACKOFF_SECONDS = 30.0
+
+
+class _Refused(Exception):
+    """The receiver answered, but not with success."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"status {status}")
+        self.reason = f"status {status}"
+        self.retryable = status >= 500 or status == 429
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    return isinstance(exc, httpx.HTTPError) or (isinstance(exc, _Refused) and exc.retryable)
+
+
 class _Delivery:
     """A bounded queue of request bodies and the task that POSTs them, with retries."""
 
@@ -92,7 +108,6 @@ class _Delivery:
         depth: DepthObserver,
         headers: Callable[[bytes], dict[str, str]] = lambda body: {},
         backoff_seconds: float = 1.0,
-        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.name = name
         self._url = url
@@ -103,7 +118,6 @@ class _Delivery:
         self._observe = observe
         self._depth = depth
         self._headers = headers
-        self._sleep = sleep
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -137,25 +151,31 @@ class _Delivery:
             self._idle.set()
 
     async def _post(self, body: bytes) -> bool:
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                response = await self._http.post(
-                    self._url, content=body, headers=self._headers(body)
-                )
-                if response.status_code < 300:
-                    return True
-                retryable = response.status_code >= 500 or response.status_code == 429
-                reason = f"status {response.status_code}"
-            except httpx.HTTPError as exc:
-                retryable, reason = True, type(exc).__name__
-            if not retryable or attempt == self._max_attempts:
-                log.warning(
-                    "alert_delivery_failed", sink=self.name, reason=reason, attempts=attempt
-                )
-                return False
-            delay = random.uniform(0, min(30.0, self._backoff * 2 ** (attempt - 1)))  # noqa: S311
-            await self._sleep(delay)
-        return False
+        """POST with retries of what may pass next time (no answer, 5xx, 429): stamina's
+        exponential backoff with jitter, at most 30 s apart."""
+        tried = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_worth_retrying,
+                attempts=self._max_attempts,
+                timeout=None,
+                wait_initial=self._backoff,
+                wait_max=MAX_BACKOFF_SECONDS,
+                wait_jitter=self._backoff,
+            ):
+                with attempt:
+                    tried = attempt.num
+                    await self._send(body)
+        except (_Refused, httpx.HTTPError) as exc:
+            reason = exc.reason if isinstance(exc, _Refused) else type(exc).__name__
+            log.warning("alert_delivery_failed", sink=self.name, reason=reason, attempts=tried)
+            return False
+        return True
+
+    async def _send(self, body: bytes) -> None:
+        response = await self._http.post(self._url, content=body, headers=self._headers(body))
+        if response.status_code >= 300:
+            raise _Refused(response.status_code)
 
     async def aclose(self, drain_seconds: float = 1.5) -> None:
         """Give queued deliveries a moment, then stop."""

@@ -8,18 +8,18 @@ origin: credentials are never sent anywhere else.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import email.utils
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import httpx
+import stamina
 import structlog
 
 from monitor import __version__
@@ -84,9 +84,8 @@ class NoEvents:
 
 
 MAX_RETRY_AFTER = 60.0
-
-
-Sleep = Callable[[float], Awaitable[None]]
+#: The longest wait between two attempts of one request.
+MAX_BACKOFF_SECONDS = 10.0
 
 
 class SendcloudClient:
@@ -106,7 +105,6 @@ class SendcloudClient:
         budget: RequestBudget | None = None,
         auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        sleep: Sleep = asyncio.sleep,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.base_url = httpx.URL(api_url.rstrip("/") + "/")
@@ -114,7 +112,6 @@ class SendcloudClient:
         self._budget = budget
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
-        self._sleep = sleep
         self._monotonic = monotonic
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
@@ -232,38 +229,44 @@ class SendcloudClient:
     async def _request(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None = None
     ) -> tuple[httpx.Response, bytes]:
-        """One logical GET: budgeted, with a bounded retry of transient failures (the poll
-        cycle's own deadline cancels whatever is still waiting)."""
-        attempt = 1
-        while True:
-            try:
-                return await self._attempt(endpoint, url, params)
-            except ApiError as exc:
-                if isinstance(exc, RateLimited):
-                    self._throttle(exc)
-                delay = self._delay(attempt, exc)
-                if attempt >= self._max_attempts or not _retryable(exc):
-                    if not isinstance(exc, NotFound):
-                        self._events.error(endpoint, exc.reason)
-                    raise
-                await self._sleep(delay)
-                attempt += 1
+        """One logical GET: budgeted, with a bounded retry of transient failures (stamina:
+        exponential backoff with jitter; the poll cycle's own deadline cancels whatever is
+        still waiting, so there is no retry timeout of its own)."""
+        try:
+            async for attempt in stamina.retry_context(
+                on=self._retry_after,
+                attempts=self._max_attempts,
+                timeout=None,
+                wait_initial=self._backoff,
+                wait_max=MAX_BACKOFF_SECONDS,
+                wait_jitter=self._backoff,
+            ):
+                with attempt:
+                    return await self._attempt(endpoint, url, params)
+        except ApiError as exc:
+            if not isinstance(exc, NotFound):
+                self._events.error(endpoint, exc.reason)
+            raise
+        raise AssertionError("stamina ends with an answer or the last error")  # pragma: no cover
 
-    def _throttle(self, exc: RateLimited) -> None:
+    def _retry_after(self, exc: Exception) -> bool | float:
+        """Whether (and, for a 429, after how long) to try again. A 429 pauses the whole
+        account in its budget, so the retry itself need not wait; without a budget it waits
+        the capped Retry-After."""
+        if not isinstance(exc, ApiError) or not _retryable(exc):
+            return False
+        if not isinstance(exc, RateLimited):
+            return True
+        pause = self._throttle(exc)
+        return 0.0 if self._budget is not None else pause
+
+    def _throttle(self, exc: RateLimited) -> float:
         """A 429 pauses the whole account: capped Retry-After plus jitter."""
         pause = min(exc.retry_after or 1.0, MAX_RETRY_AFTER) + random.uniform(0, 1)  # noqa: S311
         if self._budget is not None:
             self._budget.pause(pause)
         self._events.throttled(pause)
-
-    def _delay(self, attempt: int, exc: ApiError) -> float:
-        """Exponential backoff with full jitter (a 429 waits in the budget instead)."""
-        if isinstance(exc, RateLimited) and self._budget is not None:
-            return 0.0
-        cap = float(self._backoff * 2 ** (attempt - 1))
-        if isinstance(exc, RateLimited) and exc.retry_after is not None:
-            cap = max(cap, min(exc.retry_after, MAX_RETRY_AFTER))
-        return random.uniform(0, cap)  # noqa: S311 - jitter, not cryptography
+        return pause
 
     async def _attempt(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None

@@ -68,7 +68,7 @@ async def test_3000_requests_against_1000_per_minute_get_no_429() -> None:
     with Simulator(shops, rate_limit_per_minute=1000, monotonic=virtual) as sim:
         budget = RequestBudget(900, clock=virtual, sleep=sleep)
         client = SendcloudClient(
-            sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget, sleep=sleep, monotonic=virtual
+            sim.url, DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, budget=budget, monotonic=virtual
         )
         limit = asyncio.Semaphore(8)
 
@@ -110,7 +110,6 @@ async def test_429_pauses_the_account_and_is_counted(captured_logs: object) -> N
             DEMO_SECRET_KEY,
             budget=RequestBudget(900, clock=virtual, sleep=sleep),
             events=metrics.client_events("default"),
-            sleep=sleep,
             monotonic=virtual,
             max_attempts=5,
         )

@@ -4,11 +4,13 @@ byte-level oddities the simulator does not produce)."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import httpx
 import pytest
+import stamina
 
 from monitor.sendcloud import (
     MAX_BODY_BYTES,
@@ -25,11 +27,7 @@ from monitor.sendcloud import (
 )
 from monitor.sendcloud import client as sendcloud
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
-from tests.conftest import free_port
-
-
-async def no_sleep(seconds: float) -> None:
-    return None
+from tests.conftest import LogCapture, free_port
 
 
 class Recorded:
@@ -55,7 +53,7 @@ class Recorded:
 
 
 def client_for(sim: Simulator, secret: str = DEMO_SECRET_KEY, **kwargs: object) -> SendcloudClient:
-    return SendcloudClient(sim.url, DEMO_PUBLIC_KEY, secret, sleep=no_sleep, **kwargs)  # type: ignore[arg-type]
+    return SendcloudClient(sim.url, DEMO_PUBLIC_KEY, secret, **kwargs)  # type: ignore[arg-type]
 
 
 async def test_get_integration(sim: Simulator) -> None:
@@ -151,6 +149,32 @@ async def test_retries_are_bounded(sim: Simulator) -> None:
     assert sim.request_count("/integrations/1") == 3
 
 
+async def test_each_retry_is_one_debug_line_naming_the_reason(
+    sim: Simulator, captured_logs: LogCapture
+) -> None:
+    sim.inject_fault(503, count=2, integration_id=1)
+    client = client_for(sim, max_attempts=3)
+    assert (await client.get_integration(1)).id == 1
+    await client.aclose()
+    retries = captured_logs.events("retry_scheduled")
+    assert [(r["level"], r["attempt"], r["error"]) for r in retries] == [
+        ("debug", 1, "server_error"),
+        ("debug", 2, "server_error"),
+    ]
+    assert not [e for e in captured_logs.lines() if e["level"] in ("warning", "error")]
+
+
+async def test_without_a_budget_a_429_waits_its_retry_after(sim: Simulator) -> None:
+    sim.inject_fault(429, count=1, integration_id=1)
+    client = client_for(sim, max_attempts=2)
+    with stamina.set_testing(False):  # real waits: the Retry-After is what is tested
+        started = time.monotonic()
+        assert (await client.get_integration(1)).id == 1
+        waited = time.monotonic() - started
+    await client.aclose()
+    assert 1.0 <= waited < 10.0  # Retry-After: 1 s, plus up to 1 s of jitter
+
+
 async def test_rate_limit_carries_retry_after(sim: Simulator) -> None:
     sim.inject_fault(429, count=5)
     client = client_for(sim, max_attempts=1)
@@ -161,9 +185,7 @@ async def test_rate_limit_carries_retry_after(sim: Simulator) -> None:
 
 
 async def test_connection_refused_is_unreachable() -> None:
-    client = SendcloudClient(
-        f"http://127.0.0.1:{free_port()}/api/v3", "p", "s", max_attempts=2, sleep=no_sleep
-    )
+    client = SendcloudClient(f"http://127.0.0.1:{free_port()}/api/v3", "p", "s", max_attempts=2)
     with pytest.raises(Unreachable):
         await client.get_integration(1)
     await client.aclose()
@@ -185,9 +207,7 @@ async def test_observer_sees_every_request(sim: Simulator) -> None:
 
 
 def mock_client(handler: httpx.MockTransport, events: Recorded | None = None) -> SendcloudClient:
-    return SendcloudClient(
-        "https://api.test/api/v3", "p", "s", transport=handler, sleep=no_sleep, events=events
-    )
+    return SendcloudClient("https://api.test/api/v3", "p", "s", transport=handler, events=events)
 
 
 @pytest.mark.parametrize(
