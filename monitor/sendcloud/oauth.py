@@ -1,8 +1,10 @@
 """OAuth2 client credentials for the Sendcloud API, as an ``httpx.Auth`` flow.
 
-The token is fetched once, cached, and refreshed shortly before it expires; a 401 refreshes it
-once and replays the request. A lock makes concurrent requests share one refresh. The client
-credentials go to the token URL only, the bearer token to the API only.
+The token is fetched once, cached, and refreshed shortly before it expires (halfway through a
+short lifetime); a 401 refreshes it once and replays the request. A lock makes concurrent
+requests share one refresh. The client credentials go to the token URL only, form-urlencoded
+before the Basic encoding as RFC 6749 section 2.3.1 asks; the bearer token goes to the API
+only.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import base64
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -35,12 +38,14 @@ class OAuth2ClientCredentials(httpx.Auth):
     ) -> None:
         self._token_url = token_url
         self._scope = scope
-        basic = base64.b64encode(f"{client_id}:{client_secret}".encode()).decode()
+        # RFC 6749 section 2.3.1: form-urlencode each, then Basic-encode the pair
+        pair = f"{quote_plus(client_id)}:{quote_plus(client_secret)}"
+        basic = base64.b64encode(pair.encode()).decode()
         self._credentials = f"Basic {basic}"
         self._clock = clock
         self._lock = asyncio.Lock()
         self._token: str | None = None
-        self._expires_at = 0.0
+        self._refresh_at = 0.0
         self.refreshes = 0
 
     def sync_auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response]:
@@ -50,7 +55,7 @@ class OAuth2ClientCredentials(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         async with self._lock:
-            if self._token is None or self._clock() >= self._expires_at - REFRESH_MARGIN_SECONDS:
+            if self._token is None or self._clock() >= self._refresh_at:
                 self._store(await _read((yield self._token_request())))
             token = self._token
         request.headers["Authorization"] = f"Bearer {token}"
@@ -94,8 +99,15 @@ class OAuth2ClientCredentials(httpx.Auth):
                 reason="token_error",
             )
         self._token = token
-        self._expires_at = self._clock() + float(lifetime)
+        self._refresh_at = self._clock() + refresh_after(float(lifetime))
         self.refreshes += 1
+
+
+def refresh_after(lifetime: float) -> float:
+    """Seconds until a token of ``lifetime`` is replaced: ``REFRESH_MARGIN_SECONDS`` before it
+    expires, or halfway through a lifetime shorter than twice that margin (a 30 s token is
+    not fetched anew for every request)."""
+    return max(lifetime - REFRESH_MARGIN_SECONDS, lifetime / 2)
 
 
 async def _read(response: httpx.Response) -> httpx.Response:

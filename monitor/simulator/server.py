@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal, TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit
 
 from monitor.health import utcnow
 
@@ -266,6 +266,7 @@ class Simulator:
             self.add(integration)
         self.next_link_base: str | None = None  # tests: advertise pages on another origin
         self._auth = "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+        self._keys = (public_key, secret_key)
         self._server = ThreadingHTTPServer((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -360,6 +361,7 @@ class Simulator:
         """Accept only a new key pair from now on (as after rotating keys in the panel)."""
         with self._lock:
             self._auth = "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
+            self._keys = (public_key, secret_key)
 
     def revoke_tokens(self) -> None:
         """Invalidate every OAuth2 access token issued so far."""
@@ -370,7 +372,7 @@ class Simulator:
         """``POST /oauth2/token/`` with ``grant_type=client_credentials``."""
         with self._lock:
             self.token_requests += 1
-            if authorization != self._auth:
+            if _client_credentials(authorization) != self._keys:
                 return Reply(401, {"error": "invalid_client"})
             if form.get("grant_type") != ["client_credentials"]:
                 return Reply(400, {"error": "unsupported_grant_type"})
@@ -593,6 +595,20 @@ def _make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self.close_connection = True
 
     return Handler
+
+
+def _client_credentials(authorization: str | None) -> tuple[str, str] | None:
+    """Client id and secret from a token request's Basic header: RFC 6749 section 2.3.1 has
+    both form-urlencoded before the Basic encoding, so they are decoded after it."""
+    scheme, _, encoded = (authorization or "").partition(" ")
+    try:
+        raw = base64.b64decode(encoded, validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, client_secret = raw.partition(":")
+    if scheme != "Basic" or not colon:
+        return None
+    return unquote_plus(client_id), unquote_plus(client_secret)
 
 
 def _error(status: int, code: str, detail: str) -> Reply:

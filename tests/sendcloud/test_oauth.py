@@ -7,9 +7,13 @@ import asyncio
 import pytest
 
 from monitor.sendcloud import AuthFailed, SendcloudClient
-from monitor.sendcloud.oauth import REFRESH_MARGIN_SECONDS, OAuth2ClientCredentials
+from monitor.sendcloud.oauth import (
+    REFRESH_MARGIN_SECONDS,
+    OAuth2ClientCredentials,
+    refresh_after,
+)
 from monitor.settings import load_settings
-from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 
 
 class Clock:
@@ -53,6 +57,43 @@ async def test_token_is_refreshed_before_it_expires(sim: Simulator) -> None:
     await client.get_integration(1)
     await client.aclose()
     assert sim.token_requests == 2
+
+
+async def test_a_short_lived_token_is_not_fetched_for_every_request(sim: Simulator) -> None:
+    clock = Clock()
+    sim.token_lifetime = 30  # under the 60 s refresh margin
+    client = oauth_client(sim, clock)
+    for _ in range(5):
+        await client.get_integration(1)
+        clock.now += 2
+    assert sim.token_requests == 1  # 10 s into a 30 s token
+    clock.now += 6  # 16 s: past half its life
+    await client.get_integration(1)
+    await client.aclose()
+    assert sim.token_requests == 2
+
+
+@pytest.mark.parametrize(
+    ("lifetime", "refreshed_after"),
+    [(3600, 3540), (120, 60), (100, 50), (30, 15), (1, 0.5), (0, 0)],
+)
+def test_refresh_time(lifetime: float, refreshed_after: float) -> None:
+    assert refresh_after(lifetime) == refreshed_after
+
+
+@pytest.mark.parametrize(
+    ("public_key", "secret_key"),
+    [("id:with:colons", "plain"), ("plain", "s3cr+t with spaces%20&=/"), ("ü-ñ", "日本")],
+)
+async def test_client_credentials_are_form_urlencoded_before_basic(
+    public_key: str, secret_key: str
+) -> None:
+    with Simulator([SimIntegration(1)], public_key=public_key, secret_key=secret_key) as sim:
+        auth = OAuth2ClientCredentials(sim.token_url, public_key, secret_key, clock=Clock())
+        client = SendcloudClient(sim.url, "unused", "unused", auth=auth)
+        assert (await client.get_integration(1)).id == 1
+        await client.aclose()
+        assert sim.token_requests == 1
 
 
 async def test_a_401_refreshes_once_and_replays(sim: Simulator) -> None:
