@@ -143,3 +143,18 @@ def test_the_readme_module_map_matches_the_tree() -> None:
         )
         if listed <= set(MAY_IMPORT) | {"base"}:
             assert listed - {"base"} == MAY_IMPORT[name], path
+
+
+def test_the_contributor_guide_gives_the_same_layers() -> None:
+    text = (ROOT / "docs" / "CONTRIBUTING.md").read_text()
+    table = text.split("| layer | may import |", 1)[1].split("\n\n")[0]
+    checked = set()
+    for line in table.strip().splitlines()[1:]:
+        layer, may = (cell.strip() for cell in line.strip("|").split("|"))
+        listed = {m.strip() for m in may.split(",")}
+        if not listed <= set(MAY_IMPORT) | {"base"}:
+            continue  # "all of the above", "everything": prose, checked by the tree itself
+        for name in re.findall(r"`([a-z_]+)(?:/|\.py)`", layer.split("—")[0]):
+            assert listed - {"base"} == MAY_IMPORT[name], name
+            checked.add(name)
+    assert checked >= {"sendcloud", "health", "store", "alerting", "exporter", "settings", "poller"}
