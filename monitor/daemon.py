@@ -26,7 +26,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import logs
-from monitor.alerting.alerter import Alerter
+from monitor.alerting.service import Alerter
 from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.config_errors import ConfigError
 from monitor.exporter.exposition import Exposition

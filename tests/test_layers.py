@@ -158,3 +158,29 @@ def test_the_contributor_guide_gives_the_same_layers() -> None:
             assert listed - {"base"} == MAY_IMPORT[name], name
             checked.add(name)
     assert checked >= {"sendcloud", "health", "store", "alerting", "exporter", "settings", "poller"}
+
+
+def confusable(names: list[str]) -> list[tuple[str, str]]:
+    """Pairs of names that differ only by a short suffix (alerts/alerting, state/statefile)."""
+
+    def shared(a: str, b: str) -> int:
+        pairs = enumerate(zip(a, b, strict=False))
+        return next((i for i, (x, y) in pairs if x != y), min(len(a), len(b)))
+
+    ordered = sorted(set(names))
+    return [
+        (a, b)
+        for i, a in enumerate(ordered)
+        for b in ordered[i + 1 :]
+        if shared(a, b) >= 4 and shared(a, b) >= min(len(a), len(b)) - 1
+    ]
+
+
+def test_no_two_module_names_differ_only_by_a_suffix() -> None:
+    assert confusable(["alerts", "alerting", "state", "statefile", "server", "service"]) == [
+        ("alerting", "alerts"),
+        ("state", "statefile"),
+    ]
+    modules = [p.stem for p in PACKAGE.rglob("*.py") if p.stem not in ("__init__", "__main__")]
+    packages = [p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]
+    assert confusable(modules + packages) == []

@@ -71,12 +71,7 @@ def test_client_turns_any_body_into_a_record_or_an_api_error(body: bytes, status
     async def run() -> None:
         transport = httpx.MockTransport(lambda request: httpx.Response(status, content=body))
 
-        async def no_sleep(seconds: float) -> None:
-            return None
-
-        client = SendcloudClient(
-            "https://api.test/api/v3", "p", "s", transport=transport, sleep=no_sleep
-        )
+        client = SendcloudClient("https://api.test/api/v3", "p", "s", transport=transport)
         with contextlib.suppress(ApiError):
             await client.get_integration(1)
         with contextlib.suppress(ApiError):

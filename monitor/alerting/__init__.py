@@ -2,7 +2,7 @@
 
 - ``rules``: the alert rules as a pure state machine (grace, repeat, escalation, resolve) and
   the event fields — time is passed in;
-- ``alerter``: :class:`Alerter`, the service run after each poll: evaluates, delivers, looks up
+- ``service``: :class:`Alerter`, the service run after each poll: evaluates, delivers, looks up
   causes in the background, persists;
 - ``sinks``: delivery to stdout, grouped webhooks and Alertmanager;
 - ``cause``: the likely cause of a failure from the exception logs, redacted;
@@ -11,8 +11,8 @@
 May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the base modules.
 """
 
-from monitor.alerting.alerter import CAUSE_PENDING, Alerter
 from monitor.alerting.rules import ALERTS, AlertRules
+from monitor.alerting.service import CAUSE_PENDING, Alerter
 from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 
 __all__ = [

@@ -17,8 +17,8 @@ import httpx
 import jsonschema
 import pytest
 
-from monitor.alerting.alerter import CAUSE_PENDING, Alerter
 from monitor.alerting.rules import AlertRules
+from monitor.alerting.service import CAUSE_PENDING, Alerter
 from monitor.alerting.sinks import AlertmanagerSink, StdoutSink
 from monitor.daemon import open_pollers
 from monitor.exporter.metrics import Metrics
