@@ -1,13 +1,12 @@
 """The alerting service: after each poll cycle, evaluate the rules, deliver, look up causes.
 
-Pure rule logic lives in :mod:`monitor.alerts`; this module does the I/O around it: the sinks,
-the state file, the metrics and the exception-log lookups. A lookup never delays a notification
-nor a poll: a newly firing ``IntegrationFailing`` goes out at once (``cause_error`` says the
-lookup is pending), the lookup runs in the background (a few at a time, within a small share
-of the account's request budget), and its result is delivered with the account's next
+Pure rule logic lives in :mod:`monitor.alerting.rules`; this module does the I/O around it: the
+sinks, the state file, the metrics and the exception-log lookups. A lookup never delays a
+notification nor a poll: a newly firing ``IntegrationFailing`` goes out at once (``cause_error``
+says the lookup is pending), the lookup runs in the background (a few at a time, within a small
+share of the account's request budget), and its result is delivered with the account's next
 evaluation as a ``kind: cause`` event; from then on the alert carries it (Alertmanager's
-description annotation, repeats, escalations).
-"""
+description annotation, repeats, escalations)."""
 
 from __future__ import annotations
 

@@ -12,8 +12,8 @@ the fixed part as it is, followed by the freshly compressed elapsed gauges, as o
 member (every client reads it); a plain scrape inflates it on the way out.
 
 The output has the same families, samples and values as prometheus-client's own rendering of
-:class:`~monitor.metrics.IntegrationCollector` (tested), in the text format 0.0.4, which every
-Prometheus accepts; OpenMetrics is not offered.
+:class:`~monitor.exporter.metrics.IntegrationCollector` (tested), in the text format 0.0.4,
+which every Prometheus accepts; OpenMetrics is not offered.
 """
 
 from __future__ import annotations

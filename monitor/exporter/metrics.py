@@ -154,7 +154,8 @@ def info_labels(observation: Observation) -> dict[str, str] | None:
 
 class IntegrationCollector(Collector):
     """Yields fresh metric families from the store on every scrape (prometheus-client's own
-    rendering; the reference the cached :class:`~monitor.exposition.Exposition` matches)."""
+    rendering; the reference that the cached
+    :class:`~monitor.exporter.exposition.Exposition` matches)."""
 
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self._store = store
