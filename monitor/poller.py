@@ -34,7 +34,12 @@ class IntegrationSource(Protocol):
 
     async def get_integration(self, integration_id: int) -> Integration: ...
 
-    async def list_integrations(self, *, max_pages: int | None = None) -> Any: ...
+    async def list_integrations(
+        self,
+        *,
+        max_pages: int | None = None,
+        known: Callable[[int], Integration | None] = ...,
+    ) -> Any: ...
 
     async def integration_logs(
         self, integration_id: int, *, page_size: int = 10
@@ -291,7 +296,9 @@ class AccountPoller:
         plan = choose_plan(ids, previous.list_pages)
         if plan.use_list:
             try:
-                result = await self.client.list_integrations(max_pages=plan.max_pages)
+                result = await self.client.list_integrations(
+                    max_pages=plan.max_pages, known=_last_records(previous)
+                )
             except ApiError as exc:
                 fetch.account_error = exc
                 return
@@ -440,6 +447,16 @@ def _oldest_read_first(ids: Iterable[int], previous: AccountSnapshot) -> list[in
         return (last.timestamp() if last is not None else float("-inf"), integration_id)
 
     return sorted(ids, key=key)
+
+
+def _last_records(snapshot: AccountSnapshot) -> Callable[[int], Integration | None]:
+    """The last record read of each integration, by id."""
+
+    def known(integration_id: int) -> Integration | None:
+        observation = snapshot.integrations.get(integration_id)
+        return observation.record if observation is not None else None
+
+    return known
 
 
 def _account_wide_error(outcomes: Iterable[Integration | ApiError]) -> ApiError | None:

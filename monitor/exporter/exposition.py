@@ -39,7 +39,7 @@ from monitor.exporter.metrics import (
     info_labels,
     integration_samples,
 )
-from monitor.store import AccountSnapshot, Status, Store
+from monitor.store import AccountSnapshot, Observation, Status, Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 StartResponse = Callable[..., Any]
@@ -118,7 +118,8 @@ class _Rendered:
     snapshot: AccountSnapshot
     fixed: Mapping[str, Segment]  # family -> its lines for this account (not the elapsed ones)
     frozen: Mapping[str, bytes]  # elapsed family -> lines of integrations frozen at a read
-    live: tuple[tuple[str, Any], ...]  # (label text, observation) whose elapsed values move
+    account_label: str  # 'account="..."', escaped
+    live: tuple[Observation, ...]  # integrations whose elapsed values move
 
 
 @dataclass(frozen=True)
@@ -253,7 +254,7 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
     account_label = f'account="{_escape(account)}"'
     for name, value in account_samples(snapshot):
         lines[name].append(f"{name}{{{account_label}}} {_number(value)}\n")
-    live: list[tuple[str, Any]] = []
+    live: list[Observation] = []
     for count, observation in enumerate(snapshot.integrations.values(), 1):
         if count % _BATCH == 0:
             flush()
@@ -267,7 +268,7 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
         if not observation.has_values:
             continue
         if observation.status is Status.OK:
-            live.append((labels, observation))
+            live.append(observation)
         else:  # frozen at its last read: rendered once, like everything else
             assert observation.health is not None
             for name, value in elapsed_samples(observation, observation.health.read_at):
@@ -277,6 +278,7 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
         snapshot,
         {name: packer.segment() for name, packer in packers.items()},
         {name: b"".join(parts) for name, parts in frozen.items()},
+        account_label,
         tuple(live),
     )
 
@@ -288,9 +290,10 @@ def _elapsed_family(name: str, rendered: Iterable[_Rendered], now: datetime) -> 
 def _elapsed_lines(name: str, rendered: Iterable[_Rendered], now: datetime) -> Iterator[bytes]:
     for r in rendered:
         yield r.frozen[name]
+        prefix = f"{name}{{{r.account_label},integration_id="
         lines = "".join(
-            f"{name}{{{labels}}} {_number(value)}\n"
-            for labels, observation in r.live
+            f'{prefix}"{observation.integration_id}"}} {_number(value)}\n'
+            for observation in r.live
             for sample, value in elapsed_samples(observation, now)
             if sample == name
         )

@@ -144,9 +144,17 @@ class SendcloudClient:
             return record
 
     async def list_integrations(
-        self, *, page_size: int = MAX_PAGE_SIZE, max_pages: int | None = None
+        self,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        max_pages: int | None = None,
+        known: Callable[[int], Integration | None] = lambda integration_id: None,
     ) -> ListResult:
         """Every integration of the account, page by page, up to ``max_pages``.
+
+        A record equal to the one ``known`` gives for its id is returned as that very object:
+        an unchanged integration costs no memory, and the new copy dies with its page instead
+        of living until the whole walk ends (at 10 000 integrations, one copy fewer at peak).
 
         Records without a usable ``id`` are skipped (and counted): one bad record must not hide
         the rest; the caller confirms missing ones individually. A 404 here is not "every
@@ -165,10 +173,13 @@ class SendcloudClient:
             with self._counted("list_integrations"):
                 for item in _data_list(response, raw):
                     try:
-                        found.append(self._parse("list_integrations", item))
+                        record = self._parse("list_integrations", item)
                     except InvalidResponse as exc:
                         invalid += 1
                         self._events.error("list_integrations", exc.reason)
+                        continue
+                    same = known(record.id)
+                    found.append(same if same == record else record)
                 next_url = self._next_link(response)
                 if next_url is None or pages >= max_pages:
                     return ListResult(found, next_url is None, pages=pages, invalid=invalid)

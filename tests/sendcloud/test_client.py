@@ -386,3 +386,18 @@ async def test_a_list_that_never_ends_stops_at_the_page_cap(
 def test_shop_urls_lose_userinfo_query_and_fragment(given: str, shown: str) -> None:
     record = parse_integration({"id": 1, "shop_url": given})[0]
     assert record.shop_url == shown
+
+
+async def test_an_unchanged_record_is_returned_as_the_known_object(sim: Simulator) -> None:
+    client = client_for(sim)
+    first = {r.id: r for r in (await client.list_integrations()).integrations}
+    sim.update(2, shop_name="Renamed shop")
+    again = (await client.list_integrations(known=first.get)).integrations
+    await client.aclose()
+    assert len(again) == len(first)
+    for record in again:
+        if record.id == 2:
+            assert record is not first[2]
+            assert record.shop_name == "Renamed shop"
+        else:
+            assert record is first[record.id]  # equal, so the very same object
