@@ -22,7 +22,6 @@ from monitor.sendcloud import (
     SendcloudClient,
     ServerError,
     Unreachable,
-    parse_integration,
     parse_retry_after,
 )
 from monitor.sendcloud import client as sendcloud
@@ -367,25 +366,6 @@ async def test_a_list_that_never_ends_stops_at_the_page_cap(
     result = await client.list_integrations()
     await client.aclose()
     assert (result.pages, result.complete) == (25, False)
-
-
-@pytest.mark.parametrize(
-    ("given", "shown"),
-    [
-        ("https://shop.example.com/", "https://shop.example.com/"),
-        (
-            "https://admin:hunter22@shop.example.com:8443/store?key=s3cret#x",
-            "https://shop.example.com:8443/store",
-        ),
-        ("http://user@[2001:db8::1]/", "http://[2001:db8::1]/"),
-        ("shop.example.com/path?token=abc", "shop.example.com/path"),
-        ("user:pw@shop.example.com", "shop.example.com"),
-        ("https://[broken", ""),
-    ],
-)
-def test_shop_urls_lose_userinfo_query_and_fragment(given: str, shown: str) -> None:
-    record = parse_integration({"id": 1, "shop_url": given})[0]
-    assert record.shop_url == shown
 
 
 async def test_an_unchanged_record_is_returned_as_the_known_object(sim: Simulator) -> None:

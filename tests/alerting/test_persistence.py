@@ -1,0 +1,58 @@
+"""Open alerts on disk: a restart neither re-fires nor forgets; a bad file starts clean."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from monitor.alerting import persistence
+from tests.alerting.test_rules import Run, failing
+from tests.conftest import LogCapture
+
+
+def test_restart_with_restored_state_neither_refires_nor_forgets(tmp_path: Path) -> None:
+    run = Run()
+    for minute in range(12):
+        run.step(minute, failing(0, minute))
+    path = tmp_path / "state" / "alerts.json"
+    persistence.save(path, run.states)
+
+    restarted = Run()
+    restarted.states = persistence.load(path)
+    assert restarted.states == run.states
+    restarted.step(13, failing(0, 13))
+    assert restarted.log == []
+    restarted.step(14)
+    assert restarted.log == [(14, "resolved", "warning")]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b'{"version": 99, "alerts": []}',
+        b'{"version": 1, "alerts": [{"key": 3}]}',
+        b"[]",
+        b"\xff\xfe",
+    ],
+)
+def test_corrupt_or_incompatible_state_file_starts_clean(
+    tmp_path: Path, content: bytes, captured_logs: LogCapture
+) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_bytes(content)
+    assert persistence.load(path) == {}
+    assert persistence.load(tmp_path / "missing.json") == {}
+    warnings = [e["event"] for e in captured_logs.lines() if e["level"] == "warning"]
+    assert len(warnings) == 2
+    assert warnings[1] == "alert_state_missing"
+
+
+def test_state_file_write_is_atomic_no_temporary_left(tmp_path: Path) -> None:
+    run = Run()
+    run.step(0, failing(-30, 0))
+    path = tmp_path / "alerts.json"
+    persistence.save(path, run.states)
+    persistence.save(path, run.states)
+    assert [p.name for p in tmp_path.iterdir()] == ["alerts.json"]
