@@ -184,3 +184,21 @@ def test_no_two_module_names_differ_only_by_a_suffix() -> None:
     modules = [p.stem for p in PACKAGE.rglob("*.py") if p.stem not in ("__init__", "__main__")]
     packages = [p.name for p in PACKAGE.iterdir() if p.is_dir() and p.name != "__pycache__"]
     assert confusable(modules + packages) == []
+
+
+def test_every_logger_is_named_after_its_module() -> None:
+    """A log line's ``logger`` field says which module wrote it (sinks and the alerting
+    service once shared one name)."""
+    calls = [
+        (path, node)
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "structlog.get_logger"
+    ]
+    assert len(calls) >= 5
+    named = [
+        f"{module_name(path, PACKAGE)}: {ast.unparse(node)}"
+        for path, node in calls
+        if [ast.unparse(a) for a in node.args] != ["__name__"]
+    ]
+    assert named == []
