@@ -286,7 +286,8 @@ def check_exit_code(status: Status) -> int:
     states = {row.state for row in status.integrations}
     if states & {State.FAILING, State.NOT_FOUND}:
         return EXIT_FAILING
-    if State.UNKNOWN in states or any(a.api_error for a in status.accounts):
+    unreadable = any(row.unreadable_since is not None for row in status.integrations)
+    if State.UNKNOWN in states or unreadable or any(a.api_error for a in status.accounts):
         return EXIT_UNREADABLE
     return EXIT_STALE if State.STALE in states else EXIT_OK
 
@@ -344,7 +345,7 @@ def format_table(status: Status, rows: list[Row], *, color: bool = False) -> str
                 str(row.integration_id),
                 _clip(row.shop_name, 40),
                 row.integration_type or "",
-                row.state,
+                row.state + (" (unreadable)" if row.unreadable_since is not None else ""),
                 duration(row.failing_seconds),
                 fetched,
             )
@@ -353,8 +354,9 @@ def format_table(status: Status, rows: list[Row], *, color: bool = False) -> str
     lines = []
     for line in table:
         cells = [cell.ljust(w) for cell, w in zip(line, widths, strict=True)]
-        if color and line is not header and line[4] in _COLORS:
-            cells[4] = f"\033[{_COLORS[line[4]]}m{cells[4]}\033[0m"
+        state = line[4].split(" ")[0]
+        if color and line is not header and state in _COLORS:
+            cells[4] = f"\033[{_COLORS[state]}m{cells[4]}\033[0m"
         lines.append("  ".join(cells).rstrip())
     notes = [
         f"account {a.name}: the Sendcloud API could not be read ({a.api_error})"

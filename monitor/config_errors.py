@@ -4,8 +4,11 @@ operator, and one way to describe pydantic's validation errors."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from pydantic import ValidationError
+
+MASK = "********"
 
 
 class ConfigError(Exception):
@@ -28,13 +31,31 @@ def describe(
         if env:
             where += f" (environment variable {env})"
         given = ""
-        if error["type"] not in ("missing", "extra_forbidden") and not secret_fields & set(loc):
-            given = f" got {error['input']!r}:"
+        value = error.get("input")
+        if (
+            error["type"] not in ("missing", "extra_forbidden")
+            and not secret_fields & set(loc)
+            # a model-level error's input is the whole block (keys, URLs, secrets): never shown
+            and not isinstance(value, Mapping)
+        ):
+            given = f" got {masked(value, secret_fields)!r}:"
         if error["type"] == "extra_forbidden":
             lines.append(f"  {where}: unknown key (check its spelling and indentation)")
         else:
             lines.append(f"  {where}:{given} {error['msg']}")
     return "\n".join(lines)
+
+
+def masked(value: Any, secret_fields: frozenset[str]) -> Any:
+    """``value`` with every secret field masked, at any depth."""
+    if isinstance(value, Mapping):
+        return {
+            k: MASK if str(k) in secret_fields else masked(v, secret_fields)
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [masked(item, secret_fields) for item in value]
+    return value
 
 
 def _dotted(loc: tuple[str, ...]) -> str:

@@ -57,6 +57,24 @@ _EVENT_NAMES = {
 }
 
 
+#: First polls start at most this many per second, and all within FIRST_POLLS_WINDOW_SECONDS:
+#: a restart of 500 accounts is ready within a minute, whatever their intervals, and never
+#: sends them all in the same second.
+FIRST_POLLS_PER_SECOND = 10.0
+FIRST_POLLS_WINDOW_SECONDS = 60.0
+
+
+def first_poll_delays(accounts: list[AccountConfig]) -> list[float]:
+    """When each account polls first, in seconds from start. Later polls follow at each
+    account's interval, so this spread also spreads them."""
+    count = len(accounts)
+    window = min(FIRST_POLLS_WINDOW_SECONDS, count / FIRST_POLLS_PER_SECOND)
+    return [
+        min(index / count * window, account.poll_interval_seconds / 2)
+        for index, account in enumerate(accounts)
+    ]
+
+
 def job_options(interval: float) -> dict[str, object]:
     """APScheduler options for one account's poll job."""
     return {
@@ -85,19 +103,26 @@ def start_worker(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> Worker:
     budget = RequestBudget(account.max_requests_per_minute)
+    events = metrics.client_events(account.name)
     client = SendcloudClient(
         account.api_url,
         account.public_key.get_secret_value(),
         account.secret_key.get_secret_value(),
         timeout_seconds=account.request_timeout_seconds,
         max_connections=account.max_concurrency,
-        events=metrics.client_events(account.name),
+        events=events,
         budget=budget,
         auth=_auth(account),
         transport=transport,
     )
     poller = AccountPoller(
-        account, client, store, clock=clock, on_cycle=metrics.observe_cycle, budget=budget
+        account,
+        client,
+        store,
+        clock=clock,
+        on_cycle=metrics.observe_cycle,
+        budget=budget,
+        events=events,
     )
     return Worker(account, client, poller)
 
@@ -189,6 +214,7 @@ class Daemon:
             shard=shard or "",
         )
         self._clock = clock
+        self._shard = shard
         self._webhooks = self.alerting.resolved_webhooks()  # as loaded (files read now)
         self._pool = transport or shared_pool()
         self._transport = SharedTransport(self._pool)
@@ -229,12 +255,9 @@ class Daemon:
         self._scheduler = scheduler
         self.alerter = self._alerter()
         try:
-            for index, account in enumerate(self.accounts):
-                # spread first polls (and so all later ones) over the interval: many accounts
-                # never poll in the same second
-                self._start(
-                    account, delay=index / len(self.accounts) * account.poll_interval_seconds
-                )
+            for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
+                self._start(account, delay=delay)
+            self._announce_empty()
             scheduler.start()
             await stop.wait()
         finally:
@@ -247,6 +270,17 @@ class Daemon:
             await self._pool.aclose()
             self.server.stop()
             log.info("monitor_stopped")
+
+    def _announce_empty(self) -> None:
+        """Once, when this process has no account to poll (an empty shard, or a reload that
+        removed every account): not an error; it serves /metrics and waits for a reload."""
+        if not self.accounts:
+            log.warning(
+                "no_accounts_to_poll",
+                shard=self._shard,
+                hint="this replica's shard holds no account, or none is configured; it stays "
+                "ready and serves /metrics, and starts polling when a reload adds accounts",
+            )
 
     def _start(self, account: AccountConfig, delay: float = 0.0) -> None:
         """An account's client, poller and job; its first poll runs after ``delay``."""
@@ -310,8 +344,11 @@ class Daemon:
                 log.error("config_reload_failed", reason=str(exc))
                 self.metrics.config_loaded(False, self._clock())
                 return False, str(exc)
+            had_accounts = bool(self.accounts)
             summary = await self._apply(settings, accounts, webhooks)
             self.metrics.config_loaded(True, self._clock())
+            if had_accounts:
+                self._announce_empty()
             log.info("config_reloaded", **summary)
             return True, ", ".join(f"{k}: {v}" for k, v in summary.items())
 
@@ -333,7 +370,9 @@ class Daemon:
             self.metrics.remove_account(name)
             self.alerter.end_account(name)
         if (settings.alerting, webhooks) != (self.alerting, self._webhooks):
-            sinks = build_sinks(settings.alerting, webhooks, self.metrics, self._clock, accounts)
+            sinks = build_sinks(
+                settings.alerting, webhooks, self.metrics, self._clock, self._evaluation_gap
+            )
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
         self.accounts, self.alerting, self._webhooks = accounts, settings.alerting, webhooks
         for name in changed + added:
@@ -343,6 +382,10 @@ class Daemon:
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
         return {"added": added, "removed": removed, "changed": changed}
+
+    def _evaluation_gap(self) -> float:
+        """The longest time between two evaluations of one account (its poll interval)."""
+        return max((a.poll_interval_seconds for a in self.accounts), default=0.0)
 
     def _alerter(self) -> Alerter:
         """The alerting service, hooked after every poll cycle; needs the running loop."""
@@ -354,7 +397,9 @@ class Daemon:
 
         return Alerter(
             self.alerting.rules(),
-            build_sinks(self.alerting, self._webhooks, self.metrics, self._clock, self.accounts),
+            build_sinks(
+                self.alerting, self._webhooks, self.metrics, self._clock, self._evaluation_gap
+            ),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
             fetch_logs=fetch_logs,
@@ -385,9 +430,10 @@ def build_sinks(
     webhooks: list[WebhookConfig],
     metrics: Metrics,
     clock: Callable[[], datetime],
-    accounts: list[AccountConfig],
+    evaluation_gap: Callable[[], float],
 ) -> list[Sink]:
-    """stdout always; then the configured webhooks and Alertmanager."""
+    """stdout always; then the configured webhooks and Alertmanager. ``evaluation_gap`` is the
+    longest time between two evaluations of an account now (it changes with a reload)."""
     sinks: list[Sink] = [StdoutSink(metrics.delivery)]
     for webhook in webhooks:
         sinks.append(
@@ -404,12 +450,12 @@ def build_sinks(
             )
         )
     if alerting.alertmanager is not None:
-        longest = max(a.poll_interval_seconds for a in accounts)
         sinks.append(
             AlertmanagerSink(
                 alerting.alertmanager.url,
-                keep_alive=timedelta(seconds=max(300.0, 3 * longest)),
                 clock=clock,
+                evaluation_gap=evaluation_gap,
+                resend_interval_seconds=alerting.alertmanager.resend_interval_seconds,
                 timeout_seconds=alerting.alertmanager.timeout_seconds,
                 max_attempts=alerting.alertmanager.max_attempts,
                 observe=metrics.delivery,

@@ -9,14 +9,22 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
 import structlog
 
 from monitor.health import derive, transitions, utcnow
-from monitor.sendcloud import ApiError, AuthFailed, Integration, NotFound
+from monitor.sendcloud import (
+    INTERNAL_ERROR,
+    ApiError,
+    AuthFailed,
+    ClientEvents,
+    Integration,
+    NoEvents,
+    NotFound,
+)
 from monitor.sendcloud.budget import RequestBudget, smallest_interval
 from monitor.settings import AccountConfig
 from monitor.store import AccountSnapshot, Observation, Status, Store
@@ -112,6 +120,7 @@ class AccountPoller:
         on_cycle: CycleObserver = _ignore_cycle,
         budget: RequestBudget | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        events: ClientEvents | None = None,
     ) -> None:
         self.account = account
         self.budget = budget
@@ -130,6 +139,8 @@ class AccountPoller:
         self._last_requests = 0
         self._running: asyncio.Task[AccountSnapshot] | None = None
         self._stopping = False
+        self._crashed = False
+        self._events = events or NoEvents()
         self.idle = asyncio.Event()
         self.idle.set()
 
@@ -140,6 +151,8 @@ class AccountPoller:
         deadline within the poll interval. After an auth failure the account is left alone for
         ``auth_retry_seconds``: rejected keys do not get better by hammering the API.
         """
+        if self._stopping:  # a run the scheduler started after stop(): nothing to do
+            return self._store.get(self.account.name)
         if self._auth_retry_at is not None and self._monotonic() < self._auth_retry_at:
             return self._store.get(self.account.name)
         self.idle.clear()
@@ -174,9 +187,38 @@ class AccountPoller:
         return True
 
     async def _cycle_and_after(self) -> AccountSnapshot:
-        snapshot = await self._cycle()
+        try:
+            snapshot = await self._cycle()
+        except Exception:  # a bug, or an answer no error class covers: never "up" from here
+            snapshot = self._crashed_cycle()
+        else:
+            self._crashed = False
         if self.after_cycle is not None:
             await self._after(snapshot)
+        return snapshot
+
+    def _crashed_cycle(self) -> AccountSnapshot:
+        """The snapshot of a cycle that raised: counted, logged once per episode with its
+        traceback, and every integration unreadable (values frozen at their last good read)."""
+        self._events.error("poll", INTERNAL_ERROR)
+        if not self._crashed:
+            self._crashed = True
+            self._log.exception(
+                "poll_cycle_crashed",
+                hint="the account's integrations keep their last good values (integration_up "
+                "0) until a cycle succeeds; please report this with the traceback",
+            )
+        previous = self._store.get(self.account.name)
+        error = ApiError("the poll cycle failed inside the monitor", reason=INTERNAL_ERROR)
+        reads = {i: Read(error, self._clock()) for i in self._expected(previous, {})}
+        self._announce_account(error)
+        snapshot = replace(
+            previous,
+            integrations=self._observe(previous, reads),
+            cycles_completed=previous.cycles_completed + 1,
+            account_error=error.reason,
+        )
+        self._store.put(snapshot)
         return snapshot
 
     def announce_plan(self) -> None:
@@ -307,6 +349,11 @@ class AccountPoller:
             reads.update(
                 (r.id, Read(r, at)) for r in result.integrations if wanted is None or r.id in wanted
             )
+            reads.update(
+                (i, Read(exc, at))
+                for i, exc in result.unreadable.items()
+                if wanted is None or i in wanted
+            )
             if ids is None and not result.complete:
                 fetch.cut = "page_cap"  # a cursor that never ends: keep the rest as they were
                 return
@@ -357,13 +404,15 @@ class AccountPoller:
                 self.account.clock_skew_tolerance_seconds,
             )
             return Observation(integration_id, Status.OK, outcome, health)
-        status = Status.NOT_FOUND if isinstance(outcome, NotFound) else Status.ERROR
+        not_found = isinstance(outcome, NotFound)
+        since = before.unreadable_since if before is not None else None
         return Observation(
             integration_id,
-            status,
+            Status.NOT_FOUND if not_found else Status.ERROR,
             before.record if before else None,
             before.health if before else None,
             error_reason=outcome.reason,
+            unreadable_since=None if not_found else (since or read.at),
         )
 
     def _announce(self, current: Observation, before: Observation | None) -> None:

@@ -226,6 +226,8 @@ class AlertmanagerSettings(_Strict):
     url: str
     timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     max_attempts: int = Field(default=3, ge=1, le=20)
+    #: Every active alert is sent again this often, whatever the polls do (as Prometheus does).
+    resend_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
     #: Dangerous: lets the Alertmanager URL use http:// to a non-loopback host.
     allow_insecure_http: bool = False
 
@@ -462,9 +464,15 @@ def parse_shard(value: str | None) -> tuple[int, int] | None:
 
 
 def shard_of(account: str, count: int) -> int:
-    """The shard of an account: a stable hash of its name (the same in every replica)."""
-    digest = hashlib.sha256(account.encode()).digest()
-    return int.from_bytes(digest[:8], "big") % count
+    """The shard of an account, the same in every replica: rendezvous (highest random weight)
+    hashing of its name over the ``count`` shards. Going from n to n + 1 replicas moves only
+    the accounts the new shard wins, about 1/(n + 1) of them (a modulo moves n/(n + 1))."""
+
+    def weight(shard: int) -> int:
+        digest = hashlib.sha256(f"{shard}\0{account}".encode()).digest()
+        return int.from_bytes(digest[:8], "big")
+
+    return max(range(count), key=weight)
 
 
 def parse_listen_address(value: str) -> tuple[str, int]:
@@ -600,14 +608,14 @@ def _one_secret(
 ) -> SecretStr | None:
     if value is not None and file is not None:
         raise ConfigError(f"{where}: set either {name} or {name}_file, not both")
-    return _read_secret_file(file, where) if file is not None else value
+    return _read_secret_file(file, where, f"{name}_file") if file is not None else value
 
 
-def _read_secret_file(path: Path, where: str) -> SecretStr:
+def _read_secret_file(path: Path, where: str, what: str) -> SecretStr:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{where}: cannot read secret key file {path}: {exc.strerror}") from None
+        raise ConfigError(f"{where}: cannot read {what} {path}: {exc.strerror}") from None
     return SecretStr(text.strip())
 
 

@@ -36,6 +36,8 @@ class Observation:
     record: Integration | None
     health: Health | None
     error_reason: str | None = None
+    #: the first failed read of the current run of failed reads (None while readable)
+    unreadable_since: datetime | None = None
 
     @property
     def last_success(self) -> datetime | None:
@@ -43,9 +45,12 @@ class Observation:
 
     @property
     def state(self) -> State:
+        """The state as of the last successful read — also while the integration cannot be
+        read now (see ``unreadable_since``), as the frozen metrics and the alerts have it;
+        unknown only when it was never read."""
         if self.status is Status.NOT_FOUND:
             return State.NOT_FOUND
-        if self.status is Status.ERROR or self.health is None:
+        if self.health is None:
             return State.UNKNOWN
         return self.health.state
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from typing import Any
 
+import yaml
 from pydantic import BaseModel
 
+from monitor.alerting.rules import AlertRules
 from monitor.settings import (
     ENV_VARS,
     AccountSettings,
@@ -38,7 +42,7 @@ def test_example_loads(tmp_path: Path) -> None:
     assert accounts[1].integration_ids is None
     [webhook] = settings.alerting.resolved_webhooks()
     assert webhook.url.get_secret_value() == "https://hooks.example.com/T0/B0/abc"
-    assert settings.alerting.rules().failing_for_seconds == 600
+    assert settings.alerting.rules().failing_for_seconds == 900
     assert "https://hooks.example.com/T0/B0/abc" in settings.secrets()
 
 
@@ -64,3 +68,74 @@ def test_readme_documents_every_environment_variable() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     for variable in [*ENV_VARS, "MONITOR_CONFIG_FILE", "MONITOR_WEB_CONFIG_FILE"]:
         assert f"`{variable}`" in readme, variable
+
+
+#: Which model documents the keys under each path of the example (accounts are examples).
+_MODELS: dict[tuple[str, ...], type[BaseModel]] = {
+    (): Settings,
+    ("defaults",): Defaults,
+    ("alerting",): AlertingSettings,
+    ("alerting", "webhooks"): WebhookSettings,
+    ("alerting", "alertmanager"): AlertmanagerSettings,
+}
+_KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
+
+
+def presented_defaults() -> list[tuple[tuple[str, ...], str, Any]]:
+    """(path, key, value) of every scalar the example shows without marking it an example
+    (no "example" in the comments right above it)."""
+    found = []
+    stack: list[tuple[int, str]] = []
+    comments: list[str] = []
+    for line in EXAMPLE.read_text().splitlines():
+        stripped = line.strip()
+        if stripped.startswith(("#", "- #")):
+            comments.append(stripped)
+            continue
+        match = _KEY.match(line)
+        if match is None:
+            comments = []
+            continue
+        indent = len(match["indent"]) + (2 if match["item"] else 0)
+        while stack and stack[-1][0] >= indent:
+            stack.pop()
+        path = tuple(key for _, key in stack)
+        value = match["value"].split(" #")[0].strip()
+        if value:
+            marked = any("example" in comment.lower() for comment in comments)
+            if path in _MODELS and not marked:
+                found.append((path, match["key"], yaml.safe_load(value)))
+        else:
+            stack.append((indent, match["key"]))
+        comments = []
+    return found
+
+
+def test_every_value_the_example_presents_as_default_is_the_default() -> None:
+    shown = presented_defaults()
+    assert len(shown) > 25  # the parser found the blocks
+    for path, key, value in shown:
+        field = _MODELS[path].model_fields[key]
+        assert value == field.default, f"{'.'.join((*path, key))}: {value!r} != {field.default!r}"
+
+
+def test_the_shipped_rules_use_the_daemons_default_thresholds() -> None:
+    """A user who keeps the defaults gets the same alerts from the daemon and from Prometheus."""
+    rules = yaml.safe_load((EXAMPLE.parent.parent / "deploy/prometheus/rules.yml").read_text())
+    expr = {r["alert"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "alert" in r}
+    defaults = AlertingSettings().rules()
+    assert defaults == AlertRules()  # one set of defaults, not two
+
+    def threshold(alert: str, pattern: str) -> float:
+        found = re.search(pattern, expr[alert])
+        assert found is not None, alert
+        return float(found[1])
+
+    failing = r"integration_failing_seconds > (\d+)"
+    assert threshold("SendcloudIntegrationFailing", failing) == defaults.failing_for_seconds
+    assert (
+        threshold("SendcloudIntegrationFailingCritical", failing)
+        == defaults.failing_critical_after_seconds
+    )
+    stale = r"integration_fetch_stale_threshold_seconds > (\d+)"
+    assert threshold("SendcloudIntegrationFetchStale", stale) == defaults.stale_for_seconds

@@ -108,7 +108,7 @@ LATER = T0 + timedelta(hours=3)
     ("status", "health", "state", "values_at"),
     [
         (Status.OK, FAILING_AT_T0, State.FAILING, LATER),  # readable: extended to now
-        (Status.ERROR, FAILING_AT_T0, State.UNKNOWN, T0),  # unreadable: frozen at the read
+        (Status.ERROR, FAILING_AT_T0, State.FAILING, T0),  # unreadable: last known, frozen
         (Status.ERROR, None, State.UNKNOWN, None),  # never read: nothing to export
         (Status.NOT_FOUND, FAILING_AT_T0, State.NOT_FOUND, None),  # gone: no values
     ],
@@ -140,7 +140,7 @@ def test_the_frozen_value_never_crosses_a_threshold_however_long_the_outage() ->
         assert at is not None
         assert health.failing_seconds_at(at) == 890
         assert health.staleness_seconds_at(at) == 7170
-    assert frozen.state is State.UNKNOWN
+    assert frozen.state is State.FAILING  # as last read: 890 s, not yet past any threshold
 
 
 def health_with(*, failing: bool = False, stale: bool = False, skew: bool = False) -> Health:

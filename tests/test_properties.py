@@ -21,6 +21,7 @@ from monitor import logs
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
+from monitor.sendcloud.records import HEALTH_FIELDS
 from monitor.store import AccountSnapshot, Observation, Status, Store
 
 json_values = st.recursive(
@@ -57,9 +58,11 @@ def test_parser_accepts_or_rejects_cleanly(data: dict[str, Any]) -> None:
     else:
         assert isinstance(record.id, int)
         assert "id" not in dropped
+        assert not HEALTH_FIELDS & set(dropped)  # a field that decides health is never nulled
         for name in dropped:  # an invalid optional field is null, never a crash
             assert getattr(record, name) is None
-    assert reason in (None, "invalid_record")
+    # invalid_field: a field that decides health was neither RFC 3339 nor null
+    assert reason in (None, "invalid_record", "invalid_field")
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])

@@ -64,7 +64,7 @@ def test_secret_key_file(tmp_path: Path) -> None:
 
 def test_missing_secret_key_file_is_a_clear_error(tmp_path: Path) -> None:
     env = {"SENDCLOUD_PUBLIC_KEY": "pub-1", "SENDCLOUD_SECRET_KEY_FILE": str(tmp_path / "nope")}
-    with pytest.raises(ConfigError, match="cannot read secret key file"):
+    with pytest.raises(ConfigError, match="cannot read secret_key_file"):
         load_settings(None, env)
 
 

@@ -80,6 +80,7 @@ def _encode(state: AlertState) -> dict[str, Any]:
         "firing_since": _iso(state.firing_since),
         "last_notified": _iso(state.last_notified),
         "severity": state.severity,
+        "episode": _iso(state.episode),
         "context": {
             k: _iso(v) if isinstance(v, datetime) else v for k, v in asdict(state.context).items()
         },
@@ -101,6 +102,7 @@ def _decode(item: dict[str, Any]) -> AlertState:
         last_notified=_time(item.get("last_notified")),
         severity=str(item["severity"]),
         context=Context(**context),
+        episode=_time(item.get("episode")),
     )
 
 

@@ -86,6 +86,9 @@ class Condition:
     key: AlertKey
     since: datetime | None
     context: Context
+    #: The API's own timestamp of this episode, as sent (``started_failing_at``;
+    #: ``last_fetched_at`` or ``created_at`` for staleness); None for account alerts.
+    episode: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ class AlertState:
     last_notified: datetime | None = None
     severity: str = "warning"
     context: Context = field(default_factory=Context)
+    episode: datetime | None = None  # see Condition.episode
 
     @property
     def firing(self) -> bool:
@@ -166,10 +170,13 @@ def conditions_for(
             staleness_seconds=health.staleness_seconds,
         )
         if health.failing_since is not None:
-            conditions.append(Condition(keys[0], health.failing_since, context))
+            conditions.append(
+                Condition(keys[0], health.failing_since, context, record.started_failing_at)
+            )
         if health.stale and health.fetched_since is not None:
             since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)
-            conditions.append(Condition(keys[1], min(since, health.read_at), context))
+            episode = record.last_fetched_at or record.created_at
+            conditions.append(Condition(keys[1], min(since, health.read_at), context, episode))
     return conditions, unknown
 
 
@@ -185,7 +192,12 @@ def evaluate(
     events: list[AlertEvent] = []
     active = {c.key: c for c in conditions}
     for key, condition in active.items():
-        state = _advance(previous.get(key), condition, now)
+        before = previous.get(key)
+        if before is not None and _new_episode(before, condition, now, rules):
+            if before.firing:
+                events.append(AlertEvent(before, "resolved", "resolved", now))
+            before = None
+        state = _advance(before, condition, now)
         state, event = _notify(state, now, rules)
         states[key] = state
         if event is not None:
@@ -200,14 +212,34 @@ def evaluate(
     return Evaluation(states, events)
 
 
+def _new_episode(state: AlertState, condition: Condition, now: datetime, rules: AlertRules) -> bool:
+    """Whether ``condition`` is a new episode rather than the one ``state`` tracks: the API's
+    timestamp moved later (the shop recovered between two polls and failed again) far enough
+    that, counted from it, the grace is not over — where the shipped rules, which compare the
+    elapsed time with the same threshold, resolve and start over too."""
+    if state.episode is None or condition.episode is None or condition.since is None:
+        return False
+    if condition.episode <= state.episode:
+        return False
+    return (now - condition.since).total_seconds() < rules.grace(condition.key.alert)
+
+
 def _advance(state: AlertState | None, condition: Condition, now: datetime) -> AlertState:
     if state is None:
         return AlertState(
-            key=condition.key, since=condition.since or now, context=condition.context
+            key=condition.key,
+            since=condition.since or now,
+            context=condition.context,
+            episode=condition.episode,
         )
-    since = condition.since or state.since
+    # a firing alert keeps its start (starts_at never changes within an alert)
+    since = state.since if state.firing else (condition.since or state.since)
     return replace(
-        state, since=since, observations=state.observations + 1, context=condition.context
+        state,
+        since=since,
+        observations=state.observations + 1,
+        context=condition.context,
+        episode=condition.episode or state.episode,
     )
 
 

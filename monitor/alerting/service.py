@@ -42,6 +42,7 @@ log = structlog.get_logger(__name__)
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
 Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)
 CAUSE_PENDING = "the exception logs are being looked up; the cause follows as a 'cause' event"
+CAUSE_FAILED = "the exception logs could not be looked up; tried again at the next evaluation"
 #: Cause lookups in flight at once, over all accounts.
 CAUSE_CONCURRENCY = 4
 AlertObserver = Callable[[str, str], None]  # (alert, status)
@@ -85,13 +86,26 @@ class Alerter:
         self.cause_budgets = dict(cause_budgets or {})
         self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
         self._lookups: set[asyncio.Task[None]] = set()
-        if state_file is not None:
-            restored = persistence.load(state_file)
-            for account in ids_configured:
-                self._set(account, {k: s for k, s in restored.items() if k.account == account})
-            if self._states:
-                log.info("alert_state_restored", path=str(state_file), alerts=len(self.states))
+        self._retry: set[AlertKey] = set()  # lookups that failed: tried again next evaluation
         self._on_firing(self.firing_counts())
+        if state_file is not None:
+            self._restore(persistence.load(state_file))
+
+    def _restore(self, restored: Mapping[AlertKey, AlertState]) -> None:
+        """The saved alerts of the accounts this process polls are taken over; those of any
+        other account (removed from the configuration, or moved to another shard, while the
+        daemon was down) end here, once, as a reload ends them: firing ones resolve."""
+        by_account: dict[str, dict[AlertKey, AlertState]] = {}
+        for key, state in restored.items():
+            by_account.setdefault(key.account, {})[key] = state
+        for account, states in by_account.items():
+            self._set(account, states)
+        if self._states:
+            log.info("alert_state_restored", path=str(self._state_file), alerts=len(self.states))
+        for account in [a for a in by_account if a not in self.ids_configured]:
+            ended = self.end_account(account)
+            log.info("alert_state_not_owned", account=account, resolved=len(ended))
+        self._hand_over()
 
     @property
     def states(self) -> dict[AlertKey, AlertState]:
@@ -127,19 +141,22 @@ class Alerter:
         changed = _persistent(previous) != _persistent(evaluation.states)
         self._set(account, dict(evaluation.states))
         current = self._states.get(account, {})
-        for key in [k for k in self.causes if k.account == account and k not in current]:
-            del self.causes[key]  # the episode ended
+        ended = {e.state.key for e in evaluation.events if e.status == "resolved"}
+        for key in [
+            k for k in self.causes if k.account == account and (k not in current or k in ended)
+        ]:
+            del self.causes[key]  # the episode ended (a new one may have begun)
         events = [self._fields(event) for event in evaluation.events]
         events += self._cause_events(account, now)
         for alert_event in evaluation.events:
             if self._wants_cause(alert_event):
                 self._look_up(alert_event.state)
-        firing = [
-            self._fields(AlertEvent(s, "firing", "active", now))
-            for s in evaluation.states.values()
-            if s.firing
-        ]
-        self._deliver(events, firing)
+        for key in [k for k in self._retry if k.account == account]:
+            self._retry.discard(key)
+            if key in current and current[key].firing and not self._looking_up(key):
+                self._look_up(current[key])
+        firing = self._firing_fields(account, now)
+        self._deliver(account, events, firing)
         if changed and self._state_file is not None:
             self._save()
         return events
@@ -157,7 +174,7 @@ class Alerter:
         self.ids_configured.pop(account, None)
         self.cause_budgets.pop(account, None)
         events = [self._fields(event) for event in evaluation.events]
-        self._deliver(events, [])
+        self._deliver(account, events, [])
         if previous and self._state_file is not None:
             self._save()
         return events
@@ -166,6 +183,16 @@ class Alerter:
         """New rules and sinks from a reload; the old sinks get their drain and close."""
         old, self.sinks, self.rules = self.sinks, list(sinks), rules
         await asyncio.gather(*(sink.aclose() for sink in old))
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Tell the sinks every alert firing now (new sinks, a restored state): Alertmanager's
+        resend timer keeps them active from the start."""
+        now = self._clock()
+        for account in list(self._states):
+            firing = self._firing_fields(account, now)
+            for sink in self.sinks:
+                sink.submit(account, [], firing)
 
     def firing_by_integration(
         self,
@@ -183,15 +210,24 @@ class Alerter:
         }
         return firing, causes
 
+    def _firing_fields(self, account: str, now: datetime) -> list[dict[str, Any]]:
+        return [
+            self._fields(AlertEvent(s, "firing", "active", now))
+            for s in self._states.get(account, {}).values()
+            if s.firing
+        ]
+
     def firing_counts(self) -> dict[str, int]:
         return dict(self._totals)
 
-    def _deliver(self, events: list[dict[str, Any]], firing: list[dict[str, Any]]) -> None:
+    def _deliver(
+        self, account: str, events: list[dict[str, Any]], firing: list[dict[str, Any]]
+    ) -> None:
         for fields in events:
             if fields["kind"] != "cause":
                 self._on_alert(fields["alert"], fields["status"])
         for sink in self.sinks:
-            sink.submit(events, firing)
+            sink.submit(account, events, firing)
         self._on_firing(self.firing_counts())
 
     def _fields(self, event: AlertEvent) -> dict[str, Any]:
@@ -208,8 +244,11 @@ class Alerter:
             key.alert == INTEGRATION_FAILING
             and event.status == "firing"
             and key not in self.causes
-            and not any(t.get_name() == repr(key) for t in self._lookups)
+            and not self._looking_up(key)
         )
+
+    def _looking_up(self, key: AlertKey) -> bool:
+        return any(t.get_name() == repr(key) for t in self._lookups)
 
     def _look_up(self, state: AlertState) -> None:
         task = asyncio.create_task(self._find_cause(state), name=repr(state.key))
@@ -220,13 +259,20 @@ class Alerter:
         """One lookup: a few at a time, within the account's cause budget, and only while the
         alert still fires."""
         key = state.key
+        budget = self.cause_budgets.get(key.account)
+        if budget is not None:  # first the account's own budget, then a global slot: one
+            await budget.acquire()  # account's incident cannot hold the slots of the others
         async with self._cause_slots:
-            budget = self.cause_budgets.get(key.account)
-            if budget is not None:
-                await budget.acquire()
             if not self._still_firing(key):
                 return
-            cause = await self._cause(state)
+            try:
+                cause = await self._cause(state)
+            except Exception:  # a reload restarting the account, a closed client, a bug
+                log.warning(
+                    "cause_lookup_failed", account=key.account, integration_id=key.integration_id
+                )
+                cause = (None, CAUSE_FAILED)
+                self._retry.add(key)
         if self._still_firing(key):
             self.causes[key] = cause
             self._arrived.setdefault(key.account, []).append(key)

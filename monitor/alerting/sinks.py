@@ -41,8 +41,9 @@ log = structlog.get_logger(__name__)
 class Sink(Protocol):
     name: str
 
-    def submit(self, events: Sequence[Event], firing: Sequence[Event]) -> None:
-        """Hand over this evaluation's events and every alert firing now (non-blocking)."""
+    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
+        """Hand over one account's evaluation: its events and every alert of the account
+        firing now (non-blocking)."""
 
     async def aclose(self) -> None: ...
 
@@ -55,7 +56,7 @@ class StdoutSink:
     def __init__(self, observe: DeliveryObserver) -> None:
         self._observe = observe
 
-    def submit(self, events: Sequence[Event], firing: Sequence[Event]) -> None:
+    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
         for event in events:
             if event["status"] == "resolved" or event["kind"] == "cause":
                 level = "info"
@@ -235,7 +236,7 @@ class WebhookSink:
             backoff_seconds=backoff_seconds,
         )
 
-    def submit(self, events: Sequence[Event], firing: Sequence[Event]) -> None:
+    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
         if not events:
             return
         payload = {"text": slack_text(events)} if self._slack else group_payload(events)
@@ -354,9 +355,20 @@ def slack_text(events: Sequence[Event]) -> str:
     return "\n".join(lines)
 
 
+#: How often every active alert is sent to Alertmanager again, whatever the evaluations do.
+RESEND_INTERVAL_SECONDS = 60.0
+
+
 class AlertmanagerSink:
-    """Posts to Alertmanager's ``/api/v2/alerts``: every firing alert on every evaluation (so
-    Alertmanager keeps it active), and resolved ones with ``endsAt``."""
+    """Posts to Alertmanager's ``/api/v2/alerts`` as Prometheus does: every active alert on a
+    timer of its own (``resend_interval``), independent of evaluations, and at each evaluation
+    that changed something; resolved ones once with their ``endsAt``.
+
+    Evaluations pause — an auth back-off, cycles stretched by the request budget, a reload that
+    lengthens the interval — and an alert whose ``endsAt`` passed is resolved by Alertmanager.
+    So ``endsAt`` is now + 4 x max(resend interval, longest evaluation gap), renewed by every
+    resend: an alert leaves Alertmanager only when it is resolved here or the daemon is gone.
+    """
 
     name = "alertmanager"
 
@@ -364,16 +376,19 @@ class AlertmanagerSink:
         self,
         url: str,
         *,
-        keep_alive: timedelta,
         clock: Callable[[], datetime],
+        evaluation_gap: Callable[[], float] = lambda: 0.0,
+        resend_interval_seconds: float = RESEND_INTERVAL_SECONDS,
         timeout_seconds: float = 5.0,
         max_attempts: int = 3,
         observe: DeliveryObserver,
         depth: DepthObserver,
         backoff_seconds: float = 1.0,
     ) -> None:
-        self._keep_alive = keep_alive
         self._clock = clock
+        self._evaluation_gap = evaluation_gap
+        self._resend_seconds = resend_interval_seconds
+        self._active: dict[str, list[Event]] = {}  # account -> its firing alerts
         self._delivery = _Delivery(
             self.name,
             url.rstrip("/") + "/api/v2/alerts",
@@ -384,17 +399,46 @@ class AlertmanagerSink:
             depth=depth,
             backoff_seconds=backoff_seconds,
         )
+        self._resender = asyncio.create_task(self._resend_forever(), name="alertmanager resend")
 
-    def submit(self, events: Sequence[Event], firing: Sequence[Event]) -> None:
+    def ends_at(self) -> str:
+        """The ``endsAt`` of an active alert sent now."""
+        horizon = 4 * max(self._resend_seconds, self._evaluation_gap())
+        return (self._clock() + timedelta(seconds=horizon)).isoformat()
+
+    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
+        if firing:
+            self._active[account] = list(firing)
+        else:
+            self._active.pop(account, None)
         resolved = [e for e in events if e["status"] == "resolved"]
         if not firing and not resolved:
             return
-        ends = (self._clock() + self._keep_alive).isoformat()
+        ends = self.ends_at()
         alerts = [a for e in firing for a in alertmanager_alerts(e, ends_at=ends)]
         alerts += [a for e in resolved for a in alertmanager_alerts(e, ends_at=e["ends_at"])]
         self._delivery.put(json.dumps(alerts).encode())
 
+    def resend(self) -> None:
+        """Every active alert of every account once more, with a fresh ``endsAt``."""
+        ends = self.ends_at()
+        alerts = [
+            alert
+            for firing in self._active.values()
+            for event in firing
+            for alert in alertmanager_alerts(event, ends_at=ends)
+        ]
+        if alerts:
+            self._delivery.put(json.dumps(alerts).encode())
+
+    async def _resend_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._resend_seconds)
+            self.resend()
+
     async def aclose(self) -> None:
+        self._resender.cancel()
+        await asyncio.gather(self._resender, return_exceptions=True)
         await self._delivery.aclose()
 
 

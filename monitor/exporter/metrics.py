@@ -9,7 +9,6 @@ rate-limits (1000 GET/min per account) and several Prometheus replicas would mul
 
 from __future__ import annotations
 
-import contextlib
 import platform
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from monitor import __version__
 from monitor.health import utcnow
-from monitor.sendcloud import ClientEvents
+from monitor.sendcloud import INTERNAL_ERROR, INVALID_ANSWER_REASONS, ClientEvents
 from monitor.store import AccountSnapshot, Observation, Status, Store
 
 _POLL_FROM = (
@@ -311,6 +310,14 @@ class Metrics:
             list(account),
             registry=self.own,
         )
+        self._polling_start = Gauge(
+            "integration_monitor_polling_start_timestamp_seconds",
+            "When this process started polling the account (its start, or the reload that added "
+            "or changed the account): the shipped rules count missing polls from here until the "
+            "first successful one.",
+            list(account),
+            registry=self.own,
+        )
         self._reload_ok = Gauge(
             "integration_monitor_config_last_reload_successful",
             "1 when the last configuration (re)load succeeded, 0 when it was rejected.",
@@ -329,6 +336,19 @@ class Metrics:
         build.info(
             {"version": __version__, "python_version": platform.python_version(), "shard": shard}
         )
+        self._per_account: tuple[Counter | Gauge | Histogram, ...] = (
+            self._requests,
+            self._request_seconds,
+            self._api_errors,
+            self._throttled,
+            self._budget_wait,
+            self._poll_seconds,
+            self._polls,
+            self._scheduler_events,
+            self._interval,
+            self._polling_start,
+        )
+        self._clock = clock
         self.collector = IntegrationCollector(store, clock)
         #: Everything, rendered by prometheus-client itself: the reference that the cached
         #: exposition (what /metrics serves) matches, and what tests read.
@@ -339,17 +359,24 @@ class Metrics:
             self.add_account(name, (poll_intervals or {}).get(name))
 
     def add_account(self, name: str, poll_interval: float | None) -> None:
-        """Series of a new account: zeros from the start rather than absent series."""
+        """Series of a new account: zeros from the start rather than absent series, so that
+        ``increase()`` in the shipped rules sees the first error, throttle and failed poll."""
         if poll_interval is not None:
             self._interval.labels(name).set(poll_interval)
+        self._polling_start.labels(name).set(self._clock().timestamp())
         self._polls.labels(name, "success")
         self._polls.labels(name, "error")
+        self._throttled.labels(name)
+        for endpoint in ("list_integrations", "get_integration"):
+            for reason in INVALID_ANSWER_REASONS:
+                self._api_errors.labels(name, endpoint, reason)
+        self._api_errors.labels(name, "poll", INTERNAL_ERROR)
 
     def remove_account(self, name: str) -> None:
-        """An account that left the configuration: its gauges end (its per-integration series
-        end with the store; cumulative counters stay, as counters do)."""
-        with contextlib.suppress(KeyError):
-            self._interval.remove(name)
+        """An account that left the configuration: every series labelled with it ends (its
+        per-integration series end with the store)."""
+        for metric in self._per_account:
+            metric.remove_by_labels({"account": name})
 
     def config_loaded(self, ok: bool, at: datetime) -> None:
         self._reload_ok.set(1.0 if ok else 0.0)

@@ -44,6 +44,8 @@ class Row:
     last_read_at: str | None
     alerts: tuple[str, ...]  # alerts firing for this integration
     cause: str | None  # exception type and message of a firing alert's cause
+    #: set while the integration cannot be read: ``state`` is then its last known state
+    unreadable_since: str | None = None
 
     @property
     def problem(self) -> bool:
@@ -131,6 +133,7 @@ def _row(
         last_read_at=_iso(observation.last_success),
         alerts=tuple(sorted(firing.get(key, ()))),
         cause=causes.get(key),
+        unreadable_since=_iso(observation.unreadable_since),
     )
 
 
@@ -141,9 +144,11 @@ def _order(row: Row) -> tuple[int, float, str, int]:
 
 def summary_counts(rows: Iterable[Row]) -> dict[str, int]:
     counts = {state.value: 0 for state in STATE_ORDER}
+    unreadable = 0
     for row in rows:
         counts[row.state] += 1
-    return counts
+        unreadable += row.unreadable_since is not None
+    return {**counts, "unreadable": unreadable}
 
 
 def duration(seconds: float | None) -> str:
@@ -248,6 +253,11 @@ def _row_html(row: Row, now: datetime) -> str:
     fetched = _when(row.last_fetched_at, now) if row.last_fetched_at else "never"
     read = _when(row.last_read_at, now) if row.last_read_at else "never"
     state_text = row.state.replace("_", " ")
+    if row.unreadable_since is not None:
+        state_text += (
+            "</span> <span class='muted unreadable'>unreadable since "
+            f"{_when(row.unreadable_since, now)}"
+        )
     return (
         f"<tr class='{row.state}'><td>{escape(row.account)}</td>"
         f"<td>{shop} <span class='muted'>#{row.integration_id}</span></td>"

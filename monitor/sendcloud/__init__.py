@@ -20,8 +20,11 @@ from monitor.sendcloud.client import (
     parse_retry_after,
 )
 from monitor.sendcloud.errors import (
+    INTERNAL_ERROR,
+    INVALID_ANSWER_REASONS,
     ApiError,
     AuthFailed,
+    InvalidRecord,
     InvalidResponse,
     NotFound,
     RateLimited,
@@ -33,12 +36,15 @@ from monitor.sendcloud.records import Integration, parse_integration, public_url
 
 __all__ = [
     "DEFAULT_TOKEN_URL",
+    "INTERNAL_ERROR",
+    "INVALID_ANSWER_REASONS",
     "MAX_BODY_BYTES",
     "MAX_LIST_PAGES",
     "ApiError",
     "AuthFailed",
     "ClientEvents",
     "Integration",
+    "InvalidRecord",
     "InvalidResponse",
     "ListResult",
     "NoEvents",

@@ -14,7 +14,7 @@ import json
 import random
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -27,6 +27,7 @@ from monitor.sendcloud.budget import RequestBudget
 from monitor.sendcloud.errors import (
     ApiError,
     AuthFailed,
+    InvalidRecord,
     InvalidResponse,
     NotFound,
     RateLimited,
@@ -51,6 +52,8 @@ class ListResult:
     complete: bool  # False when max_pages (or MAX_LIST_PAGES) stopped the walk early
     pages: int
     invalid: int  # records skipped because they did not parse
+    #: integrations whose record arrived with a field that decides health invalid
+    unreadable: dict[int, InvalidRecord] = field(default_factory=dict)
 
 
 class ClientEvents(Protocol):
@@ -165,6 +168,7 @@ class SendcloudClient:
         params: dict[str, Any] | None = {"page_size": page_size}
         seen: set[str] = set()
         found: list[Integration] = []
+        unreadable: dict[int, InvalidRecord] = {}
         invalid = 0
         pages = 0
         while True:
@@ -174,6 +178,10 @@ class SendcloudClient:
                 for item in _data_list(response, raw):
                     try:
                         record = self._parse("list_integrations", item)
+                    except InvalidRecord as exc:
+                        unreadable[exc.integration_id] = exc
+                        self._events.error("list_integrations", exc.reason)
+                        continue
                     except InvalidResponse as exc:
                         invalid += 1
                         self._events.error("list_integrations", exc.reason)
@@ -182,7 +190,9 @@ class SendcloudClient:
                     found.append(same if same == record else record)
                 next_url = self._next_link(response)
                 if next_url is None or pages >= max_pages:
-                    return ListResult(found, next_url is None, pages=pages, invalid=invalid)
+                    return ListResult(
+                        found, next_url is None, pages=pages, invalid=invalid, unreadable=unreadable
+                    )
                 if str(next_url) in seen:
                     raise InvalidResponse(
                         "pagination loops back to a page already read",
@@ -221,10 +231,17 @@ class SendcloudClient:
             raise
 
     def _next_link(self, response: httpx.Response) -> httpx.URL | None:
-        link = response.links.get("next", {}).get("url")
-        if not link:
+        try:
+            link = response.links.get("next", {}).get("url")
+            target = response.url.join(link) if link else None
+        except (httpx.InvalidURL, ValueError):
+            raise InvalidResponse(
+                "the Link header's next URL is not a valid URL",
+                status=response.status_code,
+                reason="invalid_link",
+            ) from None
+        if target is None:
             return None
-        target = response.url.join(link)
         if (target.scheme, target.host, target.port) != (
             self.base_url.scheme,
             self.base_url.host,
@@ -371,7 +388,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # '²'.isdigit() is true, float('²') is not
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

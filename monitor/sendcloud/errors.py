@@ -44,7 +44,37 @@ class InvalidResponse(ApiError):
     reason = "invalid_response"
 
 
+class InvalidRecord(InvalidResponse):
+    """One integration's record arrived with a field that decides its health (a timestamp)
+    neither RFC 3339 nor null: that integration is unreadable this time, the others are not."""
+
+    reason = "invalid_field"
+
+    def __init__(self, message: str, *, integration_id: int) -> None:
+        super().__init__(message, status=200)
+        self.integration_id = integration_id
+
+
 class Unreachable(ApiError):
     """Connection refused or reset, DNS failure, timeout: no HTTP answer at all."""
 
     reason = "unreachable"
+
+
+#: Reasons of answers that arrived but could not be used (the shipped rule
+#: SendcloudAPIInvalidAnswers counts them); their counters start at 0 for every account.
+INVALID_ANSWER_REASONS = (
+    "invalid_json",
+    "invalid_record",
+    "invalid_field",
+    "id_mismatch",
+    "body_too_large",
+    "link_loop",
+    "foreign_link",
+    "invalid_link",
+    "unexpected_status",
+    "not_found",
+)
+#: The reason a poll cycle is counted with when it failed inside the monitor (a bug, or an
+#: answer no error class covers): sendcloud_api_errors_total{endpoint="poll"}.
+INTERNAL_ERROR = "internal_error"

@@ -7,9 +7,9 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
 
-from monitor.sendcloud.errors import InvalidResponse
+from monitor.sendcloud.errors import InvalidRecord, InvalidResponse
 
 
 def _public_url_or_none(value: str | None) -> str | None:
@@ -30,6 +30,26 @@ def _utc(value: datetime | None) -> datetime | None:
 _Stamp = Annotated[datetime | None, AfterValidator(_utc)]
 
 
+def _rfc3339_or_none(value: object) -> datetime | None:
+    """A field that decides health is an RFC 3339 string or null, nothing else: pydantic would
+    read ``12345`` (or ``"12345"``) as epoch seconds, and a lax reading of garbage as null
+    would say *not failing*."""
+    if value is None or isinstance(value, datetime):  # datetime: built in Python, not JSON
+        return value
+    if not isinstance(value, str):
+        raise ValueError("expected an RFC 3339 timestamp or null")
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("expected an RFC 3339 timestamp or null") from None
+
+
+_HealthStamp = Annotated[datetime | None, BeforeValidator(_rfc3339_or_none), AfterValidator(_utc)]
+#: The fields the health derivation reads: an invalid one makes the integration's health
+#: unknown (never null, which would read as healthy).
+HEALTH_FIELDS = frozenset({"started_failing_at", "last_fetched_at", "created_at"})
+
+
 @dataclass(frozen=True, slots=True)
 class Integration:
     """An integration as the API returns it. Unknown fields are ignored and ``webhook_url``
@@ -41,9 +61,9 @@ class Integration:
     shop_name: str | None = None
     shop_url: Annotated[str | None, AfterValidator(_public_url_or_none)] = None
     type: str | None = None
-    started_failing_at: _Stamp = None
-    last_fetched_at: _Stamp = None
-    created_at: _Stamp = None
+    started_failing_at: _HealthStamp = None
+    last_fetched_at: _HealthStamp = None
+    created_at: _HealthStamp = None
     updated_at: _Stamp = None
     service_point_enabled: bool | None = None
     webhook_active: bool | None = None
@@ -70,7 +90,9 @@ def public_url(url: str) -> str:
 
 def parse_integration(data: object) -> tuple[Integration, list[str]]:
     """An integration record, and the names of optional fields that were invalid and are
-    null instead. Only a missing or invalid ``id`` makes the whole record invalid."""
+    null instead (only fields that decide nothing). A missing or invalid ``id`` makes the
+    record invalid (InvalidResponse); an invalid field that decides health makes that one
+    integration unreadable (InvalidRecord, which names it)."""
     if not isinstance(data, dict):
         raise InvalidResponse(
             "integration record is not an object", status=200, reason="invalid_record"
@@ -82,6 +104,13 @@ def parse_integration(data: object) -> tuple[Integration, list[str]]:
     if "id" in bad or "id" not in data:
         raise InvalidResponse(
             "integration record has no valid id", status=200, reason="invalid_record"
+        )
+    deciding = sorted(HEALTH_FIELDS.intersection(bad))
+    if deciding:
+        integration_id = _RECORD.validate_python({"id": data["id"]}).id
+        raise InvalidRecord(
+            f"integration {integration_id}: invalid {', '.join(deciding)}",
+            integration_id=integration_id,
         )
     try:
         return _RECORD.validate_python({k: v for k, v in data.items() if k not in bad}), bad

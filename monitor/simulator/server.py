@@ -192,8 +192,11 @@ class Fault:
 
     Kinds: ``status`` (answer ``status``), ``malformed_json``, ``html`` (a maintenance page with
     200), ``truncated`` (the body stops early), ``reset`` (the connection drops), ``oversized``
-    (a 6 MB body), ``slow`` (answer after ``delay`` seconds), and the record faults
-    ``wrong_types``, ``missing_fields``, ``unknown_fields``, ``far_future``, ``epoch``.
+    (a 6 MB body), ``slow`` (answer after ``delay`` seconds), ``bad_link`` (a ``Link`` header
+    whose next URL is not a URL), ``bad_retry_after`` (a 429 whose Retry-After is ``²``), and
+    the record faults ``wrong_types``, ``missing_fields``, ``unknown_fields``, ``far_future``,
+    ``epoch``, and ``bad_failing_at`` (``started_failing_at`` neither a timestamp nor null:
+    ``"garbage"``, ``true`` and ``12345`` in turn).
     """
 
     kind: str = "status"
@@ -212,12 +215,26 @@ class Fault:
 
 
 RECORD_FAULTS = frozenset(
-    {"wrong_types", "missing_fields", "unknown_fields", "far_future", "epoch"}
+    {"wrong_types", "missing_fields", "unknown_fields", "far_future", "epoch", "bad_failing_at"}
 )
 FAULT_KINDS = (
-    frozenset({"status", "malformed_json", "html", "truncated", "reset", "oversized", "slow"})
+    frozenset(
+        {
+            "status",
+            "malformed_json",
+            "html",
+            "truncated",
+            "reset",
+            "oversized",
+            "slow",
+            "bad_link",
+            "bad_retry_after",
+        }
+    )
     | RECORD_FAULTS
 )
+#: The values ``bad_failing_at`` gives ``started_failing_at``, one per faulty record in turn.
+BAD_FAILING_AT: tuple[object, ...] = ("garbage", True, 12345)
 
 
 @dataclass
@@ -419,11 +436,13 @@ class Simulator:
             integration_id = int(match.group(1)) if match.group(1) else None
             endpoint = "logs" if match.group(2) else ("get" if integration_id else "list")
             fault = self._take_fault(integration_id, record=False, endpoint=endpoint)
-            if fault is not None and fault.kind not in ("slow",):
+            if fault is not None and fault.kind not in ("slow", "bad_link"):
                 return _fault_reply(fault)
             reply = self._answer(path, query, integration_id, bool(match.group(2)))
             if fault is not None:
                 reply.delay = fault.delay
+                if fault.kind == "bad_link":
+                    reply.headers["Link"] = '<//[not-an-address]/integrations>; rel="next"'
             return reply
 
     def _answer(
@@ -448,7 +467,7 @@ class Simulator:
     def _record(self, integration: SimIntegration, now: datetime) -> dict[str, Any] | None:
         record = integration.render(now, self.epoch)
         fault = self._take_fault(integration.id, record=True)
-        return record if record is None or fault is None else _broken_record(record, fault.kind)
+        return record if record is None or fault is None else _broken_record(record, fault)
 
     def _rate_limited(self) -> Reply | None:
         """Sendcloud's limit: more than N requests in the last minute answer 429."""
@@ -623,6 +642,10 @@ def _fault_reply(fault: Fault) -> Reply:
         if fault.status == 429:
             reply.headers["Retry-After"] = "1"
         return reply
+    if fault.kind == "bad_retry_after":
+        reply = _error(429, "injected", "Injected fault.")
+        reply.headers["Retry-After"] = "\u00b2"
+        return reply
     if fault.kind == "malformed_json":
         return Reply(200, body=b'{"data": {"id": 1, "shop_name": ')
     if fault.kind == "html":
@@ -636,7 +659,8 @@ def _fault_reply(fault: Fault) -> Reply:
     return Reply(200, body=b'{"data": {"id": 1, "shop_name": "' + padding + b'"}}')
 
 
-def _broken_record(record: dict[str, Any], kind: str) -> dict[str, Any]:
+def _broken_record(record: dict[str, Any], fault: Fault) -> dict[str, Any]:
+    kind = fault.kind
     if kind == "wrong_types":
         return {**record, "id": "not-a-number", "webhook_active": {"nested": True}}
     if kind == "missing_fields":
@@ -645,6 +669,8 @@ def _broken_record(record: dict[str, Any], kind: str) -> dict[str, Any]:
         return {**record, "brand_new_field": {"added": "later"}, "another": [1, 2, 3]}
     if kind == "far_future":
         return {**record, "started_failing_at": "9999-12-31T23:59:59Z"}
+    if kind == "bad_failing_at":
+        return {**record, "started_failing_at": BAD_FAILING_AT[fault.count % len(BAD_FAILING_AT)]}
     return {**record, "last_fetched_at": "1970-01-01T00:00:00Z"}  # epoch
 
 

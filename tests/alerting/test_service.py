@@ -47,7 +47,9 @@ class Recorder:
         self.events: list[dict[str, Any]] = []
         self.firing: list[list[dict[str, Any]]] = []
 
-    def submit(self, events: Sequence[dict[str, Any]], firing: Sequence[dict[str, Any]]) -> None:
+    def submit(
+        self, account: str, events: Sequence[dict[str, Any]], firing: Sequence[dict[str, Any]]
+    ) -> None:
         self.events += events
         self.firing.append(list(firing))
 
@@ -365,7 +367,6 @@ async def test_alertmanager_sees_one_alert_per_condition_through_escalation_rest
         alerter.sinks.append(
             AlertmanagerSink(
                 alertmanager,
-                keep_alive=timedelta(minutes=5),
                 clock=lambda: datetime.now(UTC),  # Alertmanager compares endsAt with real time
                 observe=world.metrics.delivery,
                 depth=world.metrics.queue_depth,

@@ -71,8 +71,8 @@ async def test_webhook_delivers_one_signed_post_per_group() -> None:
     counts = Counts()
     with running(Receiver(secret=b"shared-secret")) as receiver:
         sink = webhook(receiver.url, counts, hmac_secret="shared-secret")
-        sink.submit([event(), event("resolved", integration_id=8)], [])
-        sink.submit([event("resolved")], [])
+        sink.submit("acme", [event(), event("resolved", integration_id=8)], [])
+        sink.submit("acme", [event("resolved")], [])
         await until(lambda: len(receiver.bodies) == 2)
         await sink.aclose()
     first, second = receiver.bodies
@@ -89,7 +89,7 @@ async def test_a_replayed_delivery_is_refused_by_a_checking_receiver() -> None:
     with running(Receiver(secret=b"shared-secret")) as receiver:
         old = time.time() - 301  # a captured delivery, sent again more than 5 minutes later
         sink = webhook(receiver.url, counts, hmac_secret="shared-secret", wall_clock=lambda: old)
-        sink.submit([event()], [])
+        sink.submit("acme", [event()], [])
         await until(lambda: counts.outcomes.get(("webhook:ops", "failed")) == 1)
         await sink.aclose()
     assert receiver.signatures_ok == [True]  # the signature itself is valid...
@@ -117,7 +117,7 @@ async def test_webhook_retries_server_errors_then_succeeds() -> None:
     counts = Counts()
     with running(Receiver(statuses=[500, 503, 200])) as receiver:
         sink = webhook(receiver.url, counts)
-        sink.submit([event()], [])
+        sink.submit("acme", [event()], [])
         await until(lambda: len(receiver.bodies) == 1)
         await sink.aclose()
     assert receiver.attempts == 3
@@ -127,7 +127,7 @@ async def test_webhook_retries_server_errors_then_succeeds() -> None:
 async def test_webhook_receiver_down_is_counted_as_failed() -> None:
     counts = Counts()
     sink = webhook(f"http://127.0.0.1:{free_port()}/hook", counts, max_attempts=3)
-    sink.submit([event()], [])
+    sink.submit("acme", [event()], [])
     await until(lambda: counts.outcomes.get(("webhook:ops", "failed")) == 1)
     await sink.aclose()
 
@@ -136,7 +136,7 @@ async def test_webhook_client_errors_are_not_retried() -> None:
     counts = Counts()
     with running(Receiver(statuses=[400, 200])) as receiver:
         sink = webhook(receiver.url, counts)
-        sink.submit([event()], [])
+        sink.submit("acme", [event()], [])
         await until(lambda: counts.outcomes.get(("webhook:ops", "failed")) == 1)
         await sink.aclose()
     assert receiver.attempts == 1
@@ -148,11 +148,11 @@ async def test_slow_receiver_never_holds_up_the_caller_and_full_queue_drops_olde
     receiver.release.clear()  # the receiver hangs until released
     with running(receiver):
         sink = webhook(receiver.url, counts, queue_size=2)
-        sink.submit([event(integration_id=1)], [])
+        sink.submit("acme", [event(integration_id=1)], [])
         await until(receiver.received.is_set)  # the first delivery hangs in the receiver
         for n in range(2, 7):
-            sink.submit([event(integration_id=n)], [])  # returns at once: nothing awaited
-        sink.submit([], [event()])  # nothing changed: nothing to send
+            sink.submit("acme", [event(integration_id=n)], [])  # returns at once: nothing awaited
+        sink.submit("acme", [], [event()])  # nothing changed: nothing to send
         assert not receiver.answered.is_set()
         assert counts.depths["webhook:ops"] == 2
         receiver.release.set()
@@ -167,7 +167,7 @@ async def test_slack_format() -> None:
     counts = Counts()
     with running(Receiver()) as receiver:
         sink = webhook(receiver.url, counts, slack=True)
-        sink.submit([event(severity="critical")], [])
+        sink.submit("acme", [event(severity="critical")], [])
         await until(lambda: len(receiver.bodies) == 1)
         await sink.aclose()
     [body] = receiver.bodies
@@ -210,7 +210,7 @@ async def test_a_thousand_failing_shops_are_one_post_and_one_slack_message() -> 
         as_json = webhook(json_receiver.url, counts)
         as_slack = webhook(slack_receiver.url, counts, slack=True)
         for sink in (as_json, as_slack):
-            sink.submit(incident(1000), [])
+            sink.submit("acme", incident(1000), [])
         await until(lambda: len(json_receiver.bodies) == len(slack_receiver.bodies) == 1)
         await as_json.aclose()
         await as_slack.aclose()
@@ -226,8 +226,8 @@ async def test_a_thousand_failing_shops_are_one_post_and_one_slack_message() -> 
 
 def test_stdout_adds_one_incident_line_to_a_large_group(captured_logs: LogCapture) -> None:
     counts = Counts()
-    StdoutSink(counts.observe).submit(incident(20), [])
-    StdoutSink(counts.observe).submit(incident(3), [])
+    StdoutSink(counts.observe).submit("acme", incident(20), [])
+    StdoutSink(counts.observe).submit("acme", incident(3), [])
     assert len(captured_logs.events("alert")) == 23  # one line per event, for machines
     [line] = captured_logs.events("incident")
     assert line["level"] == "warning"
@@ -276,14 +276,13 @@ async def test_alertmanager_sink_against_a_real_alertmanager(alertmanager: str) 
     now = datetime.now(UTC)
     sink = AlertmanagerSink(
         alertmanager,
-        keep_alive=timedelta(minutes=5),
         clock=lambda: now,
         observe=counts.observe,
         depth=counts.depth,
         backoff_seconds=0.01,
     )
     firing = event(starts_at=(now - timedelta(minutes=30)).isoformat())
-    sink.submit([firing], [firing])
+    sink.submit("acme", [firing], [firing])
 
     def active() -> list[dict[str, Any]]:
         response = httpx.get(alertmanager + "/api/v2/alerts", params={"active": "true"})
@@ -304,7 +303,7 @@ async def test_alertmanager_sink_against_a_real_alertmanager(alertmanager: str) 
     resolved = event(
         "resolved", starts_at=firing["starts_at"], ends_at=datetime.now(UTC).isoformat()
     )
-    sink.submit([resolved], [])
+    sink.submit("acme", [resolved], [])
     await until(lambda: active() == [])
     await sink.aclose()
     assert counts.outcomes[("alertmanager", "success")] == 2

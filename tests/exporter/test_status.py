@@ -25,7 +25,10 @@ EVIL = "<script>alert(1)</script>"
 
 def observation(integration_id: int, read: Read = Read.OK, **fields: object) -> Observation:
     record = parse_integration({"id": integration_id, **fields})[0]
-    return Observation(integration_id, read, record, derive(record, T0, 7200))
+    unreadable_since = T0 if read is Read.ERROR else None
+    return Observation(
+        integration_id, read, record, derive(record, T0, 7200), unreadable_since=unreadable_since
+    )
 
 
 def snapshot() -> dict[str, AccountSnapshot]:
@@ -46,14 +49,16 @@ def snapshot() -> dict[str, AccountSnapshot]:
 def test_problems_first_then_by_duration() -> None:
     status = build(snapshot(), T0 + timedelta(minutes=10))
     order = [(r.integration_id, r.state) for r in status.integrations]
+    # 5 cannot be read now: its last known state (failing 1 h, frozen) sorts among the failing
     assert order == [
         (3, "failing"),
         (2, "failing"),
+        (5, "failing"),
         (4, "stale"),
-        (5, "unknown"),
         (1, "healthy"),
         (6, "healthy"),
     ]
+    assert [r.integration_id for r in status.integrations if r.unreadable_since] == [5]
 
 
 def test_values_are_those_of_the_metrics_frozen_while_unreadable() -> None:
@@ -122,13 +127,14 @@ def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert page.headers["content-type"].startswith("text/html")
-    assert [i["integration_id"] for i in document["integrations"]] == [3, 2, 4, 5, 1, 6]
+    assert [i["integration_id"] for i in document["integrations"]] == [3, 2, 5, 4, 1, 6]
     assert document["summary"] == {
-        "failing": 2,
+        "failing": 3,
         "stale": 1,
         "not_found": 0,
-        "unknown": 1,
+        "unknown": 0,
         "healthy": 2,
+        "unreadable": 1,
     }
     assert set(document["integrations"][0]) == {
         "account",
@@ -138,6 +144,7 @@ def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
         "integration_type",
         "state",
         "failing_seconds",
+        "unreadable_since",
         "staleness_seconds",
         "last_fetched_at",
         "last_read_at",

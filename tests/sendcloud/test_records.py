@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from monitor.sendcloud import InvalidResponse, parse_integration
+from monitor.sendcloud import InvalidRecord, InvalidResponse, parse_integration
 
 
 @pytest.mark.parametrize(
@@ -42,9 +42,19 @@ def test_timestamps_without_an_offset_are_utc_and_others_keep_theirs() -> None:
 
 
 def test_an_invalid_optional_field_is_nulled_and_named() -> None:
-    record, dropped = parse_integration({"id": "7", "shop_name": "A", "last_fetched_at": "soon"})
-    assert (record.id, record.shop_name, record.last_fetched_at) == (7, "A", None)
-    assert dropped == ["last_fetched_at"]
+    record, dropped = parse_integration({"id": "7", "shop_name": "A", "updated_at": "soon"})
+    assert (record.id, record.shop_name, record.updated_at) == (7, "A", None)
+    assert dropped == ["updated_at"]
+
+
+@pytest.mark.parametrize("field", ["started_failing_at", "last_fetched_at", "created_at"])
+@pytest.mark.parametrize("value", ["garbage", True, 12345, "12345", 1.5, [], {}])
+def test_a_field_that_decides_health_is_never_nulled(field: str, value: object) -> None:
+    """Null would read as *not failing* (or never fetched) and epoch seconds as 1970: a
+    deciding field that is not an RFC 3339 string or null makes the integration unreadable."""
+    with pytest.raises(InvalidRecord) as error:
+        parse_integration({"id": 7, "shop_name": "A", field: value})
+    assert (error.value.integration_id, error.value.reason) == (7, "invalid_field")
 
 
 @pytest.mark.parametrize("data", [{"shop_name": "no id"}, {"id": "seven"}, [1, 2], "text"])
