@@ -342,3 +342,68 @@ async def test_the_plan_is_announced_once_at_start(
     [warning] = captured_logs.events("poll_interval_too_short")
     assert warning["level"] == "warning"
     assert warning["smallest_feasible_interval_seconds"] == 134  # 2000 requests at 900/min
+
+
+async def test_a_corrupt_health_field_makes_that_integration_unreadable_not_healthy(
+    world: Simulator, clock: FakeClock
+) -> None:
+    """started_failing_at "garbage", true or 12345 (epoch seconds) used to read as null — not
+    failing, integration_up 1 — or as 1970. Now that integration is unreadable (frozen at its
+    last good read, reason invalid_field) and the others are read as usual."""
+    async for rig in rig_for(world, clock, None):
+        await rig.poll()
+        good = rig.observation(2)
+        assert good.state.value == "failing"
+        for _ in range(3):  # "garbage", True, 12345 in turn
+            world.inject_fault(kind="bad_failing_at", integration_id=2, count=1)
+            clock.advance(60)
+            await rig.poll()
+            broken = rig.observation(2)
+            assert (broken.status, broken.error_reason) == (Status.ERROR, "invalid_field")
+            assert broken.health is good.health  # frozen at the last good read
+            assert broken.state.value == "failing"  # the last known state, not "healthy"
+            assert rig.observation(1).status is Status.OK
+        clock.advance(60)
+        await rig.poll()
+        assert rig.observation(2).status is Status.OK
+        assert rig.observation(2).unreadable_since is None
+
+
+class _Broken:
+    """A client whose list walk raises what no error class covers (a bug in the monitor)."""
+
+    async def list_integrations(self, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+
+async def test_an_unexpected_exception_in_a_cycle_leaves_the_account_unreadable(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    account = account_for(world, None)
+    store = Store([account.name])
+    metrics = Metrics(store, [account.name])
+    async with open_pollers([account], store, metrics, clock=clock) as (poller,):
+        await poller.poll()
+        before = store.get(account.name).integrations[2]
+        poller.client = _Broken()  # type: ignore[assignment]
+        for _ in range(2):
+            clock.advance(60)
+            await poller.poll()
+        snapshot = store.get(account.name)
+        assert snapshot.account_error == "internal_error"
+        assert {o.status for o in snapshot.integrations.values()} == {Status.ERROR}
+        assert snapshot.integrations[2].health is before.health  # frozen, never "up"
+    [crash] = captured_logs.events("poll_cycle_crashed")  # once per episode, with traceback
+    assert crash["exception"][0]["exc_type"] == "RuntimeError"
+    errors = metrics.registry.get_sample_value(
+        "sendcloud_api_errors_total",
+        {"account": account.name, "endpoint": "poll", "reason": "internal_error"},
+    )
+    assert errors == 2
+
+
+async def test_a_poll_started_after_stop_does_nothing(world: Simulator, clock: FakeClock) -> None:
+    async for rig in rig_for(world, clock, None):
+        rig.poller.stop()
+        await rig.poll()
+        assert world.requests == []

@@ -8,13 +8,14 @@ import base64
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import bcrypt
 import httpx
 import pytest
 import yaml
 
-from monitor.simulator import SimIntegration, Simulator
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 from tests.conftest import free_port
 from tests.daemon_process import DaemonProcess, run_once
 from tests.receivers import Receiver, running
@@ -137,3 +138,78 @@ def metric(daemon: DaemonProcess, auth: tuple[str, str], name: str) -> float:
         for sample in family.samples
         if sample.name == name
     )
+
+
+def invalid_configs(tmp_path: Path, api_url: str) -> dict[str, dict[str, Any]]:
+    """Configurations rejected by model-level validators, each carrying every kind of secret
+    in the block the error is located at."""
+    webhook = {
+        "name": "ops",
+        "url": f"https://hooks.example.com/{WEBHOOK_TOKEN}",
+        "hmac_secret": HMAC_SECRET,
+    }
+    account = {"public_key": PUBLIC, "secret_key": SECRET, "integration_ids": "all"}
+    return {
+        "http api_url": {
+            "sendcloud": {**account, "api_url": "http://sendcloud.example/api/v3"},
+            "alerting": {"webhooks": [webhook]},
+        },
+        "duplicate accounts": {
+            "accounts": [{**account, "name": "eu", "api_url": api_url}] * 2,
+            "alerting": {"webhooks": [webhook]},
+        },
+        "duplicate webhooks": {
+            "sendcloud": {**account, "api_url": api_url},
+            "alerting": {"webhooks": [webhook, webhook]},
+        },
+        "http alertmanager": {
+            "sendcloud": {**account, "api_url": api_url},
+            "alerting": {"alertmanager": {"url": f"http://am.example/{WEBHOOK_TOKEN}"}},
+        },
+    }
+
+
+@pytest.mark.parametrize("command", [["check"], ["validate-config"], ["run"]])
+def test_an_invalid_configuration_prints_no_secret(tmp_path: Path, command: list[str]) -> None:
+    """The errors of model-level validators are located at a whole block (`()`, `sendcloud`,
+    `accounts[i]`): their input, keys and URLs included, must never be printed."""
+    for name, document in invalid_configs(tmp_path, "http://127.0.0.1:9/api/v3").items():
+        config = tmp_path / "monitor.yaml"
+        config.write_text(yaml.safe_dump(document))
+        result = run_once(command, {"MONITOR_CONFIG_FILE": str(config)})
+        text = result.stdout + result.stderr
+        assert result.returncode != 0, (name, text)
+        assert "invalid configuration" in text, (name, text)  # it was the validation that spoke
+        for marker in (PUBLIC, SECRET, WEBHOOK_TOKEN, HMAC_SECRET):
+            assert marker not in text, f"{marker!r} leaked from {name} ({command}): {text}"
+
+
+@pytest.mark.timeout(60)
+def test_a_rejected_reload_with_rotated_secrets_prints_none_of_them(tmp_path: Path) -> None:
+    """The reload failure's log line and the body of POST /-/reload carry the *new* secrets'
+    block, which the scrubber does not know yet."""
+    with Simulator([SimIntegration(1, "healthy", "Shop")]) as sim:
+        config = tmp_path / "monitor.yaml"
+        account = {"public_key": DEMO_PUBLIC_KEY, "secret_key": DEMO_SECRET_KEY}
+        config.write_text(yaml.safe_dump({"sendcloud": {**account, "api_url": sim.url}}))
+        port = free_port()
+        env = {"MONITOR_CONFIG_FILE": str(config), "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
+        daemon = DaemonProcess(["run"], env, port)
+        bodies = []
+        try:
+            daemon.wait_ready()
+            for document in invalid_configs(tmp_path, sim.url).values():
+                config.write_text(yaml.safe_dump(document))
+                response = httpx.post(daemon.base + "/-/reload", timeout=10)
+                assert response.status_code >= 400
+                bodies.append(response.text)
+            failures = daemon.events("config_reload_failed")
+            assert len(failures) == len(bodies)
+            assert daemon.metric("integration_monitor_config_last_reload_successful") == 0
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+    assert code == 0
+    for text in [*bodies, daemon.output]:
+        for marker in (PUBLIC, SECRET, WEBHOOK_TOKEN, HMAC_SECRET):
+            assert marker not in text, f"{marker!r} leaked: {text}"
