@@ -53,7 +53,7 @@ class Segment:
 
     deflated: bytes
     crc: int  # CRC-32 of the text
-    size: int  # length of the text
+    text_size: int  # length of the text (not of ``deflated``)
 
     @classmethod
     def of(cls, text: bytes) -> Segment:
@@ -86,10 +86,10 @@ def joined(segments: Iterable[Segment]) -> Segment:
     concatenate, and CRC-32 combines (see :func:`crc32_combine`)."""
     parts, crc, size = [], 0, 0
     for segment in segments:
-        if segment.size:
+        if segment.text_size:
             parts.append(segment.deflated)
-            crc = crc32_combine(crc, segment.crc, segment.size)
-            size += segment.size
+            crc = crc32_combine(crc, segment.crc, segment.text_size)
+            size += segment.text_size
     return Segment(b"".join(parts), crc, size)
 
 
@@ -141,7 +141,7 @@ def gzip_member(fixed: Segment, live: bytes) -> bytes:
     tail = zlib.compressobj(1, zlib.DEFLATED, -zlib.MAX_WBITS)
     deflated = tail.compress(live) + tail.flush()
     crc = zlib.crc32(live, fixed.crc)
-    size = (fixed.size + len(live)) & 0xFFFFFFFF
+    size = (fixed.text_size + len(live)) & 0xFFFFFFFF
     return _GZIP_HEADER + fixed.deflated + deflated + struct.pack("<II", crc, size)
 
 
@@ -167,25 +167,29 @@ class Exposition:
         self._accounts: dict[str, _Rendered] = {}
         self._fixed: FixedPart | None = None
 
-    def render(self) -> tuple[FixedPart, bytes]:
-        """(fixed part, text computed now): the exposition is the one's text, then the other."""
+    def parts(self) -> tuple[FixedPart, bytes]:
+        """The exposition in its two parts: the fixed part (rendered once per snapshot, kept
+        deflated) and the text computed now (self-metrics, elapsed seconds), in that order."""
         return self._parts()
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         fixed, live = self._parts()
-        headers = [("Content-Type", CONTENT_TYPE)]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):
+        headers = [("Content-Type", CONTENT_TYPE), ("Vary", "Accept-Encoding")]
+        if accepts_gzip(environ.get("HTTP_ACCEPT_ENCODING", "")):
             body = gzip_member(fixed.segment, live)
             headers += [("Content-Encoding", "gzip"), ("Content-Length", str(len(body)))]
             start_response("200 OK", headers)
             return [body]
-        headers.append(("Content-Length", str(fixed.segment.size + len(live))))
+        headers.append(("Content-Length", str(fixed.segment.text_size + len(live))))
         start_response("200 OK", headers)
         return itertools.chain(inflated(fixed.segment.deflated), [live])
 
     def _parts(self) -> tuple[FixedPart, bytes]:
         now = self._clock()
         snapshots = self._store.snapshots()
+        with self._lock:  # accounts that left the store: their text goes
+            for gone in [k for k in self._accounts if k not in snapshots]:
+                del self._accounts[gone]
         rendered = [self._account(account, snapshot) for account, snapshot in snapshots.items()]
         fixed = self._fixed_part(rendered)
         live = b"".join(_elapsed_family(name, rendered, now) for name in _ELAPSED_ORDER)
@@ -202,10 +206,7 @@ class Exposition:
             self._fixed = None
         rendered = _render_account(account, snapshot)
         with self._lock:
-            self._accounts = {
-                **{k: v for k, v in self._accounts.items() if k in self._store.snapshots()},
-                account: rendered,
-            }
+            self._accounts[account] = rendered
         return rendered
 
     def _fixed_part(self, rendered: list[_Rendered]) -> FixedPart:
@@ -223,6 +224,24 @@ class Exposition:
         with self._lock:
             self._fixed = fixed
         return fixed
+
+
+def accepts_gzip(header: str) -> bool:
+    """Whether an Accept-Encoding header admits gzip (RFC 9110: ``gzip;q=0`` refuses it, and
+    ``*`` stands for any coding not named)."""
+    weights: dict[str, float] = {}
+    for item in header.split(","):
+        coding, _, params = item.strip().partition(";")
+        weight = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    weight = float(value)
+                except ValueError:
+                    weight = 0.0
+        weights[coding.strip().lower()] = weight
+    return weights.get("gzip", weights.get("x-gzip", weights.get("*", 0.0))) > 0
 
 
 _ELAPSED_ORDER = tuple(f.name for f in FAMILIES if f.name in ELAPSED)

@@ -210,3 +210,49 @@ def test_event_fields_and_fingerprint() -> None:
     assert fingerprint(state.key) != fingerprint(AlertKey(INTEGRATION_FAILING, "shop", 8))
     assert "Beta" in fields["summary"]
     assert "30m" in fields["summary"]
+
+
+def episode(since_minute: float, now_minute: float) -> Condition:
+    """A failing condition that carries its API timestamp, as conditions_for builds it."""
+    condition = failing(since_minute, now_minute)
+    return replace(condition, episode=condition.since)
+
+
+def test_a_later_started_failing_at_is_a_new_episode_not_the_old_alert() -> None:
+    """The shop recovered between two polls and failed again: the old alert resolves (with its
+    own starts_at), the new one starts over as a warning — as the shipped rules do, whose
+    integration_failing_seconds > 900 fell back below the threshold."""
+    run = Run(replace(RULES, failing_critical_after_seconds=3600))
+    run.step(0, episode(-120, 0))  # failing for 2 h: fires at once, critical
+    first = run.states[FAILING]
+    assert (first.severity, first.since) == ("critical", T0 - timedelta(hours=2))
+    run.step(1, episode(0.5, 1))  # a new started_failing_at, 30 s ago
+    assert run.log == [(0, "fired", "critical"), (1, "resolved", "critical")]
+    second = run.states[FAILING]
+    assert not second.firing
+    assert (second.since, second.severity) == (T0 + timedelta(seconds=30), "warning")
+    run.step(11, episode(0.5, 11))  # 10.5 min later: past the 10-minute grace
+    assert run.log[-1] == (11, "fired", "warning")
+    assert run.states[FAILING].since == T0 + timedelta(seconds=30)
+
+
+def test_a_corrected_started_failing_at_within_a_firing_episode_keeps_starts_at() -> None:
+    """A timestamp that moved but is still past the grace is the same episode to the shipped
+    rules (they never stopped firing): the alert goes on, and starts_at does not move."""
+    run = Run()
+    run.step(0, episode(-120, 0))
+    run.step(1, episode(-60, 1))  # moved later, but still failing for an hour
+    run.step(2, episode(-180, 2))  # moved earlier
+    assert [kind for _, kind, _ in run.log] == ["fired"]
+    assert run.states[FAILING].since == T0 - timedelta(hours=2)
+
+
+def test_a_clamped_future_timestamp_is_not_a_new_episode_every_poll() -> None:
+    """A started_failing_at in the future is clamped to the read time, which moves every poll;
+    the episode is the API's own timestamp, which does not."""
+    future = T0 + timedelta(days=365)
+    run = Run(replace(RULES, failing_for_seconds=0))
+    for minute in range(5):
+        now = T0 + timedelta(minutes=minute)
+        run.step(minute, Condition(FAILING, now, Context(failing_seconds=0), episode=future))
+    assert [kind for _, kind, _ in run.log] == ["fired"]

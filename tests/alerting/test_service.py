@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 from monitor.alerting.rules import AlertRules
-from monitor.alerting.service import CAUSE_PENDING, Alerter
+from monitor.alerting.service import CAUSE_FAILED, CAUSE_PENDING, Alerter
 from monitor.alerting.sinks import AlertmanagerSink, StdoutSink
 from monitor.daemon import open_pollers
 from monitor.exporter.metrics import Metrics
@@ -467,3 +467,34 @@ async def test_firing_counts_add_up_over_accounts_as_they_change() -> None:
     assert seen[-1]["IntegrationFailing"] == 0
     assert alerter.states == {}
     await alerter.aclose()
+
+
+async def test_a_cause_lookup_that_raises_is_recorded_and_retried(world: World) -> None:
+    """A reload restarting the account (KeyError on its worker) or a closed client used to kill
+    the lookup task silently; the alert then had no cause until its next repeat, hours later."""
+    alerter = make_alerter(world, None)
+    real = alerter._fetch_logs
+    assert real is not None
+    calls = 0
+
+    async def restarting(account: str, integration_id: int) -> list[dict[str, Any]]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise KeyError(account)  # the worker is gone for a moment
+        return await real(account, integration_id)
+
+    alerter._fetch_logs = restarting
+    world.sim.update(1, scenario="failing", started_failing_at=world.clock() - timedelta(hours=1))
+    await world.until(0)
+    await asyncio.gather(*alerter._lookups)
+    await world.until(1)  # the failure is delivered; the lookup starts again
+    await asyncio.gather(*alerter._lookups)
+    await world.until(2)  # the cause arrives
+    causes = world.causes()
+    assert causes[0]["cause_error"] == CAUSE_FAILED
+    assert calls == 2
+    assert causes[-1]["cause"] is not None
+    assert causes[-1]["cause_error"] is None
+    for event in causes:
+        VALIDATOR.validate(event)

@@ -8,12 +8,15 @@ import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import generate_latest
 
 from monitor.exporter.exposition import Exposition, Segment, crc32_combine, inflated, joined
 from monitor.exporter.metrics import Metrics
+from monitor.exporter.server import HttpServer
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
 from monitor.store import AccountSnapshot, Observation, Status, Store
@@ -49,7 +52,7 @@ def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, 
 
 
 def exposed(exposition: Exposition) -> bytes:
-    fixed, live = exposition.render()
+    fixed, live = exposition.parts()
     return fixed.text() + live
 
 
@@ -79,13 +82,13 @@ def test_same_families_samples_and_values_as_prometheus_client() -> None:
 def test_the_fixed_part_is_rendered_once_per_poll() -> None:
     store, metrics, clock = world()
     exposition = Exposition(store, metrics.own, clock)
-    first, _ = exposition.render()
+    first, _ = exposition.parts()
     clock.advance(30)
-    again, _ = exposition.render()
+    again, _ = exposition.parts()
     assert again is first  # a scrape between polls renders only the elapsed seconds
     snapshot = store.get("eu")
     store.put(AccountSnapshot("eu", dict(snapshot.integrations), 4, T0))  # the next poll
-    after, _ = exposition.render()
+    after, _ = exposition.parts()
     assert after is not first
     assert after.text() == first.text()  # nothing changed but the snapshot object
 
@@ -143,7 +146,7 @@ def test_any_string_from_the_api_renders_like_prometheus_client(
 def test_segments_concatenate_into_one_stream_with_the_right_crc(texts: list[bytes]) -> None:
     whole = joined(Segment.of(text) for text in texts)
     expected = b"".join(texts)
-    assert whole.size == len(expected)
+    assert whole.text_size == len(expected)
     assert whole.crc == zlib.crc32(expected)
     assert zlib.decompressobj(-zlib.MAX_WBITS).decompress(whole.deflated) == expected
     assert b"".join(inflated(whole.deflated, chunk_bytes=512)) == expected
@@ -159,11 +162,43 @@ def test_crc32_combine_across_the_zero_buffer_size() -> None:
 def test_one_account_polling_does_not_recompress_the_others() -> None:
     store, metrics, clock = world()
     exposition = Exposition(store, metrics.own, clock)
-    first, _ = exposition.render()
+    first, _ = exposition.parts()
     us = store.get("us")
     store.put(AccountSnapshot("us", {}, us.cycles_completed + 1, T0, auth_ok=True))
-    after, _ = exposition.render()
+    after, _ = exposition.parts()
     eu_segment = exposition._accounts["eu"].fixed["integration_info"]
     assert eu_segment.deflated in after.segment.deflated  # reused as it was
     assert b'sendcloud_api_auth_ok{account="us"} 1.0' in after.text()
     assert b'sendcloud_api_auth_ok{account="us"} 0.0' in first.text()
+
+
+@pytest.mark.parametrize(
+    ("accept_encoding", "compressed"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("br;q=1.0, gzip;q=0.5", True),
+        ("*", True),
+        ("gzip;q=0", False),
+        ("gzip;q=0.0, deflate", False),
+        ("*;q=0", False),
+        ("identity", False),
+        ("", False),
+    ],
+)
+def test_gzip_only_when_accepted_and_caches_told_it_varies(
+    accept_encoding: str, compressed: bool
+) -> None:
+    store, metrics, clock = world()
+    server = HttpServer("127.0.0.1", 0, Exposition(store, metrics.own, clock))
+    server.start()
+    try:
+        response = httpx.get(
+            f"http://127.0.0.1:{server.port}/metrics",
+            headers={"Accept-Encoding": accept_encoding},
+        )
+    finally:
+        server.stop()
+    assert response.headers["Vary"] == "Accept-Encoding"
+    assert (response.headers.get("Content-Encoding") == "gzip") is compressed
+    assert "integration_up" in response.text  # httpx decodes gzip: the same text either way

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from freezegun import freeze_time
 from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive, utcnow
@@ -258,3 +259,34 @@ def test_promtool_check_metrics_is_clean(accounts: list[str]) -> None:
     findings = (result.stdout + result.stderr).decode()
     assert result.returncode == 0, findings
     assert findings.strip() == ""
+
+
+def test_a_removed_account_loses_every_series_and_a_new_one_starts_at_zero() -> None:
+    """Counters and histograms of a removed account used to stay after a reload; a new account
+    had no error or throttle series until its first one, so increase() missed it."""
+    store = Store(["eu", "us"])
+    metrics = Metrics(store, ["eu", "us"], poll_intervals={"eu": 60, "us": 60})
+    for account in ("eu", "us"):
+        events = metrics.client_events(account)
+        events.request("list_integrations", "200", 0.1)
+        events.error("list_integrations", "timeout")
+        events.throttled(1.0)
+        events.budget_wait(0.5)
+        metrics.observe_cycle(account, 0.2, True)
+        metrics.scheduler_event(account, "missed")
+    text = generate_latest(metrics.own).decode()
+    assert 'sendcloud_api_throttled_total{account="us"} 1.0' in text
+    metrics.remove_account("us")
+    metrics.add_account("asia", 60)
+    families = list(text_string_to_metric_families(generate_latest(metrics.own).decode()))
+    accounts = {s.labels.get("account") for f in families for s in f.samples} - {None}
+    assert accounts == {"eu", "asia"}
+    zero = {
+        (s.name, s.labels.get("endpoint"), s.labels.get("reason"))
+        for f in families
+        for s in f.samples
+        if s.labels.get("account") == "asia" and s.value == 0
+    }
+    assert ("sendcloud_api_throttled_total", None, None) in zero
+    assert ("sendcloud_api_errors_total", "list_integrations", "invalid_json") in zero
+    assert ("sendcloud_api_errors_total", "poll", "internal_error") in zero
