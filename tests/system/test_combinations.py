@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -295,6 +295,50 @@ def test_an_answer_that_escapes_the_error_model_leaves_the_account_unreadable(
                 15,
                 "the recovery",
             )
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+    assert code == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_failing_integration_that_becomes_unreadable_stays_failing_everywhere() -> None:
+    """Failing for 2 h, then its record arrives corrupt: the page, /status.json and the metrics keep
+    its last known state (failing, sorted first) with an "unreadable since" marker, while its
+    alert keeps firing; a stale shop that is readable sorts after it."""
+    now = datetime.now(UTC)
+    shops = [
+        SimIntegration(1, "failing", "Failing shop", started_failing_at=now - timedelta(hours=2)),
+        SimIntegration(2, "stale", "Stale shop", last_fetched_at=now - timedelta(days=3)),
+        SimIntegration(3, "healthy", "Healthy shop"),
+    ]
+    with Simulator(shops) as sim:
+        port = free_port()
+        daemon = DaemonProcess(["run"], monitor_env(sim, port), port)
+        try:
+            daemon.wait_ready()
+            # its record now arrives with started_failing_at neither a timestamp nor null
+            sim.inject_fault(kind="bad_failing_at", count=10**6, integration_id=1)
+            daemon.wait_for(
+                lambda: daemon.metric("integration_up", integration_id="1") == 0,
+                15,
+                "integration 1 unreadable",
+            )
+            document = daemon.get("/status.json").json()
+            rows = document["integrations"]
+            assert [(r["integration_id"], r["state"]) for r in rows] == [
+                (1, "failing"),
+                (2, "stale"),
+                (3, "healthy"),
+            ]
+            assert rows[0]["unreadable_since"] is not None
+            assert rows[1]["unreadable_since"] is None
+            assert document["summary"]["unreadable"] == 1
+            assert rows[0]["alerts"] == ["IntegrationFailing"]
+            assert daemon.metric("integration_failing", integration_id="1") == 1
+            page = daemon.get("/").text
+            assert page.index("Failing shop") < page.index("Stale shop")
+            assert "unreadable since" in page
             code, _ = daemon.terminate()
         finally:
             daemon.kill()
