@@ -193,7 +193,7 @@ def evaluate(
     active = {c.key: c for c in conditions}
     for key, condition in active.items():
         before = previous.get(key)
-        if before is not None and _new_episode(before, condition, now, rules):
+        if before is not None and _new_episode(before, condition):
             if before.firing:
                 events.append(AlertEvent(before, "resolved", "resolved", now))
             before = None
@@ -212,16 +212,16 @@ def evaluate(
     return Evaluation(states, events)
 
 
-def _new_episode(state: AlertState, condition: Condition, now: datetime, rules: AlertRules) -> bool:
+def _new_episode(state: AlertState, condition: Condition) -> bool:
     """Whether ``condition`` is a new episode rather than the one ``state`` tracks: the API's
-    timestamp moved later (the shop recovered between two polls and failed again) far enough
-    that, counted from it, the grace is not over — where the shipped rules, which compare the
-    elapsed time with the same threshold, resolve and start over too."""
-    if state.episode is None or condition.episode is None or condition.since is None:
+    own timestamp moved later — the shop recovered between two polls and failed again (or was
+    fetched, and is stale again). The old alert resolves and the new one starts from the new
+    timestamp, with its own grace and severity, as the shipped rules see it: the elapsed time
+    they compare with their thresholds starts over. A timestamp that moved earlier is a
+    correction of the same episode."""
+    if state.episode is None or condition.episode is None:
         return False
-    if condition.episode <= state.episode:
-        return False
-    return (now - condition.since).total_seconds() < rules.grace(condition.key.alert)
+    return condition.episode > state.episode
 
 
 def _advance(state: AlertState | None, condition: Condition, now: datetime) -> AlertState:

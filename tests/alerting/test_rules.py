@@ -236,15 +236,27 @@ def test_a_later_started_failing_at_is_a_new_episode_not_the_old_alert() -> None
     assert run.states[FAILING].since == T0 + timedelta(seconds=30)
 
 
-def test_a_corrected_started_failing_at_within_a_firing_episode_keeps_starts_at() -> None:
-    """A timestamp that moved but is still past the grace is the same episode to the shipped
-    rules (they never stopped firing): the alert goes on, and starts_at does not move."""
+def test_a_timestamp_that_moved_later_past_the_grace_resolves_and_fires_anew() -> None:
+    """Failing for 2 h, then a started_failing_at only 16 min old: a new episode that is past
+    its grace already. The old alert (critical) resolves, the new one fires as a warning, as
+    the shipped rules have it (failing_seconds fell below 3600, stayed above 900)."""
+    run = Run(replace(RULES, failing_critical_after_seconds=3600))
+    run.step(0, episode(-120, 0))
+    run.step(1, episode(-15, 1))
+    assert run.log == [
+        (0, "fired", "critical"),
+        (1, "resolved", "critical"),
+        (1, "fired", "warning"),
+    ]
+    assert run.states[FAILING].since == T0 - timedelta(minutes=15)
+
+
+def test_a_timestamp_that_moved_earlier_is_the_same_episode() -> None:
     run = Run()
     run.step(0, episode(-120, 0))
-    run.step(1, episode(-60, 1))  # moved later, but still failing for an hour
-    run.step(2, episode(-180, 2))  # moved earlier
+    run.step(1, episode(-180, 1))  # corrected to an earlier start
     assert [kind for _, kind, _ in run.log] == ["fired"]
-    assert run.states[FAILING].since == T0 - timedelta(hours=2)
+    assert run.states[FAILING].since == T0 - timedelta(hours=2)  # starts_at does not move
 
 
 def test_a_clamped_future_timestamp_is_not_a_new_episode_every_poll() -> None:
