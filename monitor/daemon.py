@@ -29,7 +29,6 @@ from monitor import logs
 from monitor.alerting.service import Alerter
 from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.config_errors import ConfigError
-from monitor.exporter.exposition import Exposition
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.server import HttpServer, make_app
 from monitor.exporter.status import Status
@@ -223,8 +222,7 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
-        exposition = Exposition(self.store, self.metrics.own, clock)
-        app = make_app(exposition, self.store.ready, self.status, self.reload_blocking)
+        app = make_app(self.metrics.exposition, self.store.ready, self.status, self.reload_blocking)
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 

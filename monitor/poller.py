@@ -27,7 +27,7 @@ from monitor.sendcloud import (
 )
 from monitor.sendcloud.budget import RequestBudget, smallest_interval
 from monitor.settings import AccountConfig
-from monitor.store import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 
 log = structlog.get_logger(__name__)
 
@@ -385,7 +385,7 @@ class AccountPoller:
             before = previous.integrations.get(integration_id)
             observation = self._observation(integration_id, read, before)
             self._announce(observation, before)
-            if drop_not_found and observation.status is Status.NOT_FOUND:
+            if drop_not_found and observation.status is ReadOutcome.NOT_FOUND:
                 continue  # left the account: its series go away
             observations[integration_id] = observation
         return observations
@@ -403,12 +403,12 @@ class AccountPoller:
                 self.account.stale_after(integration_id),
                 self.account.clock_skew_tolerance_seconds,
             )
-            return Observation(integration_id, Status.OK, outcome, health)
+            return Observation(integration_id, ReadOutcome.OK, outcome, health)
         not_found = isinstance(outcome, NotFound)
         since = before.unreadable_since if before is not None else None
         return Observation(
             integration_id,
-            Status.NOT_FOUND if not_found else Status.ERROR,
+            ReadOutcome.NOT_FOUND if not_found else ReadOutcome.ERROR,
             before.record if before else None,
             before.health if before else None,
             error_reason=outcome.reason,
@@ -417,14 +417,14 @@ class AccountPoller:
 
     def _announce(self, current: Observation, before: Observation | None) -> None:
         """Log transitions of one integration (never on a poll where nothing changed)."""
-        was_found = before is None or before.status is not Status.NOT_FOUND
-        if current.status is Status.NOT_FOUND:
+        was_found = before is None or before.status is not ReadOutcome.NOT_FOUND
+        if current.status is ReadOutcome.NOT_FOUND:
             if was_found:
                 self._emit("integration_not_found", current)
             return
-        if current.status is Status.ERROR:
+        if current.status is ReadOutcome.ERROR:
             if self._account_error is None and (
-                before is None or before.status is not Status.ERROR
+                before is None or before.status is not ReadOutcome.ERROR
             ):
                 self._log.warning(
                     "integration_poll_failed",
@@ -443,7 +443,7 @@ class AccountPoller:
             "integration_id": current.integration_id,
             "shop_name": record.shop_name if record else None,
         }
-        if record is not None and health is not None and current.status is Status.OK:
+        if record is not None and health is not None and current.status is ReadOutcome.OK:
             fields.update(
                 failing_seconds=round(health.failing_seconds, 3),
                 started_failing_at=_iso(record.started_failing_at),

@@ -17,7 +17,7 @@ from monitor.health import Health, State
 from monitor.sendcloud import Integration
 
 
-class Status(Enum):
+class ReadOutcome(Enum):
     OK = "ok"  # the last poll returned the integration
     NOT_FOUND = "not_found"  # the API answered 404
     ERROR = "error"  # the last poll could not read it; ``record`` is the last good one, if any
@@ -32,7 +32,7 @@ class Observation:
     """
 
     integration_id: int
-    status: Status
+    status: ReadOutcome
     record: Integration | None
     health: Health | None
     error_reason: str | None = None
@@ -48,7 +48,7 @@ class Observation:
         """The state as of the last successful read — also while the integration cannot be
         read now (see ``unreadable_since``), as the frozen metrics and the alerts have it;
         unknown only when it was never read."""
-        if self.status is Status.NOT_FOUND:
+        if self.status is ReadOutcome.NOT_FOUND:
             return State.NOT_FOUND
         if self.health is None:
             return State.UNKNOWN
@@ -58,14 +58,14 @@ class Observation:
     def has_values(self) -> bool:
         """Whether there are health values to show (a read succeeded once, and it still
         exists)."""
-        return self.health is not None and self.status is not Status.NOT_FOUND
+        return self.health is not None and self.status is not ReadOutcome.NOT_FOUND
 
     def values_at(self, now: datetime) -> datetime | None:
         """The time elapsed-time values are given for: ``now`` while readable, the last
         successful read while not (frozen), None when there is nothing to give."""
-        if self.health is None or self.status is Status.NOT_FOUND:
+        if self.health is None or self.status is ReadOutcome.NOT_FOUND:
             return None
-        return now if self.status is Status.OK else self.health.read_at
+        return now if self.status is ReadOutcome.OK else self.health.read_at
 
 
 @dataclass(frozen=True)

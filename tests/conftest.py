@@ -18,6 +18,8 @@ import stamina
 from pydantic import SecretStr
 
 from monitor import logs
+from monitor.exporter.exposition import inflated
+from monitor.exporter.metrics import Metrics
 from monitor.settings import AccountConfig
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 
@@ -137,6 +139,12 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+
+
+def scraped(metrics: Metrics) -> str:
+    """What ``/metrics`` serves for ``metrics`` now (its exposition, inflated)."""
+    fixed, live = metrics.exposition.parts()
+    return (b"".join(inflated(fixed.segment.deflated)) + live).decode()
 
 
 def metric_samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:

@@ -6,11 +6,10 @@ import asyncio
 import time
 
 import httpx
-from prometheus_client import generate_latest
 
 from monitor.daemon import Daemon, job_options
 from monitor.simulator import Simulator
-from tests.conftest import account_for, metric_value
+from tests.conftest import account_for, metric_value, scraped
 
 
 def test_job_options_fit_the_interval() -> None:
@@ -38,7 +37,7 @@ async def test_overrunning_polls_are_skipped_not_stacked_and_stop_is_clean(sim: 
     stop.set()
     await asyncio.wait_for(runner, timeout=6)
     assert time.monotonic() - started < 5
-    text = generate_latest(daemon.metrics.registry).decode()
+    text = scraped(daemon.metrics)
     skipped = metric_value(
         text, "integration_monitor_scheduler_events_total", event="skipped_overrun"
     )

@@ -14,15 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from prometheus_client import generate_latest
 
 from monitor.alerting.rules import ALERTS
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import Integration
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
-from monitor.store import AccountSnapshot, Observation, Status, Store
-from tests.conftest import T0, free_port, require_binary
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from tests.conftest import T0, free_port, require_binary, scraped
 from tests.daemon_process import DaemonProcess
 
 ROOT = Path(__file__).parents[1]
@@ -80,7 +79,7 @@ def exported_metric_names() -> set[str]:
     store = Store(["default"])
     store.put(
         AccountSnapshot(
-            "default", {1: Observation(1, Status.OK, failing, derive(failing, T0, 60))}, 1, T0
+            "default", {1: Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))}, 1, T0
         )
     )
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
@@ -89,7 +88,7 @@ def exported_metric_names() -> set[str]:
     events.error("get_integration", "invalid_field")
     events.throttled(1.0)
     metrics.observe_cycle("default", 0.1, True)
-    text = generate_latest(metrics.registry).decode()
+    text = scraped(metrics)
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))
 
 
@@ -280,7 +279,7 @@ def test_compose_file_passes_the_compose_spec_schema(tmp_path: Path) -> None:
 def test_probe_paths_are_served(sim: Any) -> None:
     from monitor.exporter.server import HttpServer, make_app
 
-    server = HttpServer("127.0.0.1", 0, make_app(Metrics(Store([]), []).registry, lambda: True))
+    server = HttpServer("127.0.0.1", 0, make_app(Metrics(Store([]), []).own, lambda: True))
     server.start()
     try:
         for path in ("/healthz", "/readyz", "/metrics"):

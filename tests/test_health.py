@@ -10,7 +10,7 @@ from freezegun import freeze_time
 
 from monitor.health import Health, State, derive, transitions, utcnow
 from monitor.sendcloud import Integration, parse_integration
-from monitor.store import Observation, Status
+from monitor.store import Observation, ReadOutcome
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 HOUR = "2026-11-27T11:00:00Z"  # one hour before T0
@@ -95,9 +95,11 @@ def test_elapsed_values_extend_to_a_later_time_and_flags_do_not() -> None:
     assert health.stale is False  # decided at the read, not at the scrape
 
 
-def observation(status: Status, health: Health | None) -> Observation:
+def observation(status: ReadOutcome, health: Health | None) -> Observation:
     rec = record(started_failing_at=HOUR) if health is not None else None
-    return Observation(7, status, rec, health, error_reason=None if status is Status.OK else "x")
+    return Observation(
+        7, status, rec, health, error_reason=None if status is ReadOutcome.OK else "x"
+    )
 
 
 FAILING_AT_T0 = derive(record(started_failing_at=HOUR, last_fetched_at=HOUR), T0, 7200)
@@ -107,14 +109,14 @@ LATER = T0 + timedelta(hours=3)
 @pytest.mark.parametrize(
     ("status", "health", "state", "values_at"),
     [
-        (Status.OK, FAILING_AT_T0, State.FAILING, LATER),  # readable: extended to now
-        (Status.ERROR, FAILING_AT_T0, State.FAILING, T0),  # unreadable: last known, frozen
-        (Status.ERROR, None, State.UNKNOWN, None),  # never read: nothing to export
-        (Status.NOT_FOUND, FAILING_AT_T0, State.NOT_FOUND, None),  # gone: no values
+        (ReadOutcome.OK, FAILING_AT_T0, State.FAILING, LATER),  # readable: extended to now
+        (ReadOutcome.ERROR, FAILING_AT_T0, State.FAILING, T0),  # unreadable: last known, frozen
+        (ReadOutcome.ERROR, None, State.UNKNOWN, None),  # never read: nothing to export
+        (ReadOutcome.NOT_FOUND, FAILING_AT_T0, State.NOT_FOUND, None),  # gone: no values
     ],
 )
 def test_snapshot_freezes_values_while_unreadable(
-    status: Status, health: Health | None, state: State, values_at: datetime | None
+    status: ReadOutcome, health: Health | None, state: State, values_at: datetime | None
 ) -> None:
     obs = observation(status, health)
     assert obs.state is state
@@ -134,7 +136,7 @@ def test_the_frozen_value_never_crosses_a_threshold_however_long_the_outage() ->
         T0,
         7200,
     )
-    frozen = observation(Status.ERROR, health)
+    frozen = observation(ReadOutcome.ERROR, health)
     for hours in (1, 24, 24 * 30):
         at = frozen.values_at(T0 + timedelta(hours=hours))
         assert at is not None

@@ -11,8 +11,8 @@ from monitor.daemon import open_pollers
 from monitor.exporter.metrics import Metrics
 from monitor.poller import AccountPoller, Plan, choose_plan
 from monitor.simulator import SimIntegration, Simulator
-from monitor.store import Status, Store
-from tests.conftest import FakeClock, LogCapture, account_for
+from monitor.store import ReadOutcome, Store
+from tests.conftest import FakeClock, LogCapture, account_for, metric_value, scraped
 
 
 @pytest.mark.parametrize(
@@ -77,7 +77,7 @@ async def test_single_id_uses_one_get(world: Simulator, clock: FakeClock) -> Non
     async for rig in rig_for(world, clock, (2,)):
         await rig.poll()
         assert world.requests == ["/integrations/2"]
-        assert rig.observation(2).status is Status.OK
+        assert rig.observation(2).status is ReadOutcome.OK
 
 
 async def test_small_account_is_listed_and_missing_ids_confirmed(
@@ -86,8 +86,8 @@ async def test_small_account_is_listed_and_missing_ids_confirmed(
     async for rig in rig_for(world, clock, (1, 2, 5)):
         await rig.poll()
         assert world.requests == ["/integrations", "/integrations/5"]
-        assert rig.observation(1).status is Status.OK
-        assert rig.observation(5).status is Status.NOT_FOUND
+        assert rig.observation(1).status is ReadOutcome.OK
+        assert rig.observation(5).status is ReadOutcome.NOT_FOUND
         assert 3 not in rig.store.get("default").integrations  # not configured
 
 
@@ -104,7 +104,7 @@ async def test_large_account_falls_back_to_gets_and_remembers() -> None:
                 "/integrations/299",
             ]
             assert {i: rig.observation(i).status for i in (1, 250, 299)} == dict.fromkeys(
-                (1, 250, 299), Status.OK
+                (1, 250, 299), ReadOutcome.OK
             )
             big.requests.clear()
             await rig.poll()
@@ -149,11 +149,11 @@ async def check_kept_values(world: Simulator, rig: Rig, clock: FakeClock) -> Non
     await rig.poll()
     assert world.request_count("/integrations/1") == 1
     after = rig.observation(2)
-    assert after.status is Status.ERROR
+    assert after.status is ReadOutcome.ERROR
     assert after.error_reason == "server_error"
     assert after.record == good.record
     assert after.last_success == good.last_success
-    assert rig.observation(1).status is Status.OK
+    assert rig.observation(1).status is ReadOutcome.OK
     assert rig.observation(1).last_success == clock()
 
 
@@ -224,10 +224,10 @@ async def test_account_outage_is_one_event_and_recovery_another(
             await rig.poll()
             await rig.poll()
             assert len(captured_logs.events("account_poll_failed")) == 1
-            assert rig.observation(1).status is Status.ERROR
+            assert rig.observation(1).status is ReadOutcome.ERROR
             await rig.poll()
             assert len(captured_logs.events("account_poll_recovered")) == 1
-            assert rig.observation(1).status is Status.OK
+            assert rig.observation(1).status is ReadOutcome.OK
 
 
 async def test_auth_failure_in_all_mode_on_the_first_poll(
@@ -255,7 +255,7 @@ async def test_a_404_on_the_collection_is_an_account_error(
         assert snapshot.account_error == "not_found"
         for integration_id, good in before.items():
             after = rig.observation(integration_id)
-            assert after.status is Status.ERROR  # unknown, not gone
+            assert after.status is ReadOutcome.ERROR  # unknown, not gone
             assert after.health == good.health  # frozen at the last read
         assert captured_logs.events("integration_not_found") == []
         [failed] = captured_logs.events("account_poll_failed")
@@ -299,7 +299,7 @@ async def test_a_cycle_past_its_deadline_keeps_what_it_read_and_the_rest_frozen(
     cut = captured_logs.events("poll_cycle_cut_short")
     assert [e["reason"] for e in cut] == ["deadline"]
     assert second.account_error == "deadline"
-    unread = [o for o in second.integrations.values() if o.status is Status.ERROR]
+    unread = [o for o in second.integrations.values() if o.status is ReadOutcome.ERROR]
     assert len(unread) == 3
     for observation in unread:
         assert observation.error_reason == "deadline"
@@ -319,7 +319,7 @@ async def test_a_list_that_never_ends_is_cut_and_nothing_is_dropped(
             await rig.poll()
             snapshot = rig.store.get("default")
             assert len(snapshot.integrations) == 250  # the unread ones are kept, not dropped
-            kept = [o for o in snapshot.integrations.values() if o.status is Status.ERROR]
+            kept = [o for o in snapshot.integrations.values() if o.status is ReadOutcome.ERROR]
             assert {o.error_reason for o in kept} == {"page_cap"}
             assert len(kept) == 50
             await rig.poll()
@@ -359,13 +359,13 @@ async def test_a_corrupt_health_field_makes_that_integration_unreadable_not_heal
             clock.advance(60)
             await rig.poll()
             broken = rig.observation(2)
-            assert (broken.status, broken.error_reason) == (Status.ERROR, "invalid_field")
+            assert (broken.status, broken.error_reason) == (ReadOutcome.ERROR, "invalid_field")
             assert broken.health is good.health  # frozen at the last good read
             assert broken.state.value == "failing"  # the last known state, not "healthy"
-            assert rig.observation(1).status is Status.OK
+            assert rig.observation(1).status is ReadOutcome.OK
         clock.advance(60)
         await rig.poll()
-        assert rig.observation(2).status is Status.OK
+        assert rig.observation(2).status is ReadOutcome.OK
         assert rig.observation(2).unreadable_since is None
 
 
@@ -391,13 +391,16 @@ async def test_an_unexpected_exception_in_a_cycle_leaves_the_account_unreadable(
             await poller.poll()
         snapshot = store.get(account.name)
         assert snapshot.account_error == "internal_error"
-        assert {o.status for o in snapshot.integrations.values()} == {Status.ERROR}
+        assert {o.status for o in snapshot.integrations.values()} == {ReadOutcome.ERROR}
         assert snapshot.integrations[2].health is before.health  # frozen, never "up"
     [crash] = captured_logs.events("poll_cycle_crashed")  # once per episode, with traceback
     assert crash["exception"][0]["exc_type"] == "RuntimeError"
-    errors = metrics.registry.get_sample_value(
+    errors = metric_value(
+        scraped(metrics),
         "sendcloud_api_errors_total",
-        {"account": account.name, "endpoint": "poll", "reason": "internal_error"},
+        account=account.name,
+        endpoint="poll",
+        reason="internal_error",
     )
     assert errors == 2
 

@@ -14,7 +14,6 @@ import httpx
 import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import logs
@@ -22,7 +21,8 @@ from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
 from monitor.sendcloud.records import HEALTH_FIELDS
-from monitor.store import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from tests.conftest import scraped
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -130,10 +130,10 @@ def test_api_strings_cannot_break_the_exposition(name: str, url: str, kind: str)
     store = Store(["default"])
     store.put(
         AccountSnapshot(
-            "default", {5: Observation(5, Status.OK, record, derive(record, now, 60))}, 1, now
+            "default", {5: Observation(5, ReadOutcome.OK, record, derive(record, now, 60))}, 1, now
         )
     )
-    text = generate_latest(Metrics(store, ["default"], clock=lambda: now).registry).decode()
+    text = scraped(Metrics(store, ["default"], clock=lambda: now))
     families = {f.name: f for f in text_string_to_metric_families(text)}
     [info] = families["integration_info"].samples
     assert info.labels["shop_name"] == name

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from monitor.store import AccountSnapshot, Status
+from monitor.store import AccountSnapshot, ReadOutcome
 
 INTEGRATION_FAILING = "IntegrationFailing"
 INTEGRATION_FETCH_STALE = "IntegrationFetchStale"
@@ -150,10 +150,10 @@ def conditions_for(
             AlertKey(alert, account, integration_id)
             for alert in (INTEGRATION_FAILING, INTEGRATION_FETCH_STALE, INTEGRATION_NOT_FOUND)
         ]
-        if observation.status is Status.ERROR or snapshot.account_error is not None:
+        if observation.status is ReadOutcome.ERROR or snapshot.account_error is not None:
             unknown.update(keys)
             continue
-        if observation.status is Status.NOT_FOUND:
+        if observation.status is ReadOutcome.NOT_FOUND:
             if ids_configured:
                 conditions.append(Condition(keys[2], None, Context()))
             continue

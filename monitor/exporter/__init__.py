@@ -1,7 +1,8 @@
 """The exporter side: what Prometheus and people read over HTTP.
 
-- ``metrics``: the series (families and samples), the reference collector, self-metrics;
+- ``families``: the per-integration and per-account families and the samples of a snapshot;
 - ``exposition``: ``/metrics`` rendered once per poll, elapsed seconds per scrape, cached gzip;
+- ``metrics``: the daemon's own metrics, and the ``/metrics`` endpoint serving them all;
 - ``status``: the status document — the page at ``/``, ``/status.json`` and ``check``'s rows;
 - ``server``: the HTTP server and its endpoints, with connection limits;
 - ``webconfig``: ``--web.config.file``, TLS and basic auth as in Prometheus' exporter-toolkit.

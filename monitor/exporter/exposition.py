@@ -12,7 +12,7 @@ the fixed part as it is, followed by the freshly compressed elapsed gauges, as o
 member (every client reads it); a plain scrape inflates it on the way out.
 
 The output has the same families, samples and values as prometheus-client's own rendering of
-:class:`~monitor.exporter.metrics.IntegrationCollector` (tested), in the text format 0.0.4,
+the same samples (a reference collector in the tests proves it), in the text format 0.0.4,
 which every Prometheus accepts; OpenMetrics is not offered.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.utils import floatToGoString as _go_float
 
-from monitor.exporter.metrics import (
+from monitor.exporter.families import (
     ELAPSED,
     FAMILIES,
     INFO,
@@ -39,7 +39,7 @@ from monitor.exporter.metrics import (
     info_labels,
     integration_samples,
 )
-from monitor.store import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 StartResponse = Callable[..., Any]
@@ -286,7 +286,7 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
             lines[INFO].append(f"{INFO}{{{labels}{extra}}} 1.0\n")
         if not observation.has_values:
             continue
-        if observation.status is Status.OK:
+        if observation.status is ReadOutcome.OK:
             live.append(observation)
         else:  # frozen at its last read: rendered once, like everything else
             assert observation.health is not None

@@ -37,10 +37,10 @@ from monitor.alerting.rules import (
     conditions_for,
     evaluate,
 )
-from monitor.exporter.metrics import elapsed_samples, integration_samples
+from monitor.exporter.families import elapsed_samples, integration_samples
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
-from monitor.store import AccountSnapshot, Observation, Status
+from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
 ACCOUNT = "acme"
 IDS = (1, 2, 3)
@@ -155,7 +155,7 @@ class Timeline(RuleBasedStateMachine):
             if self.outage or integration in self.unreadable:
                 observations[integration] = Observation(
                     integration,
-                    Status.ERROR,
+                    ReadOutcome.ERROR,
                     before.record if before else None,
                     before.health if before else None,
                     error_reason="server_error",
@@ -164,7 +164,7 @@ class Timeline(RuleBasedStateMachine):
                 continue
             record, _ = parse_integration(self.records[integration])
             health = derive(record, self.now, STALE_AFTER)
-            observations[integration] = Observation(integration, Status.OK, record, health)
+            observations[integration] = Observation(integration, ReadOutcome.OK, record, health)
         self.observations = observations
         snapshot = AccountSnapshot(
             ACCOUNT,

@@ -25,7 +25,7 @@ from monitor.alerting.rules import (
 )
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
-from monitor.store import AccountSnapshot, Observation, Status
+from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 # The tables below were written for a 10-minute failing grace and no stale grace.
@@ -160,9 +160,9 @@ def snapshot(
     )
 
 
-def obs(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
+def obs(integration_id: int, status: ReadOutcome = ReadOutcome.OK, **fields: object) -> Observation:
     record = parse_integration({"id": integration_id, **fields})[0] if fields else None
-    health = derive(record, T0, 3600) if record is not None and status is Status.OK else None
+    health = derive(record, T0, 3600) if record is not None and status is ReadOutcome.OK else None
     return Observation(integration_id, status, record, health)
 
 
@@ -170,8 +170,8 @@ def test_conditions_from_a_snapshot() -> None:
     snap = snapshot(
         obs(1, started_failing_at="2026-11-27T11:00:00Z", last_fetched_at="2026-11-27T11:59:00Z"),
         obs(2, last_fetched_at="2026-11-27T09:00:00Z"),  # stale since 10:00 (threshold 1 h)
-        obs(3, Status.NOT_FOUND),
-        obs(4, Status.ERROR),
+        obs(3, ReadOutcome.NOT_FOUND),
+        obs(4, ReadOutcome.ERROR),
     )
     conditions, unknown = conditions_for(snap, ids_configured=True)
     found = {(c.key.alert, c.key.integration_id): c.since for c in conditions}
@@ -186,11 +186,11 @@ def test_conditions_from_a_snapshot() -> None:
 
 
 def test_account_error_makes_integrations_unknown() -> None:
-    snap = snapshot(obs(1, Status.ERROR), auth_ok=False, account_error="auth_failed")
+    snap = snapshot(obs(1, ReadOutcome.ERROR), auth_ok=False, account_error="auth_failed")
     conditions, unknown = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [AUTH_FAILING]
     assert len(unknown) == 3
-    snap = snapshot(obs(1, Status.ERROR), account_error="unreachable")
+    snap = snapshot(obs(1, ReadOutcome.ERROR), account_error="unreachable")
     conditions, _ = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [API_UNREACHABLE]
 

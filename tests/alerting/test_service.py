@@ -26,9 +26,9 @@ from monitor.health import derive
 from monitor.poller import AccountPoller
 from monitor.sendcloud import parse_integration
 from monitor.simulator import SimIntegration, Simulator
-from monitor.store import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 from tests.alerting.test_sinks import alertmanager
-from tests.conftest import FakeClock, LogCapture, account_for
+from tests.conftest import FakeClock, LogCapture, account_for, scraped
 
 __all__ = ["alertmanager"]  # the fixture, shared with the sink tests
 
@@ -270,9 +270,8 @@ async def test_slow_cause_lookup_times_out(world: World) -> None:
 async def test_alert_metrics(world: World) -> None:
     make_alerter(world, None)
     await world.until(1)
-    from prometheus_client import generate_latest
 
-    text = generate_latest(world.metrics.registry).decode()
+    text = scraped(world.metrics)
     assert (
         'integration_monitor_alerts_total{alert="IntegrationNotFound",status="firing"} 1.0' in text
     )
@@ -441,7 +440,7 @@ def failing_snapshot(account: str, failing: bool, at: datetime) -> AccountSnapsh
         {"id": 1, "started_failing_at": at - timedelta(hours=1) if failing else None}
     )
     health = derive(record, at, 3600)
-    return AccountSnapshot(account, {1: Observation(1, Status.OK, record, health)}, 1, at)
+    return AccountSnapshot(account, {1: Observation(1, ReadOutcome.OK, record, health)}, 1, at)
 
 
 async def test_firing_counts_add_up_over_accounts_as_they_change() -> None:

@@ -12,21 +12,21 @@ import httpx
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from prometheus_client import generate_latest
 
 from monitor.exporter.exposition import Exposition, Segment, crc32_combine, inflated, joined
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.server import HttpServer
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
-from monitor.store import AccountSnapshot, Observation, Status, Store
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 from tests.conftest import FakeClock, metric_samples, require_binary
+from tests.exporter.reference import reference_text
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 HOUR = (T0 - timedelta(hours=1)).isoformat()
 
 
-def observation(integration_id: int, status: Status, **fields: Any) -> Observation:
+def observation(integration_id: int, status: ReadOutcome, **fields: Any) -> Observation:
     record = parse_integration({"id": integration_id, **fields})[0]
     health = derive(record, T0 - timedelta(minutes=5), 7200)
     return Observation(integration_id, status, record, health, error_reason=None)
@@ -35,12 +35,12 @@ def observation(integration_id: int, status: Status, **fields: Any) -> Observati
 def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, FakeClock]:
     store = Store(["eu", "us"])
     observations = [
-        observation(1, Status.OK, shop_name=name, started_failing_at=HOUR, type="shopify"),
-        observation(2, Status.OK, last_fetched_at=(T0 - timedelta(hours=3)).isoformat()),
-        observation(3, Status.ERROR, started_failing_at=HOUR),  # frozen
-        Observation(4, Status.NOT_FOUND, None, None, error_reason="not_found"),
-        Observation(5, Status.ERROR, None, None, error_reason="timeout"),  # never read
-        observation(6, Status.OK),  # no timestamps at all
+        observation(1, ReadOutcome.OK, shop_name=name, started_failing_at=HOUR, type="shopify"),
+        observation(2, ReadOutcome.OK, last_fetched_at=(T0 - timedelta(hours=3)).isoformat()),
+        observation(3, ReadOutcome.ERROR, started_failing_at=HOUR),  # frozen
+        Observation(4, ReadOutcome.NOT_FOUND, None, None, error_reason="not_found"),
+        Observation(5, ReadOutcome.ERROR, None, None, error_reason="timeout"),  # never read
+        observation(6, ReadOutcome.OK),  # no timestamps at all
     ]
     store.put(AccountSnapshot("eu", {o.integration_id: o for o in observations}, 3, T0))
     store.put(AccountSnapshot("us", {}, 1, None, auth_ok=False, account_error="auth_failed"))
@@ -62,7 +62,7 @@ def test_same_families_samples_and_values_as_prometheus_client() -> None:
     for minutes in (0, 7, 90):  # the elapsed values move with the scrape's time
         clock.now = T0 + timedelta(minutes=minutes)
         ours = metric_samples(exposed(exposition).decode())
-        reference = metric_samples(generate_latest(metrics.registry).decode())
+        reference = metric_samples(reference_text(store, metrics, clock))
         assert ours == reference
     failing = {k: v for k, v in ours.items() if k[0] == "integration_failing_seconds"}
     assert (
@@ -133,11 +133,11 @@ def test_any_string_from_the_api_renders_like_prometheus_client(
 ) -> None:
     store, metrics, clock = world(name)
     snapshot = store.get("eu")
-    odd = observation(9, Status.OK, shop_name=name, shop_url=url, type=kind)
+    odd = observation(9, ReadOutcome.OK, shop_name=name, shop_url=url, type=kind)
     store.put(AccountSnapshot("eu", {**snapshot.integrations, 9: odd}, 4, T0))
     exposition = Exposition(store, metrics.own, clock)
     assert metric_samples(exposed(exposition).decode()) == metric_samples(
-        generate_latest(metrics.registry).decode()
+        reference_text(store, metrics, clock)
     )
 
 

@@ -14,15 +14,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive, utcnow
 from monitor.sendcloud import parse_integration
-from monitor.store import AccountSnapshot, Observation, Status, Store
-from tests.conftest import metric_samples, metric_value, require_binary
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from tests.conftest import metric_samples, metric_value, require_binary, scraped
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 
 
-def observation(integration_id: int, status: Status = Status.OK, **fields: object) -> Observation:
+def observation(
+    integration_id: int, status: ReadOutcome = ReadOutcome.OK, **fields: object
+) -> Observation:
     record = parse_integration({"id": integration_id, **fields})[0] if fields else None
-    ok = status is Status.OK and record is not None
+    ok = status is ReadOutcome.OK and record is not None
     return Observation(
         integration_id=integration_id,
         status=status,
@@ -32,11 +34,11 @@ def observation(integration_id: int, status: Status = Status.OK, **fields: objec
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
-    return metric_samples(generate_latest(metrics.registry).decode())
+    return metric_samples(scraped(metrics))
 
 
 def value(metrics: Metrics, name: str, **labels: str) -> float | None:
-    return metric_value(generate_latest(metrics.registry).decode(), name, **labels)
+    return metric_value(scraped(metrics), name, **labels)
 
 
 def store_with(*observations: Observation, account: str = "default") -> Store:
@@ -116,7 +118,7 @@ def test_every_per_integration_series() -> None:
 
 def test_webhook_url_is_never_exported() -> None:
     store = store_with(observation(7, **FAILING))
-    text = generate_latest(Metrics(store, ["default"], clock=lambda: T0).registry).decode()
+    text = scraped(Metrics(store, ["default"], clock=lambda: T0))
     assert "hook-secret" not in text
     assert "hooks.example.com" not in text
     assert not re.search(r'[{,]type="', text)  # the API's type is exported as integration_type
@@ -133,7 +135,7 @@ def test_not_failing_has_zero_and_no_start_timestamp() -> None:
 
 
 def test_not_found_and_never_read() -> None:
-    store = store_with(observation(9, Status.NOT_FOUND), observation(10, Status.ERROR))
+    store = store_with(observation(9, ReadOutcome.NOT_FOUND), observation(10, ReadOutcome.ERROR))
     metrics = Metrics(store, ["default"], clock=lambda: T0)
     assert value(metrics, "integration_up", integration_id="9") == 0
     assert value(metrics, "integration_not_found", integration_id="9") == 1
@@ -145,7 +147,7 @@ def test_not_found_and_never_read() -> None:
 
 def test_error_with_last_good_record_keeps_values_frozen_and_is_down() -> None:
     good = observation(7, **FAILING)
-    kept = Observation(7, Status.ERROR, good.record, good.health, error_reason="timeout")
+    kept = Observation(7, ReadOutcome.ERROR, good.record, good.health, error_reason="timeout")
     metrics = Metrics(store_with(kept), ["default"], clock=lambda: T0 + timedelta(hours=5))
     assert value(metrics, "integration_up", integration_id="7") == 0
     assert value(metrics, "integration_failing_seconds", integration_id="7") == 3600  # frozen
@@ -224,7 +226,7 @@ def test_self_metrics() -> None:
 
 
 def exposition(metrics: Metrics) -> bytes:
-    return generate_latest(metrics.registry)
+    return scraped(metrics).encode()
 
 
 @pytest.mark.parametrize("accounts", [["default"], ["eu", "us"]])
@@ -237,7 +239,7 @@ def test_promtool_check_metrics_is_clean(accounts: list[str]) -> None:
                 account,
                 {
                     7: observation(7, **FAILING),
-                    8: observation(8, Status.NOT_FOUND),
+                    8: observation(8, ReadOutcome.NOT_FOUND),
                     9: observation(9, last_fetched_at="2026-11-27T11:00:00Z"),
                 },
                 1,

@@ -17,7 +17,7 @@ from monitor.exporter.webconfig import load_web_config, protect
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
 from monitor.store import AccountSnapshot, Observation
-from monitor.store import Status as Read
+from monitor.store import ReadOutcome as Read
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 EVIL = "<script>alert(1)</script>"

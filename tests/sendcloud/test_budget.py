@@ -11,6 +11,7 @@ import pytest
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget, smallest_interval
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
+from tests.conftest import scraped
 
 
 class Clock:
@@ -91,7 +92,6 @@ async def test_3000_requests_against_1000_per_minute_get_no_429() -> None:
 
 async def test_429_pauses_the_account_and_is_counted(captured_logs: object) -> None:
     """A server stricter than the budget: 429s pause the account, retries then get through."""
-    from prometheus_client import generate_latest
 
     from monitor.exporter.metrics import Metrics
     from monitor.store import Store
@@ -119,7 +119,7 @@ async def test_429_pauses_the_account_and_is_counted(captured_logs: object) -> N
     assert sim.throttled >= 1
     from prometheus_client.parser import text_string_to_metric_families
 
-    text = generate_latest(metrics.registry).decode()
+    text = scraped(metrics)
     values = {s.name: s.value for f in text_string_to_metric_families(text) for s in f.samples}
     throttled = values["sendcloud_api_throttled_total"]
     waited = values["sendcloud_api_budget_wait_seconds_total"]

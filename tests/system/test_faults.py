@@ -7,14 +7,13 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 
 import pytest
-from prometheus_client import generate_latest
 
 from monitor.daemon import open_pollers
 from monitor.exporter.metrics import Metrics
 from monitor.poller import AccountPoller
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
-from monitor.store import Status, Store
-from tests.conftest import FakeClock, LogCapture, account_for, metric_samples, metric_value
+from monitor.store import ReadOutcome, Store
+from tests.conftest import FakeClock, LogCapture, account_for, metric_samples, metric_value, scraped
 
 SECRETS = (
     DEMO_PUBLIC_KEY,
@@ -69,7 +68,7 @@ class Rig:
         return metric_value(self.text(), name, **labels)
 
     def text(self) -> str:
-        return generate_latest(self.metrics.registry).decode()
+        return scraped(self.metrics)
 
 
 @pytest.fixture
@@ -114,11 +113,11 @@ async def test_one_integration_misbehaves(
     up = rig.value("integration_up", integration_id="2")
     if reason is None:
         assert up == 1
-        assert rig.store.get("default").integrations[2].status is Status.OK
+        assert rig.store.get("default").integrations[2].status is ReadOutcome.OK
     else:
         assert up == 0
         observation = rig.store.get("default").integrations[2]
-        assert observation.status is Status.ERROR
+        assert observation.status is ReadOutcome.ERROR
         assert observation.error_reason == reason
         assert (
             rig.value("sendcloud_api_errors_total", endpoint="get_integration", reason=reason) == 1
@@ -193,7 +192,7 @@ async def test_a_broken_record_in_a_list_hides_nothing_else(captured_logs: LogCa
             sim.inject_fault(count=2, integration_id=2, kind="wrong_types")  # list and GET
             await poller.poll()
             integrations = store.get("default").integrations
-            assert integrations[1].status is Status.OK
-            assert integrations[3].status is Status.OK
-            assert integrations[2].status is Status.ERROR
+            assert integrations[1].status is ReadOutcome.OK
+            assert integrations[3].status is ReadOutcome.OK
+            assert integrations[2].status is ReadOutcome.ERROR
             assert integrations[2].record is not None  # last good record kept
