@@ -93,7 +93,7 @@ class Worker:
     poller: AccountPoller
 
 
-def start_worker(
+def new_worker(
     account: AccountConfig,
     store: Store,
     metrics: Metrics,
@@ -136,7 +136,7 @@ async def open_pollers(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[list[AccountPoller]]:
     """One client and one poller per account (for ``check`` and tests); clients closed on exit."""
-    workers = [start_worker(a, store, metrics, clock=clock, transport=transport) for a in accounts]
+    workers = [new_worker(a, store, metrics, clock=clock, transport=transport) for a in accounts]
     try:
         yield [worker.poller for worker in workers]
     finally:
@@ -284,7 +284,7 @@ class Daemon:
         """An account's client, poller and job; its first poll runs after ``delay``."""
         assert self._scheduler is not None
         assert self.alerter is not None
-        worker = start_worker(
+        worker = new_worker(
             account, self.store, self.metrics, clock=self._clock, transport=self._transport
         )
         worker.poller.after_cycle = self.alerter.on_snapshot

@@ -262,7 +262,7 @@ class SendcloudClient:
         still waiting, so there is no retry timeout of its own)."""
         try:
             async for attempt in stamina.retry_context(
-                on=self._retry_after,
+                on=self._retry_wait,
                 attempts=self._max_attempts,
                 timeout=None,
                 wait_initial=self._backoff,
@@ -277,24 +277,23 @@ class SendcloudClient:
             raise
         raise AssertionError("stamina ends with an answer or the last error")  # pragma: no cover
 
-    def _retry_after(self, exc: Exception) -> bool | float:
-        """Whether (and, for a 429, after how long) to try again. A 429 pauses the whole
-        account in its budget, so the retry itself need not wait; without a budget it waits
-        the capped Retry-After."""
+    def _retry_wait(self, exc: Exception) -> bool | float:
+        """stamina's predicate: whether (and, for a 429, after how long) to try again. A 429
+        has paused the whole account in its budget already, so the retry itself need not
+        wait; without a budget it waits the pause."""
         if not isinstance(exc, ApiError) or not _retryable(exc):
             return False
         if not isinstance(exc, RateLimited):
             return True
-        pause = self._throttle(exc)
-        return 0.0 if self._budget is not None else pause
+        return 0.0 if self._budget is not None else exc.pause
 
-    def _throttle(self, exc: RateLimited) -> float:
-        """A 429 pauses the whole account: capped Retry-After plus jitter."""
-        pause = min(exc.retry_after or 1.0, MAX_RETRY_AFTER) + random.uniform(0, 1)  # noqa: S311
+    def _throttle(self, exc: RateLimited) -> None:
+        """A 429 pauses the whole account (capped Retry-After plus jitter) and is counted,
+        once, where it arrives."""
+        exc.pause = min(exc.retry_after or 1.0, MAX_RETRY_AFTER) + random.uniform(0, 1)  # noqa: S311
         if self._budget is not None:
-            self._budget.pause(pause)
-        self._events.throttled(pause)
-        return pause
+            self._budget.pause(exc.pause)
+        self._events.throttled(exc.pause)
 
     async def _attempt(
         self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None
@@ -316,7 +315,11 @@ class SendcloudClient:
             raise Unreachable(f"connection failed: {name}", reason=_transport_reason(exc)) from None
         finally:
             self._events.request(endpoint, code, time.perf_counter() - started)
-        _raise_for_status(response, raw, single=endpoint == "get_integration")
+        try:
+            _raise_for_status(response, raw, single=endpoint == "get_integration")
+        except RateLimited as exc:
+            self._throttle(exc)
+            raise
         return response, raw
 
 

@@ -34,6 +34,8 @@ class RateLimited(ApiError):
     def __init__(self, message: str, *, retry_after: float | None, status: int = 429) -> None:
         super().__init__(message, status=status)
         self.retry_after = retry_after
+        #: how long the account pauses for this 429 (set where it arrived: the client)
+        self.pause = 0.0
 
 
 class ServerError(ApiError):

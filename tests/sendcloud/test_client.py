@@ -299,6 +299,9 @@ async def test_basic_auth_header_is_sent_and_first_page_asks_for_page_size() -> 
         ("Fri, 27 Nov 2026 11:00:00 GMT", 0.0),
         ("soon", None),
         (None, None),
+        ("\u00b2", None),  # '²'.isdigit() is true, float('²') raises
+        ("\u0661\u0662", None),  # Arabic-Indic digits: isdigit() too
+        ("9" * 400, float("9" * 400)),  # huge: capped later, never an overflow here
     ],
 )
 def test_parse_retry_after(value: str | None, expected: float | None) -> None:
