@@ -1,0 +1,319 @@
+"""The configuration as written: pydantic models of the YAML file and the environment,
+validated strictly (unknown keys are errors, secrets are ``SecretStr``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+import httpx
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from monitor.alerting.rules import AlertRules
+from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
+from monitor.settings.addresses import parse_listen_address, parse_shard, require_https, shard_of
+from monitor.settings.resolved import AccountConfig, WebhookConfig, resolve_account, resolve_webhook
+from monitor.settings.sources import EnvSource, LoadContext, load_context
+
+DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
+DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
+DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
+
+
+_ACCOUNT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
+
+class IntegrationOverride(_Strict):
+    """Per-integration settings, e.g. a longer stale threshold for a shop that syncs nightly."""
+
+    stale_after_seconds: PositiveFloat | None = None
+
+
+class Defaults(_Strict):
+    """Values every account inherits unless it sets its own."""
+
+    poll_interval_seconds: float = Field(default=60.0, ge=5, le=86400)
+    stale_after_seconds: PositiveFloat = 7200.0
+    max_concurrency: int = Field(default=8, ge=1, le=64)
+    request_timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_requests_per_minute: int = Field(default=900, ge=1, le=1000)
+    auth_retry_seconds: float = Field(default=300.0, ge=0, le=86400)
+    clock_skew_tolerance_seconds: float = Field(default=60.0, ge=0, le=86400)
+    #: This replica's share of each account's request budget (0.5 for two replicas that both
+    #: poll, for high availability).
+    budget_share: float = Field(default=1.0, gt=0, le=1)
+
+
+class AccountSettings(_Strict):
+    """One Sendcloud account as written in the file; unset fields come from ``defaults``."""
+
+    name: str = "default"
+    api_url: str = DEFAULT_API_URL
+    public_key: SecretStr | None = None
+    secret_key: SecretStr | None = None
+    secret_key_file: Path | None = None
+    auth: Literal["basic", "oauth2"] = "basic"
+    oauth2_token_url: str = DEFAULT_TOKEN_URL
+    oauth2_scope: str = "api"
+    integration_ids: Literal["all"] | list[PositiveInt] = "all"
+    poll_interval_seconds: float | None = Field(default=None, ge=5, le=86400)
+    stale_after_seconds: PositiveFloat | None = None
+    max_concurrency: int | None = Field(default=None, ge=1, le=64)
+    request_timeout_seconds: float | None = Field(default=None, gt=0, le=120)
+    max_requests_per_minute: int | None = Field(default=None, ge=1, le=1000)
+    auth_retry_seconds: float | None = Field(default=None, ge=0, le=86400)
+    clock_skew_tolerance_seconds: float | None = Field(default=None, ge=0, le=86400)
+    integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
+    #: Dangerous: lets api_url and oauth2_token_url use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
+
+    @model_validator(mode="after")
+    def _https(self) -> AccountSettings:
+        require_https(self.api_url, "api_url", allowed=self.allow_insecure_http)
+        require_https(self.oauth2_token_url, "oauth2_token_url", allowed=self.allow_insecure_http)
+        return self
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not _ACCOUNT_NAME.match(value):
+            raise ValueError("use 1-64 letters, digits, '_', '.' or '-'")
+        return value
+
+    @field_validator("oauth2_token_url")
+    @classmethod
+    def _token_url(cls, value: str) -> str:
+        """Checked like the API URL, but kept exactly: the token path ends in a slash."""
+        cls._api_url(value)
+        return value
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, value: str) -> str:
+        try:
+            url = httpx.URL(value)
+        except httpx.InvalidURL as exc:
+            raise ValueError(f"not a URL ({exc})") from None
+        if url.scheme not in ("http", "https") or not url.host:
+            raise ValueError("expected an http(s) URL such as " + DEFAULT_API_URL)
+        if url.query or url.fragment:
+            raise ValueError("the API URL takes no query string or fragment")
+        return str(url).rstrip("/")
+
+    @field_validator("integration_ids", mode="before")
+    @classmethod
+    def _ids(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() == "all":
+                return "all"
+            parts = [part.strip() for part in text.split(",") if part.strip()]
+            if not parts:
+                raise ValueError("expected 'all' or comma-separated integration IDs")
+            return parts
+        if isinstance(value, int) and not isinstance(value, bool):
+            return [value]
+        return value
+
+    @field_validator("integration_ids")
+    @classmethod
+    def _unique_ids(cls, value: Literal["all"] | list[int]) -> Literal["all"] | list[int]:
+        if isinstance(value, list):
+            if not value:
+                raise ValueError("expected 'all' or at least one integration ID")
+            return sorted(set(value))
+        return value
+
+
+class WebhookSettings(_Strict):
+    """A generic webhook receiver of alert events. Its URL is treated as a secret."""
+
+    name: str = "webhook"
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    hmac_secret: SecretStr | None = None
+    hmac_secret_file: Path | None = None
+    format: Literal["json", "slack"] = "json"
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    queue_size: int = Field(default=1000, ge=1, le=100_000)
+    #: Dangerous: lets the webhook URL use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return AccountSettings._name(value)
+
+
+class AlertmanagerSettings(_Strict):
+    """An Alertmanager to post alerts to (its base URL, e.g. http://alertmanager:9093)."""
+
+    url: str
+    timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    #: Every active alert is sent again this often, whatever the polls do (as Prometheus does).
+    resend_interval_seconds: float = Field(default=60.0, ge=1, le=3600)
+    #: Dangerous: lets the Alertmanager URL use http:// to a non-loopback host.
+    allow_insecure_http: bool = False
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return AccountSettings._api_url(value)
+
+    @model_validator(mode="after")
+    def _https(self) -> AlertmanagerSettings:
+        require_https(self.url, "alertmanager.url", allowed=self.allow_insecure_http)
+        return self
+
+
+class AlertingSettings(_Strict):
+    """Alert rules, the state file and the delivery sinks (see docs/alerts.md)."""
+
+    state_file: Path | None = None
+    runbook_base_url: str = "docs/runbook.md"
+    repeat_interval_seconds: float = Field(default=14400.0, ge=0)
+    failing_for_seconds: float = Field(default=900.0, ge=0)
+    failing_critical_after_seconds: float = Field(default=3600.0, ge=0)
+    stale_for_seconds: float = Field(default=900.0, ge=0)
+    not_found_polls: int = Field(default=2, ge=1)
+    auth_failing_for_seconds: float = Field(default=0.0, ge=0)
+    unreachable_for_seconds: float = Field(default=300.0, ge=0)
+    cause_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
+    cause_logs_page_size: int = Field(default=10, ge=1, le=100)
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    alertmanager: AlertmanagerSettings | None = None
+
+    @model_validator(mode="after")
+    def _unique_webhooks(self) -> AlertingSettings:
+        names = [w.name for w in self.webhooks]
+        if len(names) != len(set(names)):
+            raise ValueError("webhook names must be unique")
+        return self
+
+    def rules(self) -> AlertRules:
+        return AlertRules(
+            failing_for_seconds=self.failing_for_seconds,
+            failing_critical_after_seconds=self.failing_critical_after_seconds,
+            stale_for_seconds=self.stale_for_seconds,
+            not_found_polls=self.not_found_polls,
+            auth_failing_for_seconds=self.auth_failing_for_seconds,
+            unreachable_for_seconds=self.unreachable_for_seconds,
+            repeat_interval_seconds=self.repeat_interval_seconds,
+            runbook_base_url=self.runbook_base_url.rstrip("#"),
+        )
+
+    def resolved_webhooks(self) -> list[WebhookConfig]:
+        """Webhooks with their secret files read; raises ConfigError."""
+        return [resolve_webhook(w) for w in self.webhooks]
+
+
+class Settings(BaseSettings):
+    """The whole configuration as validated from file and environment."""
+
+    model_config = SettingsConfigDict(extra="forbid", hide_input_in_errors=True)
+
+    listen_address: str = DEFAULT_LISTEN_ADDRESS
+    #: "i/n": this replica polls the accounts whose name hashes to i of n (0 <= i < n).
+    shard: str | None = None
+    log_format: Literal["json", "console"] | None = None
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    defaults: Defaults = Field(default_factory=Defaults)
+    alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    sendcloud: AccountSettings | None = None
+    accounts: list[AccountSettings] = Field(default_factory=list)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment over YAML over defaults; which file and environment: see load_settings."""
+        context = load_context.get() or LoadContext()
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            EnvSource(settings_cls, context.environ),
+        ]
+        if context.config_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, context.config_file))
+        return tuple(sources)
+
+    @field_validator("listen_address")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        parse_listen_address(value)
+        return value
+
+    @model_validator(mode="after")
+    def _accounts(self) -> Settings:
+        names = [account.name for account in self.accounts]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"account names must be unique, repeated: {', '.join(duplicates)}")
+        if self.sendcloud is not None and len(self.accounts) > 1:
+            raise ValueError(
+                "the single-account 'sendcloud' settings (and SENDCLOUD_* / "
+                "MONITOR_INTEGRATION_IDS variables) cannot be combined with several accounts; "
+                "set credentials and integration_ids per account"
+            )
+        return self
+
+    def account_settings(self) -> list[AccountSettings]:
+        """The accounts as written, with the single-account block folded in."""
+        if not self.accounts:
+            return [self.sendcloud or AccountSettings()]
+        if self.sendcloud is None:
+            return list(self.accounts)
+        merged = self.accounts[0].model_dump(exclude_unset=True)
+        merged.update(self.sendcloud.model_dump(exclude_unset=True))
+        return [AccountSettings.model_validate(merged)]
+
+    def resolved_accounts(self) -> list[AccountConfig]:
+        """Apply defaults, read secret files and check credentials (of this shard's accounts
+        only); raises ConfigError."""
+        shard = parse_shard(self.shard)
+        return [
+            resolve_account(account, self.defaults)
+            for account in self.account_settings()
+            if shard is None or shard_of(account.name, shard[1]) == shard[0]
+        ]
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        parse_shard(value)
+        return value
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, for scrubbing logs."""
+        found = [s for account in self.resolved_accounts() for s in account.secrets()]
+        for webhook in self.alerting.resolved_webhooks():
+            found.append(webhook.url.get_secret_value())
+            if webhook.hmac_secret is not None:
+                found.append(webhook.hmac_secret.get_secret_value())
+        return tuple(found)
