@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
+from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting.rules import ALERTS, AlertKey, fingerprint
-from monitor.settings import AlertingSettings, AlertmanagerSettings, WebhookSettings
+from monitor.exporter.metrics import Metrics
+from monitor.health import derive
+from monitor.sendcloud import parse_integration
+from monitor.settings import (
+    ENV_VARS,
+    AccountSettings,
+    AlertingSettings,
+    AlertmanagerSettings,
+    Defaults,
+    Settings,
+    WebhookSettings,
+)
+from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from tests.conftest import scraped
 
 DOCS = Path(__file__).parents[1] / "docs"
+T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
 TEXT = (DOCS / "alerts.md").read_text()
 SCHEMA = json.loads((DOCS / "alert-event.schema.json").read_text())
 
@@ -49,3 +65,70 @@ def test_every_option_is_documented() -> None:
             if name in ("webhooks", "alertmanager"):
                 continue
             assert f"`{prefix}{name}" in TEXT, f"{prefix}{name} is not documented"
+
+
+REFERENCE = {name: (DOCS / f"{name}.md").read_text() for name in ("configuration", "metrics")}
+
+
+def test_every_setting_is_documented_on_a_page() -> None:
+    """Each key of the configuration has a page that names it (alerting keys: alerts.md; the
+    rest: configuration.md, where the example file is the full reference)."""
+    text = REFERENCE["configuration"]
+    for variable in ENV_VARS:
+        assert f"`{variable}`" in text, variable
+    assert "config/monitor.example.yaml" in text
+    example = (DOCS.parent / "config" / "monitor.example.yaml").read_text()
+    for model in (Settings, Defaults, AccountSettings):
+        for name in model.model_fields:
+            assert f"{name}:" in example, f"{model.__name__}.{name}"
+
+
+def exported_families() -> set[str]:
+    """Every family /metrics serves for a store with a failing, a stale and a missing shop."""
+    store = Store(["eu"])
+    record, _ = parse_integration(
+        {"id": 7, "started_failing_at": T0.isoformat(), "last_fetched_at": T0.isoformat()}
+    )
+    observations = {
+        7: Observation(7, ReadOutcome.OK, record, derive(record, T0, 7200)),
+        8: Observation(8, ReadOutcome.NOT_FOUND, None, None),
+    }
+    store.put(AccountSnapshot("eu", observations, 1, T0))
+    metrics = Metrics(store, ["eu"], clock=lambda: T0, poll_intervals={"eu": 60})
+    events = metrics.client_events("eu")
+    events.request("list_integrations", "200", 0.1)
+    metrics.observe_cycle("eu", 0.2, True)
+    metrics.scheduler_event("eu", "missed")
+    metrics.alert_emitted("IntegrationFailing", "firing")
+    metrics.delivery("stdout", "success")
+    metrics.queue_depth("stdout", 0)
+    metrics.alerts_firing({"IntegrationFailing": 1})
+    metrics.config_loaded(True, T0)
+    return {family.name for family in text_string_to_metric_families(scraped(metrics))}
+
+
+def documented_metrics() -> set[str]:
+    table = REFERENCE["metrics"].split("| Metric | Type | Meaning |", 1)[1].split("\n\n")[0]
+    return {
+        re.sub(r"\{.*", "", found)
+        for found in re.findall(r"^\| `([a-z_]+(?:\{[a-z_,]*\})?)`", table, re.M)
+    }
+
+
+def test_every_metric_is_documented_and_every_documented_metric_exists() -> None:
+    exported = {_family(name) for name in exported_families()}
+    documented = {_family(name) for name in documented_metrics()}
+    assert exported == documented, (exported - documented, documented - exported)
+
+
+def _family(name: str) -> str:
+    """A documented or exported name, as its family (without _total/_info)."""
+    return re.sub(r"_(total|info)$", "", name)
+
+
+def test_every_endpoint_is_documented() -> None:
+    source = (DOCS.parent / "monitor" / "exporter" / "server.py").read_text()
+    paths = set(re.findall(r'path == "(/[^"]*)"', source))
+    assert {"/metrics", "/healthz", "/readyz", "/status.json", "/", "/-/reload"} <= paths
+    for path in paths:
+        assert f"`{path}`" in REFERENCE["metrics"] or f"`POST {path}`" in REFERENCE["metrics"], path

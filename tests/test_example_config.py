@@ -64,8 +64,8 @@ def test_every_option_and_variable_is_documented() -> None:
         assert variable in text
 
 
-def test_readme_documents_every_environment_variable() -> None:
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
+def test_the_configuration_page_documents_every_environment_variable() -> None:
+    readme = (Path(__file__).parent.parent / "docs" / "configuration.md").read_text()
     for variable in [*ENV_VARS, "MONITOR_CONFIG_FILE", "MONITOR_WEB_CONFIG_FILE"]:
         assert f"`{variable}`" in readme, variable
 
