@@ -114,6 +114,17 @@ def test_reload_swaps_accounts_keeps_state_and_rejects_bad_configs(tmp_path: Pat
                 "eu polling with the rotated key",
             )
             assert metric("integration_up", account="us", integration_id="3") is None
+            # every series of the removed account ends: counters and histograms too
+            from prometheus_client.parser import text_string_to_metric_families
+
+            left = [
+                sample.name
+                for family in text_string_to_metric_families(daemon.get("/metrics").text)
+                for sample in family.samples
+                if sample.labels.get("account") == "us"
+            ]
+            assert left == []
+            assert metric("sendcloud_api_throttled_total", account="asia") == 0  # from the start
             assert metric("integration_monitor_config_last_reload_successful") == 1
             assert metric("integration_monitor_config_last_reload_success_timestamp_seconds") > (
                 loaded or 0
