@@ -25,7 +25,8 @@ from tests.alerting.test_sinks import alertmanager
 from tests.conftest import FakeClock, free_port, require_binary
 from tests.daemon_process import DaemonProcess, monitor_env
 from tests.receivers import Receiver, running
-from tests.system.test_stack import JOB, process_group, ready, start, wait
+from tests.system.test_outage import start_prometheus
+from tests.system.test_stack import process_group, ready, wait
 
 __all__ = ["alertmanager", "process_group"]  # fixtures, imported for pytest
 
@@ -210,28 +211,9 @@ def test_a_restart_of_many_accounts_on_long_intervals_pends_no_shipped_rule(
         started = time.monotonic()
         daemon = DaemonProcess(["run"], env, monitor_port)
         try:
-            prom_config = write_config(
-                tmp_path / "prometheus.yml",
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(Path(__file__).parents[2] / "deploy/prometheus/rules.yml")],
-                    "scrape_configs": [
-                        {
-                            "job_name": JOB,
-                            "static_configs": [{"targets": [f"127.0.0.1:{monitor_port}"]}],
-                        }
-                    ],
-                },
-            )
-            start(
-                process_group,
-                [
-                    prometheus,
-                    f"--config.file={prom_config}",
-                    f"--storage.tsdb.path={tmp_path / 'prom'}",
-                    f"--web.listen-address=127.0.0.1:{prom_port}",
-                ],
-                tmp_path / "prometheus.log",
+            shipped = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
+            start_prometheus(
+                prometheus, tmp_path, process_group, prom_port, monitor_port, rules=shipped
             )
             daemon.wait_ready(timeout=30)
             assert time.monotonic() - started < 30
