@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench deploy status-page clean
+.PHONY: demo test lint typecheck unit image-test bench deploy status-page clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11 or newer is needed (set PYTHON=python3.x)")'
@@ -29,6 +29,10 @@ typecheck: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/pytest -n 2 --dist loadfile
+
+## Build the container image on a Debian-made base and run it (podman, mmdebstrap; part of make test)
+image-test: $(STAMP)
+	$(BIN)/pytest tests/system/test_image.py -s
 
 ## The daemon against the simulator at 1 000 / 10 000 integrations and 500 accounts x 20
 bench: $(STAMP)

@@ -230,12 +230,16 @@ def _demo(args: argparse.Namespace) -> int:
             max_concurrency=defaults.max_concurrency,
             request_timeout_seconds=defaults.request_timeout_seconds,
         )
+        # MONITOR_STATE_FILE keeps the demo's open alerts too (the container image sets it)
+        state_file = os.environ.get("MONITOR_STATE_FILE") or None
+        alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
         log.info(
             "demo_started",
             simulator=sim.url,
             metrics=f"http://{args.listen.replace('0.0.0.0', 'localhost')}/metrics",
+            state_file=state_file,
         )
-        return _serve([account], listen)
+        return _serve([account], listen, alerting)
 
 
 def _simulator(args: argparse.Namespace) -> int:

@@ -140,7 +140,7 @@ def test_dockerfile_lints_clean_and_matches_the_code() -> None:
     run(str(hadolint), "Dockerfile", cwd=ROOT)
     text = (ROOT / "Dockerfile").read_text()
     assert f"EXPOSE {PORT}" in text
-    assert re.search(r"^USER 10001$", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
     assert 'ENTRYPOINT ["integration-monitor"]' in text
     assert 'CMD ["run"]' in text
     assert "/healthz" in text
@@ -177,6 +177,50 @@ def test_dockerfile_healthcheck_command_works_against_the_daemon() -> None:
         check=False,
     )
     assert dead.returncode != 0
+
+
+def image_facts() -> dict[str, Any]:
+    """What the Dockerfile promises (and tests/system/test_image.py proves on a running
+    container): user and group, the state directory and file, the health probe."""
+    text = (ROOT / "Dockerfile").read_text()
+    user = re.search(r"^USER (\d+):(\d+)$", text, re.M)
+    state_dir = re.search(r"install -d -o (\d+) -g (\d+) -m \d+ (\S+)", text)
+    state_file = re.search(r"MONITOR_STATE_FILE=(\S+)", text)
+    volume = re.search(r'^VOLUME \["([^"]+)"\]', text, re.M)
+    assert user is not None
+    assert state_dir is not None
+    assert state_file is not None
+    assert volume is not None
+    return {
+        "uid": int(user[1]),
+        "gid": int(user[2]),
+        "owner": (int(state_dir[1]), int(state_dir[2])),
+        "state_dir": state_dir[3],
+        "state_file": state_file[1],
+        "volume": volume[1],
+        "probe": "/healthz" if "/healthz" in text.split("HEALTHCHECK", 1)[1] else None,
+    }
+
+
+def test_compose_and_kubernetes_are_true_to_the_image() -> None:
+    image = image_facts()
+    assert image["owner"] == (image["uid"], image["gid"])  # the user owns its state directory
+    assert image["volume"] == image["state_dir"] == str(Path(image["state_file"]).parent)
+    [statefulset] = load_yaml_documents(DEPLOY / "kubernetes" / "statefulset.yaml")
+    pod = statefulset["spec"]["template"]["spec"]
+    [container] = pod["containers"]
+    context = pod["securityContext"]
+    assert (context["runAsUser"], context["runAsGroup"]) == (image["uid"], image["gid"])
+    assert context["fsGroup"] == image["gid"]
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["MONITOR_STATE_FILE"] == image["state_file"]
+    assert image["state_dir"] in {m["mountPath"] for m in container["volumeMounts"]}
+    assert container["livenessProbe"]["httpGet"]["path"] == image["probe"]
+    monitor = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())["services"]["monitor"]
+    assert monitor["read_only"] is True
+    assert monitor["environment"]["MONITOR_STATE_FILE"] == image["state_file"]
+    assert f"monitor-state:{image['state_dir']}" in monitor["volumes"]
 
 
 def load_yaml_documents(path: Path) -> list[Any]:
