@@ -1,0 +1,141 @@
+"""Availability from state intervals: pure, explicit times, no I/O.
+
+One definition serves every reader (status page, API, badges, report): intervals are clipped to
+the window, time no interval covers is *unknown*, and
+
+    availability = healthy / (healthy + failing + stale + not_found)
+
+with unknown reported beside it and excluded (time the API could not be read is neither up nor
+down). An incident is a failing interval — consecutive failing intervals, or failing ones with
+only unknown time between them, are one incident — counted when it overlaps the window; its
+duration is what lies inside the window. Mean time to recovery is over the incidents that
+ended inside the window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+STATES = ("healthy", "failing", "stale", "not_found", "unknown")
+#: The states that count towards availability (unknown does not).
+KNOWN = ("healthy", "failing", "stale", "not_found")
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """One integration in one state from ``since`` until ``until`` (None: still open)."""
+
+    state: str
+    since: datetime
+    until: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A failing episode, clipped to the window (``ended`` is None while it goes on)."""
+
+    started: datetime
+    ended: datetime | None
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Availability:
+    window_from: datetime
+    window_to: datetime
+    seconds: dict[str, float]  # per state; they add up to the window length
+    incidents: tuple[Incident, ...] = field(default_factory=tuple)
+
+    @property
+    def known_seconds(self) -> float:
+        return sum(self.seconds[state] for state in KNOWN)
+
+    @property
+    def ratio(self) -> float | None:
+        """healthy / known time, or None when nothing is known of the window."""
+        known = self.known_seconds
+        return self.seconds["healthy"] / known if known > 0 else None
+
+    @property
+    def longest_incident_seconds(self) -> float:
+        return max((i.seconds for i in self.incidents), default=0.0)
+
+    @property
+    def mean_time_to_recovery_seconds(self) -> float | None:
+        ended = [i.seconds for i in self.incidents if i.ended is not None]
+        return sum(ended) / len(ended) if ended else None
+
+
+def availability(
+    intervals: Iterable[Interval], window_from: datetime, window_to: datetime, now: datetime
+) -> Availability:
+    """The figures of one integration over [window_from, window_to). Open intervals last until
+    ``now``; nothing is known after ``now`` or outside every interval (unknown)."""
+    if window_to < window_from:
+        raise ValueError("the window ends before it starts")
+    seconds = dict.fromkeys(STATES, 0.0)
+    ordered = sorted(intervals, key=lambda i: i.since)
+    covered = 0.0
+    for interval in ordered:
+        start, end = _clip(interval, window_from, min(window_to, now), now)
+        if end > start:
+            length = (end - start).total_seconds()
+            seconds[interval.state if interval.state in seconds else "unknown"] += length
+            covered += length
+    total = (window_to - window_from).total_seconds()
+    seconds["unknown"] += max(0.0, total - covered)
+    return Availability(
+        window_from, window_to, seconds, tuple(_incidents(ordered, window_from, window_to, now))
+    )
+
+
+def combined(figures: Sequence[Availability]) -> Availability:
+    """An account's figures: the state seconds and incidents of its integrations added up
+    (availability is then healthy over known time of all of them)."""
+    if not figures:
+        raise ValueError("no figures to combine")
+    seconds = dict.fromkeys(STATES, 0.0)
+    incidents: list[Incident] = []
+    for figure in figures:
+        for state, value in figure.seconds.items():
+            seconds[state] += value
+        incidents += figure.incidents
+    incidents.sort(key=lambda i: i.started)
+    return Availability(figures[0].window_from, figures[0].window_to, seconds, tuple(incidents))
+
+
+def _clip(
+    interval: Interval, window_from: datetime, window_to: datetime, now: datetime
+) -> tuple[datetime, datetime]:
+    until = interval.until if interval.until is not None else now
+    return max(interval.since, window_from), min(until, window_to)
+
+
+def _incidents(
+    ordered: Sequence[Interval], window_from: datetime, window_to: datetime, now: datetime
+) -> list[Incident]:
+    """Failing episodes: failing intervals joined across unknown gaps, clipped to the window."""
+    episodes: list[tuple[datetime, datetime | None]] = []
+    current: tuple[datetime, datetime | None] | None = None
+    for interval in ordered:
+        if interval.state == "failing":
+            if current is None:
+                current = (interval.since, interval.until)
+            else:  # joined across unknown time
+                current = (current[0], interval.until)
+        elif interval.state != "unknown" and current is not None:
+            episodes.append(current)
+            current = None
+    if current is not None:
+        episodes.append(current)
+    found = []
+    for started, ended in episodes:
+        end = ended if ended is not None else now
+        if end <= window_from or started >= window_to:
+            continue  # does not overlap the window
+        start_in, end_in = max(started, window_from), min(end, window_to, now)
+        closed = ended if ended is not None and ended <= window_to else None
+        found.append(Incident(started, closed, max(0.0, (end_in - start_in).total_seconds())))
+    return found
