@@ -10,6 +10,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +31,7 @@ from monitor.settings import (
     AccountConfig,
     AlertingSettings,
     Defaults,
+    HistorySettings,
     Settings,
     config_file_from,
     load_settings,
@@ -149,7 +151,13 @@ def _run(args: argparse.Namespace) -> int:
     )
     listen = parse_listen_address(settings.listen_address)
     return _serve(
-        accounts, listen, settings.alerting, web, loader=lambda: _load(args), shard=settings.shard
+        accounts,
+        listen,
+        settings.alerting,
+        web,
+        loader=lambda: _load(args),
+        shard=settings.shard,
+        history=settings.history,
     )
 
 
@@ -170,10 +178,17 @@ def _serve(
     *,
     loader: Loader | None = None,
     shard: str | None = None,
+    history: HistorySettings | None = None,
 ) -> int:
     try:
         daemon = Daemon(
-            accounts, listen, alerting=alerting, web_config=web, loader=loader, shard=shard
+            accounts,
+            listen,
+            alerting=alerting,
+            web_config=web,
+            loader=loader,
+            shard=shard,
+            history=history,
         )
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
@@ -230,16 +245,24 @@ def _demo(args: argparse.Namespace) -> int:
             max_concurrency=defaults.max_concurrency,
             request_timeout_seconds=defaults.request_timeout_seconds,
         )
-        # MONITOR_STATE_FILE keeps the demo's open alerts too (the container image sets it)
+        # MONITOR_STATE_FILE keeps the demo's open alerts too (the container image sets it);
+        # its history lives beside it, or in a temporary directory (MONITOR_HISTORY_FILE)
         state_file = os.environ.get("MONITOR_STATE_FILE") or None
         alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
+        scratch = tempfile.TemporaryDirectory(prefix="integration-monitor-demo-")
+        named = os.environ.get("MONITOR_HISTORY_FILE") or None
+        history = HistorySettings(
+            path=Path(named) if named else (None if state_file else Path(scratch.name) / "h.db")
+        )
         log.info(
             "demo_started",
             simulator=sim.url,
             metrics=f"http://{args.listen.replace('0.0.0.0', 'localhost')}/metrics",
             state_file=state_file,
+            history_file=str(history.resolved_path(alerting.state_file)),
         )
-        return _serve([account], listen, alerting)
+        with scratch:
+            return _serve([account], listen, alerting, history=history)
 
 
 def _simulator(args: argparse.Namespace) -> int:

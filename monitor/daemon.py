@@ -35,12 +35,20 @@ from monitor.exporter.status import Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
+from monitor.history import EpisodeRecorder, HistoryStore
+from monitor.history.documents import route as history_route
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
-from monitor.settings import AccountConfig, AlertingSettings, Settings, WebhookConfig
-from monitor.store import Store
+from monitor.settings import (
+    AccountConfig,
+    AlertingSettings,
+    HistorySettings,
+    Settings,
+    WebhookConfig,
+)
+from monitor.store import AccountSnapshot, Store
 
 log = structlog.get_logger(__name__)
 
@@ -200,6 +208,7 @@ class Daemon:
         transport: httpx.AsyncBaseTransport | None = None,
         loader: Loader | None = None,
         shard: str | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.accounts = accounts
         self.alerting = alerting or AlertingSettings()
@@ -222,9 +231,37 @@ class Daemon:
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
-        app = make_app(self.metrics.exposition, self.store.ready, self.status, self.reload_blocking)
+        self.history = self._history(history or HistorySettings())
+        app = make_app(
+            self.metrics.exposition,
+            self.store.ready,
+            self.status,
+            self.reload_blocking,
+            api=lambda path, query: history_route(self.history, path, query, self._clock()),
+        )
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
+
+    def _history(self, settings: HistorySettings) -> HistoryStore | None:
+        """The history store, when a path is configured (or implied by the state file)."""
+        path = settings.resolved_path(self.alerting.state_file)
+        self.metrics.history_enabled(path is not None)
+        if path is None:
+            return None
+        return HistoryStore(
+            path,
+            retention_days=settings.retention_days,
+            on_status=self.metrics.history_status,
+            on_failure=self.metrics.history_failure,
+            clock=self._clock,
+        )
+
+    async def _after_cycle(self, snapshot: AccountSnapshot) -> object:
+        """After each poll: the history records the states, the alerter evaluates."""
+        if self.history is not None:
+            self.history.record(snapshot, self._clock())
+        assert self.alerter is not None
+        return await self.alerter.on_snapshot(snapshot)
 
     def status(self) -> tuple[Status, datetime]:
         """The status document and its time, for the page and /status.json (server threads)."""
@@ -239,6 +276,8 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
+        if self.history is not None:
+            self.history.start()
         self.server.start()
         log.info(
             "monitor_started",
@@ -265,6 +304,8 @@ class Daemon:
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await self.alerter.aclose()
+            if self.history is not None:  # open intervals end now; what follows is unknown
+                await asyncio.to_thread(self.history.close, self._clock())
             await self._pool.aclose()
             self.server.stop()
             log.info("monitor_stopped")
@@ -287,7 +328,7 @@ class Daemon:
         worker = new_worker(
             account, self.store, self.metrics, clock=self._clock, transport=self._transport
         )
-        worker.poller.after_cycle = self.alerter.on_snapshot
+        worker.poller.after_cycle = self._after_cycle
         self._workers[account.name] = worker
         self.store.add(account.name)
         worker.poller.announce_plan()
@@ -367,10 +408,10 @@ class Daemon:
             self.store.remove(name)
             self.metrics.remove_account(name)
             self.alerter.end_account(name)
+            if self.history is not None:
+                self.history.forget(name, self._clock())
         if (settings.alerting, webhooks) != (self.alerting, self._webhooks):
-            sinks = build_sinks(
-                settings.alerting, webhooks, self.metrics, self._clock, self._evaluation_gap
-            )
+            sinks = self._sinks(settings.alerting, webhooks)
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
         self.accounts, self.alerting, self._webhooks = accounts, settings.alerting, webhooks
         for name in changed + added:
@@ -380,6 +421,12 @@ class Daemon:
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
         return {"added": added, "removed": removed, "changed": changed}
+
+    def _sinks(self, alerting: AlertingSettings, webhooks: list[WebhookConfig]) -> list[Sink]:
+        sinks = build_sinks(alerting, webhooks, self.metrics, self._clock, self._evaluation_gap)
+        if self.history is not None:
+            sinks.append(EpisodeRecorder(self.history, self._clock))
+        return sinks
 
     def _evaluation_gap(self) -> float:
         """The longest time between two evaluations of one account (its poll interval)."""
@@ -395,9 +442,7 @@ class Daemon:
 
         return Alerter(
             self.alerting.rules(),
-            build_sinks(
-                self.alerting, self._webhooks, self.metrics, self._clock, self._evaluation_gap
-            ),
+            self._sinks(self.alerting, self._webhooks),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
             fetch_logs=fetch_logs,

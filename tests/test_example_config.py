@@ -16,6 +16,7 @@ from monitor.settings import (
     AlertingSettings,
     AlertmanagerSettings,
     Defaults,
+    HistorySettings,
     IntegrationOverride,
     Settings,
     WebhookSettings,
@@ -56,6 +57,7 @@ def test_every_option_and_variable_is_documented() -> None:
         AlertingSettings,
         WebhookSettings,
         AlertmanagerSettings,
+        HistorySettings,
     ]
     for model in models:
         for name in model.model_fields:
@@ -77,6 +79,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting",): AlertingSettings,
     ("alerting", "webhooks"): WebhookSettings,
     ("alerting", "alertmanager"): AlertmanagerSettings,
+    ("history",): HistorySettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
 

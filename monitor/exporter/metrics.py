@@ -51,6 +51,7 @@ class Metrics:
         self._api_metrics()
         self._poll_metrics()
         self._alert_metrics()
+        self._history_metrics()
         self._config_metrics(shard)
         self._per_account: tuple[Counter | Gauge | Histogram, ...] = (
             self._requests,
@@ -155,6 +156,38 @@ class Metrics:
             ["alert"],
             registry=self.own,
         )
+
+    def _history_metrics(self) -> None:
+        """The history file: whether it can be written, and what could not be."""
+        self._history_up = Gauge(
+            "integration_monitor_history_up",
+            "1 while the history file can be written (0 also when no history is kept: see "
+            "integration_monitor_history_enabled).",
+            registry=self.own,
+        )
+        self._history_enabled = Gauge(
+            "integration_monitor_history_enabled",
+            "1 when a history file is configured.",
+            registry=self.own,
+        )
+        self._history_failures = Counter(
+            "integration_monitor_history_failures",
+            "History writes that failed (kind=write: the file could not be written, the time is "
+            "unknown in the history; kind=dropped: the queue was full).",
+            ["kind"],
+            registry=self.own,
+        )
+        for kind in ("write", "dropped"):
+            self._history_failures.labels(kind)
+
+    def history_enabled(self, enabled: bool) -> None:
+        self._history_enabled.set(1.0 if enabled else 0.0)
+
+    def history_status(self, up: bool) -> None:
+        self._history_up.set(1.0 if up else 0.0)
+
+    def history_failure(self, kind: str) -> None:
+        self._history_failures.labels(kind).inc()
 
     def _config_metrics(self, shard: str) -> None:
         """Poll intervals, polling starts, (re)loads and the build."""

@@ -17,8 +17,10 @@ import threading
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from html import escape
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
@@ -101,10 +103,12 @@ def make_app(
     ready: Callable[[], bool],
     status: Callable[[], tuple[Status, datetime]] | None = None,
     reload: Callable[[], tuple[bool, str]] | None = None,
+    api: Callable[[str, dict[str, list[str]]], tuple[int, Any]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
     rendering) or a WSGI exposition, the status page and /status.json from ``status``
-    (without it, ``/`` is a landing page), POST /-/reload to ``reload``."""
+    (without it, ``/`` is a landing page), POST /-/reload to ``reload``, ``/api/v1/`` (the
+    history API) to ``api``."""
     metrics_app = make_wsgi_app(metrics) if isinstance(metrics, CollectorRegistry) else metrics
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -117,6 +121,14 @@ def make_app(
             ok, message = reload()
             code = "200 OK" if ok else "500 Internal Server Error"
             return _text(start_response, code, message + "\n")
+        if path.startswith("/api/v1/") and api is not None:
+            answer, document = api(path, parse_qs(environ.get("QUERY_STRING", "")))
+            return _text(
+                start_response,
+                f"{answer} {HTTPStatus(answer).phrase}",
+                json.dumps(document, indent=1),
+                "application/json",
+            )
         if path == "/status.json" and status is not None:
             document = json.dumps(status()[0].to_json(), indent=1)
             return _text(start_response, "200 OK", document, "application/json")

@@ -1,0 +1,24 @@
+"""The monitor's memory: what each integration was, and when, for the status page, the API,
+badges and reports.
+
+- ``availability``: pure availability math over state intervals (explicit times, no I/O);
+- ``store``: the SQLite history file — schema and migrations, the writer thread, the readers,
+  and :class:`EpisodeRecorder`, the alerting sink that records alert episodes;
+- ``documents``: the JSON documents of the history API, from the store and the math.
+
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the base modules.
+"""
+
+from monitor.history.availability import Availability, Interval, availability, combined
+from monitor.history.store import EpisodeRecorder, HistoryError, HistoryStore, recorded_state
+
+__all__ = [
+    "Availability",
+    "EpisodeRecorder",
+    "HistoryError",
+    "HistoryStore",
+    "Interval",
+    "availability",
+    "combined",
+    "recorded_state",
+]

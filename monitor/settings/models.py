@@ -229,6 +229,19 @@ class AlertingSettings(_Strict):
         return [resolve_webhook(w) for w in self.webhooks]
 
 
+class HistorySettings(_Strict):
+    """The history file: state intervals and alert episodes (see docs/history.md)."""
+
+    #: Default: history.db beside the alert state file; without either, no history is kept.
+    path: Path | None = None
+    retention_days: int = Field(default=400, ge=1, le=3660)
+
+    def resolved_path(self, state_file: Path | None) -> Path | None:
+        if self.path is not None:
+            return self.path
+        return state_file.parent / "history.db" if state_file is not None else None
+
+
 class Settings(BaseSettings):
     """The whole configuration as validated from file and environment."""
 
@@ -241,6 +254,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     defaults: Defaults = Field(default_factory=Defaults)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
+    history: HistorySettings = Field(default_factory=HistorySettings)
     sendcloud: AccountSettings | None = None
     accounts: list[AccountSettings] = Field(default_factory=list)
 

@@ -26,6 +26,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "MONITOR_LOG_FORMAT": ("log_format",),
     "MONITOR_LOG_LEVEL": ("log_level",),
     "MONITOR_STATE_FILE": ("alerting", "state_file"),
+    "MONITOR_HISTORY_FILE": ("history", "path"),
     "MONITOR_SHARD": ("shard",),
     "MONITOR_BUDGET_SHARE": ("defaults", "budget_share"),
 }

@@ -1,0 +1,453 @@
+"""The history store: one SQLite file (WAL), written by one thread, read by any.
+
+What it keeps, per integration: **state intervals** (``healthy``, ``failing``, ``stale``,
+``not_found``, ``unknown`` — unreadable), written on transitions only, one transaction per
+poll; and **alert episodes** (fired, escalated, resolved, cause). Time it knows nothing of —
+from a stop, clean or a crash, until the next start's first poll, and any time the file could
+not be written — is simply not covered by an interval, which every reader counts as unknown.
+
+History never puts monitoring at risk: ``record`` only queues (a bounded queue; the oldest batch
+is dropped, and counted, when it is full), the writer thread does the I/O, and a file that is
+corrupt, locked, read-only or on a full disk gives one error line, ``up`` False and a failure
+count; the writer tries again at the next batch and recovers when the file is usable again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from monitor.history.availability import Interval
+from monitor.store import AccountSnapshot, Observation, ReadOutcome
+
+log = structlog.get_logger(__name__)
+
+#: Schema migrations, applied in order; ``PRAGMA user_version`` says how many have run.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE intervals (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        since REAL NOT NULL,
+        until REAL
+    );
+    CREATE INDEX intervals_by_integration ON intervals (account, integration_id, since);
+    CREATE INDEX intervals_open ON intervals (until) WHERE until IS NULL;
+    CREATE TABLE episodes (
+        fingerprint TEXT NOT NULL,
+        alert TEXT NOT NULL,
+        account TEXT NOT NULL,
+        integration_id INTEGER,
+        fired REAL NOT NULL,
+        escalated REAL,
+        resolved REAL,
+        cause TEXT
+    );
+    CREATE INDEX episodes_by_integration ON episodes (account, integration_id, fired);
+    CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+QUEUE_BATCHES = 1000
+RETENTION_DAYS = 400
+StatusObserver = Callable[[bool], None]
+FailureObserver = Callable[[str], None]
+
+
+def recorded_state(observation: Observation) -> str:
+    """The state history records for one read: the derived state while readable, ``unknown``
+    while not (never the last known state: unreadable time is neither up nor down)."""
+    if observation.status is ReadOutcome.ERROR:
+        return "unknown"
+    return observation.state.value
+
+
+@dataclass(frozen=True, slots=True)
+class _Poll:
+    account: str
+    at: datetime
+    states: Mapping[int, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Forget:
+    account: str
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Episode:
+    event: Mapping[str, object]
+    at: datetime
+
+
+_Item = _Poll | _Forget | _Episode
+
+
+class HistoryError(Exception):
+    """The history file cannot be used (the reason is in the message)."""
+
+
+class HistoryStore:
+    """Writes through :meth:`record`, :meth:`forget` and :meth:`episode` (any thread, never
+    blocking); reads through :meth:`intervals` and :meth:`episodes` (read-only connections)."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        retention_days: int = RETENTION_DAYS,
+        on_status: StatusObserver = lambda up: None,
+        on_failure: FailureObserver = lambda kind: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.path = path
+        self.retention = timedelta(days=retention_days)
+        self._on_status = on_status
+        self._on_failure = on_failure
+        self._clock = clock
+        self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_BATCHES)
+        self._db: sqlite3.Connection | None = None
+        self._open: dict[tuple[str, int], str] = {}  # the open interval's state, per integration
+        self._broken: str | None = None  # why the last write failed, while it does
+        self._pruned: datetime | None = None
+        self._thread = threading.Thread(target=self._run, name="history writer", daemon=True)
+        self.up = False
+
+    # -- writing (any thread) -----------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def record(self, snapshot: AccountSnapshot, at: datetime) -> None:
+        """One account's poll: the state of each of its integrations as of ``at``."""
+        states = {i: recorded_state(o) for i, o in snapshot.integrations.items()}
+        self._put(_Poll(snapshot.account, at, states))
+
+    def forget(self, account: str, at: datetime) -> None:
+        """An account left the configuration: its open intervals end at ``at``."""
+        self._put(_Forget(account, at))
+
+    def episode(self, event: Mapping[str, object], at: datetime) -> None:
+        """An alert event (fired, escalated, resolved, cause) of an integration's alert."""
+        self._put(_Episode(dict(event), at))
+
+    def close(self, at: datetime, timeout: float = 2.0) -> None:
+        """At shutdown: what is queued is written, open intervals end at ``at``."""
+        if not self._thread.is_alive():
+            return
+        with contextlib.suppress(queue.Full):
+            self._queue.put(_Forget("", at), timeout=timeout)  # "" ends every account
+            self._queue.put(None, timeout=timeout)
+        self._thread.join(timeout)
+
+    def _put(self, item: _Item) -> None:
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                self._queue.get_nowait()
+            self._on_failure("dropped")
+            with contextlib.suppress(queue.Full):
+                self._queue.put_nowait(item)
+
+    # -- the writer thread --------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            batch = [item]
+            while len(batch) < 500:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            done = None in batch
+            self._write([i for i in batch if i is not None])
+            if done:
+                if self._db is not None:
+                    self._db.close()
+                return
+
+    def _write(self, batch: list[_Item]) -> None:
+        if not batch:
+            return
+        try:
+            db = self._connection()
+            with db:
+                if self._broken is not None:
+                    self._resume(db)
+                for item in batch:
+                    self._apply(db, item)
+                at = max(item.at for item in batch)
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('last_write', ?)", (_ts(at),))
+                self._prune(db, at)
+        except (sqlite3.Error, OSError, HistoryError) as exc:
+            self._fail(exc)
+            return
+        if self._broken is not None or not self.up:
+            if self._broken is not None:
+                log.info("history_recovered", path=str(self.path), previous_error=self._broken)
+            self._broken = None
+            self.up = True
+            self._on_status(True)
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise HistoryError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=True)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            migrate(db)
+            self._open = _open_intervals(db)
+            last = db.execute("SELECT value FROM meta WHERE key = 'last_write'").fetchone()
+            if self._open and last is not None:  # a crash: they end where the file stopped
+                with db:
+                    db.execute("UPDATE intervals SET until = ? WHERE until IS NULL", (last[0],))
+                self._open = {}
+        except BaseException:
+            db.close()
+            raise
+        db.isolation_level = "DEFERRED"
+        self._db = db
+        return db
+
+    def _resume(self, db: sqlite3.Connection) -> None:
+        """After failed writes: what was open ends at the last write that succeeded, so the
+        time in between is unknown; the next poll opens fresh intervals."""
+        last = db.execute("SELECT value FROM meta WHERE key = 'last_write'").fetchone()
+        if last is not None:
+            db.execute("UPDATE intervals SET until = ? WHERE until IS NULL", (last[0],))
+        self._open = {}
+
+    def _apply(self, db: sqlite3.Connection, item: _Item) -> None:
+        at = _ts(item.at)
+        if isinstance(item, _Poll):
+            for integration_id, state in item.states.items():
+                key = (item.account, integration_id)
+                if self._open.get(key) == state:
+                    continue
+                if key in self._open:
+                    _close(db, item.account, integration_id, at)
+                db.execute(
+                    "INSERT INTO intervals VALUES (?, ?, ?, ?, NULL)",
+                    (item.account, integration_id, state, at),
+                )
+                self._open[key] = state
+            for key in [k for k in self._open if k[0] == item.account and k[1] not in item.states]:
+                _close(db, key[0], key[1], at)  # no longer watched: its interval ends
+                del self._open[key]
+        elif isinstance(item, _Forget):
+            for key in [k for k in self._open if item.account in ("", k[0])]:
+                _close(db, key[0], key[1], at)
+                del self._open[key]
+        else:
+            _write_episode(db, item.event, at)
+
+    def _prune(self, db: sqlite3.Connection, at: datetime) -> None:
+        """Once a day: intervals and episodes older than the retention go."""
+        if self._pruned is not None and at - self._pruned < timedelta(days=1):
+            return
+        self._pruned = at
+        horizon = _ts(at - self.retention)
+        db.execute("DELETE FROM intervals WHERE until IS NOT NULL AND until < ?", (horizon,))
+        db.execute("DELETE FROM episodes WHERE resolved IS NOT NULL AND resolved < ?", (horizon,))
+
+    def _fail(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
+        self._on_failure("write")
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None  # reopened at the next batch
+        if self._broken is None:
+            log.error(
+                "history_write_failed",
+                path=str(self.path),
+                error=reason,
+                hint="polling, metrics and alerts go on; the history misses this time "
+                "(recorded as unknown) until the file can be written again",
+            )
+        self._broken = reason
+        if self.up:
+            self.up = False
+        self._on_status(False)
+
+    # -- reading (any thread) -----------------------------------------------------------------
+
+    def intervals(
+        self, account: str, integration_id: int, since: datetime, until: datetime
+    ) -> list[Interval]:
+        """The intervals of one integration that overlap [since, until)."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT state, since, until FROM intervals WHERE account = ? AND "
+                "integration_id = ? AND since < ? AND (until IS NULL OR until > ?) ORDER BY since",
+                (account, integration_id, _ts(until), _ts(since)),
+            ).fetchall()
+        return [Interval(state, _since(start), _dt(end)) for state, start, end in rows]
+
+    def account_intervals(
+        self, account: str, since: datetime, until: datetime
+    ) -> dict[int, list[Interval]]:
+        """Every integration's intervals of one account that overlap [since, until)."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT integration_id, state, since, until FROM intervals WHERE account = ? "
+                "AND since < ? AND (until IS NULL OR until > ?) ORDER BY integration_id, since",
+                (account, _ts(until), _ts(since)),
+            ).fetchall()
+        found: dict[int, list[Interval]] = {}
+        for integration_id, state, start, end in rows:
+            found.setdefault(integration_id, []).append(Interval(state, _since(start), _dt(end)))
+        return found
+
+    def episodes(
+        self, account: str, integration_id: int | None, since: datetime, until: datetime
+    ) -> list[dict[str, object]]:
+        """Alert episodes of one integration (or the whole account) overlapping the window."""
+        query = (
+            "SELECT alert, integration_id, fired, escalated, resolved, cause FROM episodes "
+            "WHERE account = ? AND fired < ? AND (resolved IS NULL OR resolved > ?)"
+        )
+        args: list[object] = [account, _ts(until), _ts(since)]
+        if integration_id is not None:
+            query += " AND integration_id = ?"
+            args.append(integration_id)
+        with self._reader() as db:
+            rows = db.execute(query + " ORDER BY fired", args).fetchall()
+        return [
+            {
+                "alert": alert,
+                "integration_id": found_id,
+                "fired": _iso(fired),
+                "escalated": _iso(escalated),
+                "resolved": _iso(resolved),
+                "cause": json.loads(cause) if cause else None,
+            }
+            for alert, found_id, fired, escalated, resolved, cause in rows
+        ]
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of the calling thread; raises HistoryError when the file
+        cannot be read."""
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot read the history: {exc}") from None
+        try:
+            yield db
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot read the history: {exc}") from None
+        finally:
+            db.close()
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring the schema to SCHEMA_VERSION; a file from a newer version is refused."""
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise HistoryError(
+            f"the history file has schema version {version}, newer than this monitor's "
+            f"{SCHEMA_VERSION}: upgrade the monitor, or move the file away"
+        )
+    for number in range(version, SCHEMA_VERSION):
+        db.executescript(
+            "BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version = {number + 1};COMMIT;"
+        )
+
+
+def _open_intervals(db: sqlite3.Connection) -> dict[tuple[str, int], str]:
+    rows = db.execute(
+        "SELECT account, integration_id, state FROM intervals WHERE until IS NULL"
+    ).fetchall()
+    return {(account, integration_id): state for account, integration_id, state in rows}
+
+
+def _close(db: sqlite3.Connection, account: str, integration_id: int, at: float) -> None:
+    db.execute(
+        "UPDATE intervals SET until = ? WHERE account = ? AND integration_id = ? AND until IS NULL",
+        (at, account, integration_id),
+    )
+
+
+def _write_episode(db: sqlite3.Connection, event: Mapping[str, object], at: float) -> None:
+    fingerprint, kind = str(event["fingerprint"]), event["kind"]
+    cause = event.get("cause")  # already redacted and allowlisted by the alerting
+    text = json.dumps(cause, sort_keys=True) if isinstance(cause, dict) else None
+    if kind == "fired":
+        db.execute(
+            "INSERT INTO episodes VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
+            (fingerprint, event["alert"], event["account"], event["integration_id"], at, text),
+        )
+        return
+    column = {"escalated": "escalated", "resolved": "resolved"}.get(str(kind))
+    if column is not None:
+        db.execute(
+            f"UPDATE episodes SET {column} = ? WHERE fingerprint = ? AND resolved IS NULL",  # noqa: S608
+            (at, fingerprint),
+        )
+    if text is not None:
+        db.execute(
+            "UPDATE episodes SET cause = ? WHERE fingerprint = ? AND "
+            "(resolved IS NULL OR resolved = ?)",
+            (text, fingerprint, at),
+        )
+
+
+def _ts(value: datetime) -> float:
+    return value.timestamp()
+
+
+def _since(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _iso(value: float | None) -> str | None:
+    found = _dt(value)
+    return found.isoformat().replace("+00:00", "Z") if found is not None else None
+
+
+class EpisodeRecorder:
+    """The alerting's sink interface, writing alert episodes into the history (a reload that
+    replaces the sinks replaces this one too; the store itself stays)."""
+
+    name = "history"
+
+    def __init__(self, store: HistoryStore, clock: Callable[[], datetime]) -> None:
+        self._store = store
+        self._clock = clock
+
+    def submit(
+        self,
+        account: str,
+        events: Sequence[Mapping[str, object]],
+        firing: Sequence[Mapping[str, object]],
+    ) -> None:
+        now = self._clock()
+        for event in events:
+            if event.get("kind") != "repeat":  # a repeat changes nothing of the episode
+                self._store.episode(event, now)
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,290 @@
+"""The history file: transitions only, unknown for what is not known, migrations, and faults
+(corrupt, locked, read-only, a newer schema) that never stop monitoring."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.health import derive
+from monitor.history import HistoryStore, availability
+from monitor.history.store import SCHEMA_VERSION
+from monitor.sendcloud import parse_integration
+from monitor.store import AccountSnapshot, Observation, ReadOutcome
+from tests.conftest import LogCapture
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def minutes(n: float) -> datetime:
+    return T0 + timedelta(minutes=n)
+
+
+def snapshot(at: datetime, **states: str) -> AccountSnapshot:
+    """An account whose integration N (key ``iN``) is in the given state as read at ``at``."""
+    observations = {}
+    for key, state in states.items():
+        integration_id = int(key[1:])
+        fields: dict[str, object] = {"id": integration_id, "last_fetched_at": at.isoformat()}
+        if state == "failing":
+            fields["started_failing_at"] = (at - timedelta(minutes=1)).isoformat()
+        if state == "stale":
+            fields["last_fetched_at"] = (at - timedelta(days=1)).isoformat()
+        record, _ = parse_integration(fields)
+        outcome = {"unknown": ReadOutcome.ERROR, "not_found": ReadOutcome.NOT_FOUND}.get(
+            state, ReadOutcome.OK
+        )
+        observations[integration_id] = Observation(
+            integration_id, outcome, record, derive(record, at, 7200)
+        )
+    return AccountSnapshot("acme", observations, 1, at)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Recorded:
+    def __init__(self) -> None:
+        self.status: list[bool] = []
+        self.failures: list[str] = []
+
+
+@pytest.fixture
+def recorded() -> Recorded:
+    return Recorded()
+
+
+def observed(path: Path, recorded: Recorded) -> HistoryStore:
+    return HistoryStore(path, on_status=recorded.status.append, on_failure=recorded.failures.append)
+
+
+@pytest.fixture
+def store(tmp_path: Path, recorded: Recorded) -> Iterator[HistoryStore]:
+    history = observed(tmp_path / "history.db", recorded)
+    history.start()
+    yield history
+    history.close(minutes(10_000))
+
+
+def read_only(directory: Path, on: bool) -> None:
+    """Make ``directory`` read-only — for root too, who ignores permission bits: the immutable
+    attribute (chattr) where root runs the tests."""
+    if os.geteuid() == 0:
+        subprocess.run(["chattr", "+i" if on else "-i", str(directory)], check=True)
+    else:
+        directory.chmod(0o500 if on else 0o700)
+
+
+def rows(path: Path) -> list[tuple[object, ...]]:
+    """Every interval in the file (none while the writer has not created the schema yet)."""
+    with sqlite3.connect(path) as db:
+        try:
+            return db.execute(
+                "SELECT integration_id, state, since, until FROM intervals "
+                "ORDER BY integration_id, since"
+            ).fetchall()
+        except sqlite3.OperationalError:
+            return []
+
+
+def test_transitions_only_and_unknown_never_up_nor_down(
+    store: HistoryStore, recorded: Recorded
+) -> None:
+    store.record(snapshot(minutes(0), i1="healthy", i2="healthy"), minutes(0))
+    store.record(snapshot(minutes(1), i1="healthy", i2="failing"), minutes(1))
+    store.record(snapshot(minutes(2), i1="healthy", i2="failing"), minutes(2))  # no change
+    store.record(snapshot(minutes(3), i1="unknown", i2="failing"), minutes(3))
+    store.record(snapshot(minutes(4), i1="healthy", i2="healthy"), minutes(4))
+    until(lambda: len(rows(store.path)) == 6, "six intervals")
+    assert recorded.status[-1] is True
+    one = store.intervals("acme", 1, minutes(0), minutes(10))
+    assert [(i.state, i.since, i.until) for i in one] == [
+        ("healthy", minutes(0), minutes(3)),
+        ("unknown", minutes(3), minutes(4)),
+        ("healthy", minutes(4), None),
+    ]
+    figures = availability(one, minutes(0), minutes(10), now=minutes(10))
+    assert figures.seconds["unknown"] == 60  # the unreadable minute: neither up nor down
+    assert figures.ratio == 1.0
+    two = availability(
+        store.intervals("acme", 2, minutes(0), minutes(10)),
+        minutes(0),
+        minutes(10),
+        now=minutes(10),
+    )
+    assert (two.seconds["failing"], len(two.incidents)) == (180, 1)
+
+
+def test_a_clean_stop_ends_the_intervals_and_the_downtime_is_unknown(
+    tmp_path: Path, recorded: Recorded
+) -> None:
+    path = tmp_path / "history.db"
+    first = HistoryStore(path)
+    first.start()
+    first.record(snapshot(minutes(0), i1="healthy"), minutes(0))
+    first.close(minutes(5))
+    second = HistoryStore(path)
+    second.start()
+    second.record(snapshot(minutes(20), i1="healthy"), minutes(20))
+    second.close(minutes(30))
+    found = second.intervals("acme", 1, minutes(0), minutes(30))
+    assert [(i.since, i.until) for i in found] == [
+        (minutes(0), minutes(5)),
+        (minutes(20), minutes(30)),
+    ]
+    figures = availability(found, minutes(0), minutes(30), now=minutes(30))
+    assert figures.seconds == {
+        "healthy": 15 * 60,
+        "failing": 0,
+        "stale": 0,
+        "not_found": 0,
+        "unknown": 15 * 60,  # while it was stopped
+    }
+
+
+def test_after_a_crash_open_intervals_end_at_the_last_write(tmp_path: Path) -> None:
+    path = tmp_path / "history.db"
+    crashed = HistoryStore(path)
+    crashed.start()
+    crashed.record(snapshot(minutes(0), i1="failing"), minutes(0))
+    crashed.record(snapshot(minutes(1), i1="failing"), minutes(1))
+    until(lambda: len(rows(path)) == 1, "the interval")
+    time.sleep(0.2)  # the second batch's heartbeat
+    # no close(): the process died; a new one starts on the same file
+    restarted = HistoryStore(path)
+    restarted.start()
+    restarted.record(snapshot(minutes(30), i1="healthy"), minutes(30))
+    restarted.close(minutes(31))
+    found = restarted.intervals("acme", 1, minutes(0), minutes(31))
+    assert [(i.state, i.since, i.until) for i in found] == [
+        ("failing", minutes(0), minutes(1)),  # ends where the file stopped, not at the restart
+        ("healthy", minutes(30), minutes(31)),
+    ]
+
+
+def test_the_schema_is_versioned_and_a_newer_file_is_refused(
+    tmp_path: Path, recorded: Recorded, captured_logs: LogCapture
+) -> None:
+    path = tmp_path / "history.db"
+    store = HistoryStore(path)
+    store.start()
+    store.record(snapshot(minutes(0), i1="healthy"), minutes(0))
+    store.close(minutes(1))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer = HistoryStore(
+        path, on_status=recorded.status.append, on_failure=recorded.failures.append
+    )
+    newer.start()
+    newer.record(snapshot(minutes(2), i1="healthy"), minutes(2))
+    until(lambda: recorded.status == [False], "the refusal")
+    newer.close(minutes(3))
+    [line] = captured_logs.events("history_write_failed")
+    assert "newer" in str(line["error"])
+    assert rows(path)[-1][2] == minutes(0).timestamp()  # nothing was changed
+
+
+@pytest.mark.parametrize("fault", ["corrupt", "locked", "read_only"])
+def test_a_broken_file_never_stops_anything_and_recovers(
+    tmp_path: Path, fault: str, recorded: Recorded, captured_logs: LogCapture
+) -> None:
+    """One error line, up False and a failure count; the writer goes on trying, and the time
+    it could not write is unknown once the file is usable again."""
+    directory = tmp_path / "state"
+    directory.mkdir()
+    path = directory / "history.db"
+    holder = None
+    if fault == "corrupt":
+        path.write_bytes(b"this is not a database" * 100)
+    elif fault == "locked":
+        schema = HistoryStore(path)  # a file with the schema
+        schema.start()
+        schema.record(snapshot(minutes(0), i2="healthy"), minutes(0))
+        schema.close(minutes(0))
+        holder = sqlite3.connect(path, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")  # another writer holds it
+    else:
+        read_only(directory, True)  # a WAL database in it cannot even be opened
+    store = HistoryStore(
+        path, on_status=recorded.status.append, on_failure=recorded.failures.append
+    )
+    store.start()
+    started = time.monotonic()
+    store.record(snapshot(minutes(0), i1="healthy"), minutes(0))
+    store.record(snapshot(minutes(1), i1="failing"), minutes(1))
+    until(lambda: recorded.failures.count("write") >= 1, "the failure")
+    assert time.monotonic() - started < 5  # nothing waits on it for long
+    assert recorded.status[-1] is False
+    store.record(snapshot(minutes(2), i1="failing"), minutes(2))
+    until(lambda: recorded.failures.count("write") >= 2, "a second attempt")
+    assert len(captured_logs.events("history_write_failed")) == 1  # one line per episode
+    # the file becomes usable again
+    if fault == "corrupt":
+        path.unlink()
+    elif holder is not None:
+        holder.execute("ROLLBACK")
+        holder.close()
+    else:
+        read_only(directory, False)
+    store.record(snapshot(minutes(10), i1="healthy"), minutes(10))
+    until(lambda: recorded.status[-1] is True, "the recovery")
+    store.close(minutes(11))
+    assert captured_logs.events("history_recovered")
+    found = store.intervals("acme", 1, minutes(0), minutes(11))
+    assert found[-1].since == minutes(10)
+    assert all(i.since >= minutes(0) for i in found)
+    covered = sum(((i.until or minutes(11)) - i.since).total_seconds() for i in found)
+    assert covered <= 11 * 60  # the broken time is not claimed as any state
+
+
+def test_alert_episodes_with_their_escalation_resolution_and_cause(store: HistoryStore) -> None:
+    base = {
+        "alert": "IntegrationFailing",
+        "account": "acme",
+        "integration_id": 7,
+        "fingerprint": "f7",
+    }
+    cause = {"exception_type": "SSLError", "exception": "certificate expired"}
+    store.episode({**base, "kind": "fired", "status": "firing"}, minutes(0))
+    store.episode({**base, "kind": "cause", "status": "firing", "cause": cause}, minutes(1))
+    store.episode({**base, "kind": "escalated", "status": "firing"}, minutes(60))
+    store.episode({**base, "kind": "resolved", "status": "resolved"}, minutes(90))
+    store.record(snapshot(minutes(90), i7="healthy"), minutes(90))
+    until(lambda: len(rows(store.path)) == 1, "the write")
+    [episode] = store.episodes("acme", 7, minutes(0), minutes(100))
+    assert episode == {
+        "alert": "IntegrationFailing",
+        "integration_id": 7,
+        "fired": "2026-11-01T00:00:00Z",
+        "escalated": "2026-11-01T01:00:00Z",
+        "resolved": "2026-11-01T01:30:00Z",
+        "cause": cause,
+    }
+
+
+def test_retention_prunes_what_is_older(tmp_path: Path) -> None:
+    store = HistoryStore(tmp_path / "history.db", retention_days=1)
+    store.start()
+    store.record(snapshot(minutes(0), i1="healthy"), minutes(0))
+    store.record(snapshot(minutes(1), i1="failing"), minutes(1))
+    store.close(minutes(2))
+    later = HistoryStore(tmp_path / "history.db", retention_days=1)
+    later.start()
+    later.record(snapshot(minutes(3 * 24 * 60), i1="healthy"), minutes(3 * 24 * 60))
+    later.close(minutes(3 * 24 * 60 + 1))
+    assert [r[2] for r in rows(tmp_path / "history.db")] == [minutes(3 * 24 * 60).timestamp()]
