@@ -29,13 +29,14 @@ from monitor import logs
 from monitor.alerting.service import Alerter
 from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.config_errors import ConfigError
+from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.server import HttpServer, make_app
 from monitor.exporter.status import Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
-from monitor.history import EpisodeRecorder, HistoryStore
+from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
 from monitor.history.documents import route as history_route
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
@@ -238,6 +239,7 @@ class Daemon:
             self.status,
             self.reload_blocking,
             api=lambda path, query: history_route(self.history, path, query, self._clock()),
+            badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
         )
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
@@ -255,6 +257,23 @@ class Daemon:
             on_failure=self.metrics.history_failure,
             clock=self._clock,
         )
+
+    def _state_of(self, account: str, integration_id: int) -> str | None:
+        """An integration's state now, as the status page shows it (server threads)."""
+        snapshot = self.store.snapshots().get(account)
+        observation = snapshot.integrations.get(integration_id) if snapshot else None
+        return observation.state.value if observation is not None else None
+
+    def _uptime_of(self, account: str, integration_id: int, span: timedelta) -> float | None:
+        """Availability over the last ``span`` from the history (server threads)."""
+        if self.history is None:
+            return None
+        now = self._clock()
+        try:
+            intervals = self.history.intervals(account, integration_id, now - span, now)
+        except HistoryError:
+            return None
+        return availability(intervals, now - span, now, now).ratio
 
     async def _after_cycle(self, snapshot: AccountSnapshot) -> object:
         """After each poll: the history records the states, the alerter evaluates."""

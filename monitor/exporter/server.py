@@ -104,6 +104,7 @@ def make_app(
     status: Callable[[], tuple[Status, datetime]] | None = None,
     reload: Callable[[], tuple[bool, str]] | None = None,
     api: Callable[[str, dict[str, list[str]]], tuple[int, Any]] | None = None,
+    badges: Callable[[str, dict[str, list[str]]], tuple[int, str]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
     rendering) or a WSGI exposition, the status page and /status.json from ``status``
@@ -121,6 +122,15 @@ def make_app(
             ok, message = reload()
             code = "200 OK" if ok else "500 Internal Server Error"
             return _text(start_response, code, message + "\n")
+        if path.startswith("/badge/") and badges is not None:
+            answer, svg = badges(path, parse_qs(environ.get("QUERY_STRING", "")))
+            return _text(
+                start_response,
+                f"{answer} {HTTPStatus(answer).phrase}",
+                svg,
+                "image/svg+xml",
+                [("Cache-Control", "max-age=60")],
+            )
         if path.startswith("/api/v1/") and api is not None:
             answer, document = api(path, parse_qs(environ.get("QUERY_STRING", "")))
             return _text(
@@ -150,10 +160,16 @@ def make_app(
 
 
 def _text(
-    start_response: StartResponse, status: str, body: str, kind: str = "text/plain; charset=utf-8"
+    start_response: StartResponse,
+    status: str,
+    body: str,
+    kind: str = "text/plain; charset=utf-8",
+    headers: list[tuple[str, str]] | None = None,
 ) -> list[bytes]:
     data = body.encode()
-    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(data)))])
+    start_response(
+        status, [("Content-Type", kind), ("Content-Length", str(len(data))), *(headers or [])]
+    )
     return [data]
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from monitor.history.availability import Availability, availability
-from monitor.history.store import HistoryStore
+from monitor.history.store import HistoryError, HistoryStore
 
 DEFAULT_WINDOW = timedelta(days=30)
 MAX_WINDOW = timedelta(days=400)
@@ -109,4 +109,6 @@ def route(
             return 200, integration_history(store, parts[3], int(parts[4]), since, until)
     except BadRequest as exc:
         return 400, {"error": str(exc)}
+    except HistoryError as exc:  # not written yet, or broken: say so, never a traceback
+        return 503, {"error": str(exc)}
     return 404, {"error": "not found"}

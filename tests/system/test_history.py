@@ -81,6 +81,12 @@ def test_a_failure_and_a_recovery_across_a_restart_as_the_api_tells_them(tmp_pat
                 assert refused.status_code == 400
                 VALIDATOR.validate(refused.json())
             assert api(daemon, "/api/v1/integrations/default/x/history").status_code == 400
+            badge = api(daemon, "/badge/default/2/uptime.svg", window="1d")
+            assert badge.headers["content-type"] == "image/svg+xml"
+            assert badge.headers["cache-control"] == "max-age=60"
+            percent = f"{by_id[2]['availability'] * 100:.0f}"
+            assert percent in badge.text or str(int(percent) - 1) in badge.text
+            assert "healthy" in api(daemon, "/badge/default/1.svg").text
             assert daemon.terminate()[0] == 0
         finally:
             daemon.kill()
