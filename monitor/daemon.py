@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import structlog
@@ -26,17 +27,20 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import logs
+from monitor.alerting.cause import cause_text
 from monitor.alerting.service import Alerter
 from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.config_errors import ConfigError
 from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
+from monitor.exporter.pages import account_page, integration_page, not_found_page
 from monitor.exporter.server import HttpServer, make_app
 from monitor.exporter.status import Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
 from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
+from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary
 from monitor.history.documents import route as history_route
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
@@ -240,6 +244,7 @@ class Daemon:
             self.reload_blocking,
             api=lambda path, query: history_route(self.history, path, query, self._clock()),
             badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
+            pages=self._page,
         )
         web = web_config or WebConfig()
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
@@ -257,6 +262,57 @@ class Daemon:
             on_failure=self.metrics.history_failure,
             clock=self._clock,
         )
+
+    def _page(self, path: str) -> tuple[int, str]:
+        """``/integrations/{account}/{id}`` and ``/accounts/{account}`` (server threads)."""
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        document, now = self.status()
+        since = now - timedelta(days=STRIP_DAYS)
+        if len(parts) == 3 and parts[0] == "integrations" and parts[2].isdigit():
+            account, integration_id = parts[1], int(parts[2])
+            row = next(
+                (
+                    r
+                    for r in document.integrations
+                    if (r.account, r.integration_id) == (account, integration_id)
+                ),
+                None,
+            )
+            if row is None:
+                return 404, not_found_page("no such integration is watched here")
+            intervals, past = self._past(account, integration_id, since, now)
+            return 200, integration_page(row, intervals, past, now)
+        if len(parts) == 2 and parts[0] == "accounts":
+            account = parts[1]
+            rows = [r for r in document.integrations if r.account == account]
+            if not rows and account not in self.store.snapshots():
+                return 404, not_found_page("no such account is watched here")
+            by_id: dict[int, list[Interval]] = {}
+            episodes: list[dict[str, object]] = []
+            if self.history is not None:
+                with contextlib.suppress(HistoryError):
+                    by_id = self.history.account_intervals(account, since, now)
+                    episodes = _with_cause_text(self.history.episodes(account, None, since, now))
+            figures = [
+                (r, availability(by_id[r.integration_id], since, now, now))
+                if r.integration_id in by_id
+                else (r, None)
+                for r in rows
+            ]
+            return 200, account_page(account, figures, episodes, now)
+        return 404, not_found_page("not found")
+
+    def _past(
+        self, account: str, integration_id: int, since: datetime, now: datetime
+    ) -> tuple[list[Interval], list[dict[str, object]]]:
+        if self.history is None:
+            return [], []
+        try:
+            intervals = self.history.intervals(account, integration_id, since, now)
+            episodes = self.history.episodes(account, integration_id, since, now)
+        except HistoryError:
+            return [], []
+        return intervals, _with_cause_text(episodes)
 
     def _state_of(self, account: str, integration_id: int) -> str | None:
         """An integration's state now, as the status page shows it (server threads)."""
@@ -288,10 +344,34 @@ class Daemon:
         alerter = self.alerter
         firing, causes = alerter.firing_by_integration() if alerter else ({}, {})
         count = sum(alerter.firing_counts().values()) if alerter else 0
+        snapshots = self.store.snapshots()
         document = build_status(
-            self.store.snapshots(), now, firing=firing, causes=causes, firing_alerts=count
+            snapshots,
+            now,
+            firing=firing,
+            causes=causes,
+            firing_alerts=count,
+            history=self._summaries(snapshots, now),
         )
         return document, now
+
+    def _summaries(
+        self, snapshots: Mapping[str, AccountSnapshot], now: datetime
+    ) -> dict[tuple[str, int], Summary]:
+        """The last 30 days of every integration from the history (empty without one, or
+        while it cannot be read: the page then says "no history")."""
+        if self.history is None:
+            return {}
+        found: dict[tuple[str, int], Summary] = {}
+        since = now - timedelta(days=STRIP_DAYS)
+        for account in snapshots:
+            try:
+                intervals = self.history.account_intervals(account, since, now)
+            except HistoryError:
+                return {}
+            for integration_id, mine in intervals.items():
+                found[(account, integration_id)] = summary(mine, now)
+        return found
 
     async def run(self, stop: asyncio.Event) -> None:
         self._loop = asyncio.get_running_loop()
@@ -481,6 +561,14 @@ class Daemon:
             )
         else:
             log.warning("poll_not_run", account=event.job_id, reason=name)
+
+
+def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
+    """Episodes with their cause as one line of text (the alerting's wording)."""
+    return [
+        {**e, "cause": cause_text(e["cause"]) if isinstance(e["cause"], dict) else None}
+        for e in episodes
+    ]
 
 
 def _cause_budget(account: AccountConfig) -> RequestBudget:

@@ -1,4 +1,5 @@
-"""``make status-page``: a screenshot of the demo's status page for the README.
+"""``make status-page``: screenshots of the demo's status page and of one integration's
+history page for the README.
 
 python -m tests.screenshot docs/status-page.png
 """
@@ -29,10 +30,13 @@ def main(target: str) -> int:
             "a looked-up cause to show",
         )
         screenshot(chromium, daemon.base + "/", Path(target), size="1400,760")
+        # the history page of the demo's shop failing for three hours
+        page = Path(target).with_name("integration-page.png")
+        screenshot(chromium, daemon.base + "/integrations/demo/1003", page, size="1100,820")
         daemon.terminate()
     finally:
         daemon.kill()
-    print(f"wrote {target}")
+    print(f"wrote {target} and {Path(target).with_name('integration-page.png')}")
     return 0
 
 

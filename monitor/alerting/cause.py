@@ -8,7 +8,7 @@ anything that looks like a credential is masked.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -125,3 +125,12 @@ def _time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed if parsed.tzinfo is not None else None
+
+
+def cause_text(cause: Mapping[str, Any]) -> str:
+    """A cause in one line: ``SSLError: certificate expired (HTTP 495)``."""
+    kind = cause.get("exception_type") or "error"
+    message = cause.get("exception") or ""
+    code = cause.get("response_code")
+    text = f"{kind}: {message}" if message else str(kind)
+    return text + (f" (HTTP {code})" if code is not None else "")

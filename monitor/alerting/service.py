@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from monitor.alerting import persistence
-from monitor.alerting.cause import cause_from_logs
+from monitor.alerting.cause import cause_from_logs, cause_text
 from monitor.alerting.rules import (
     ALERTS,
     INTEGRATION_FAILING,
@@ -204,7 +204,7 @@ class Alerter:
             if state.firing and key.integration_id is not None:
                 firing.setdefault((key.account, key.integration_id), []).append(key.alert)
         causes = {
-            (key.account, key.integration_id): _cause_text(cause)
+            (key.account, key.integration_id): cause_text(cause)
             for key, (cause, _) in dict(self.causes).items()
             if cause is not None and key.integration_id is not None
         }
@@ -321,14 +321,6 @@ class Alerter:
         if self._state_file is not None:
             self._save()
         await asyncio.gather(*(sink.aclose() for sink in self.sinks))
-
-
-def _cause_text(cause: dict[str, Any]) -> str:
-    kind = cause.get("exception_type") or "error"
-    message = cause.get("exception") or ""
-    code = cause.get("response_code")
-    text = f"{kind}: {message}" if message else str(kind)
-    return text + (f" (HTTP {code})" if code is not None else "")
 
 
 def _persistent(states: Mapping[AlertKey, AlertState]) -> dict[AlertKey, AlertState]:

@@ -105,6 +105,7 @@ def make_app(
     reload: Callable[[], tuple[bool, str]] | None = None,
     api: Callable[[str, dict[str, list[str]]], tuple[int, Any]] | None = None,
     badges: Callable[[str, dict[str, list[str]]], tuple[int, str]] | None = None,
+    pages: Callable[[str], tuple[int, str]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
     rendering) or a WSGI exposition, the status page and /status.json from ``status``
@@ -122,6 +123,10 @@ def make_app(
             ok, message = reload()
             code = "200 OK" if ok else "500 Internal Server Error"
             return _text(start_response, code, message + "\n")
+        if path.startswith(("/integrations/", "/accounts/")) and pages is not None:
+            answer, page = pages(path)
+            status_line = f"{answer} {HTTPStatus(answer).phrase}"
+            return _text(start_response, status_line, page, "text/html; charset=utf-8")
         if path.startswith("/badge/") and badges is not None:
             answer, svg = badges(path, parse_qs(environ.get("QUERY_STRING", "")))
             return _text(

@@ -13,9 +13,11 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
+from urllib.parse import quote
 
 from monitor import __version__
 from monitor.health import State
+from monitor.history.availability import Summary
 from monitor.store import AccountSnapshot, Observation
 
 #: Problems first (the order of the page and of ``check``'s table).
@@ -46,6 +48,8 @@ class Row:
     cause: str | None  # exception type and message of a firing alert's cause
     #: set while the integration cannot be read: ``state`` is then its last known state
     unreadable_since: str | None = None
+    #: its last 30 days and availability over 24 h, 7 d and 30 d (with a history file)
+    history: Summary | None = None
 
     @property
     def problem(self) -> bool:
@@ -71,14 +75,17 @@ class Status:
     def to_json(self) -> dict[str, Any]:
         """Stable keys, documented in the README (``/status.json``, ``check --output json``)."""
         document = asdict(self)
-        for row in document["integrations"]:
+        for row, source in zip(document["integrations"], self.integrations, strict=True):
             row["alerts"] = list(row["alerts"])
+            del row["history"]
+            row["availability"] = dict(source.history.windows) if source.history else None
         document["summary"] = summary_counts(self.integrations)
         return document
 
 
 FiringAlerts = Mapping[tuple[str, int], Iterable[str]]  # (account, id) -> alert names
 Causes = Mapping[tuple[str, int], str]  # (account, id) -> cause text
+Histories = Mapping[tuple[str, int], Summary]  # (account, id) -> its last 30 days
 
 
 def build(
@@ -88,11 +95,13 @@ def build(
     firing: FiringAlerts | None = None,
     causes: Causes | None = None,
     firing_alerts: int = 0,
+    history: Histories | None = None,
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
+    history = history or {}
     rows = [
-        _row(account, observation, now, firing, causes)
+        _row(account, observation, now, firing, causes, history)
         for account, snapshot in snapshots.items()
         for observation in snapshot.integrations.values()
     ]
@@ -115,7 +124,12 @@ def build(
 
 
 def _row(
-    account: str, observation: Observation, now: datetime, firing: FiringAlerts, causes: Causes
+    account: str,
+    observation: Observation,
+    now: datetime,
+    firing: FiringAlerts,
+    causes: Causes,
+    history: Histories,
 ) -> Row:
     record, health = observation.record, observation.health
     at = observation.values_at(now)
@@ -134,6 +148,7 @@ def _row(
         alerts=tuple(sorted(firing.get(key, ()))),
         cause=causes.get(key),
         unreadable_since=_iso(observation.unreadable_since),
+        history=history.get(key),
     )
 
 
@@ -172,7 +187,7 @@ def _iso(value: datetime | None) -> str | None:
 
 # -- HTML ----------------------------------------------------------------------------------------
 
-_STYLE = """
+STYLE = """
 body{font:14px/1.4 system-ui,sans-serif;margin:1.5rem;color:#1d2330}
 h1{font-size:1.3rem;margin:0 0 .3rem}header p{margin:.2rem 0;color:#4a5263}
 table{border-collapse:collapse;width:100%;margin-top:1rem}
@@ -184,6 +199,10 @@ tr.not_found,tr.unknown{background:#f1f1f4}
 .state.not_found{background:#6a1b9a;color:#fff}.state.unknown{background:#616161;color:#fff}
 .state.healthy{background:#2e7d32;color:#fff}
 .muted{color:#6b7280}nav a{margin-right:1rem}input{padding:.3rem;width:18rem}
+.strip{display:inline-flex;gap:1px}.day{display:inline-block;width:6px;height:18px;border-radius:1px}
+.day.healthy{background:#2e7d32}.day.failing{background:#c62828}.day.stale{background:#f9a825}
+.day.not_found{background:#6a1b9a}.day.unknown{background:#c4c7cc}
+.sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 """
 _SCRIPT = """
 document.getElementById('filter').addEventListener('input', function (e) {
@@ -205,7 +224,7 @@ def render_html(status: Status, now: datetime) -> str:
         "<meta http-equiv='refresh' content='30'>",
         "<meta name='viewport' content='width=device-width, initial-scale=1'>",
         "<title>Sendcloud integration monitor</title>",
-        f"<style>{_STYLE}</style></head><body><header>",
+        f"<style>{STYLE}</style></head><body><header>",
         "<h1>Sendcloud integrations</h1>",
         f"<p>{_counts_line(counts)} · {status.firing_alerts} alerts firing"
         f" · version {escape(status.version)} · generated {escape(status.generated_at)}</p>",
@@ -215,8 +234,8 @@ def render_html(status: Status, now: datetime) -> str:
         "</header><p><label>Filter <input id='filter' type='search' "
         "placeholder='shop, type, state, account'></label></p>",
         "<table><thead><tr><th>Account</th><th>Shop</th><th>Type</th><th>State</th>"
-        "<th>Failing for</th><th>Last fetched</th><th>Last read</th><th>Cause</th></tr>"
-        "</thead><tbody>",
+        "<th>Failing for</th><th>Last fetched</th><th>Last read</th><th>Cause</th>"
+        "<th>Last 30 days</th><th>24 h · 7 d · 30 d</th></tr></thead><tbody>",
         *(_row_html(row, now) for row in shown),
         "</tbody></table>",
     ]
@@ -241,34 +260,64 @@ def _account_line(account: AccountStatus, now: datetime) -> str:
         health = f"<strong>API unreadable</strong> ({escape(account.api_error)})"
     else:
         health = "API ok"
-    last = _when(account.last_cycle_success, now) if account.last_cycle_success else "never"
+    last = when(account.last_cycle_success, now) if account.last_cycle_success else "never"
     return f"<p>Account <b>{escape(account.name)}</b>: {health}; last good poll {last}</p>"
+
+
+def integration_link(account: str, integration_id: int) -> str:
+    return f"/integrations/{quote(account, safe='')}/{integration_id}"
+
+
+def account_link(account: str) -> str:
+    return f"/accounts/{quote(account, safe='')}"
 
 
 def _row_html(row: Row, now: datetime) -> str:
     name = escape(row.shop_name or f"integration {row.integration_id}")
     url = row.shop_url
-    shop = f"<a href='{escape(url)}'>{name}</a>" if url and _linkable(url) else name
+    shop = f"<a href='{integration_link(row.account, row.integration_id)}'>{name}</a>"
+    if url and linkable(url):
+        shop += f" <a class='muted' href='{escape(url)}' title='the shop'>↗</a>"
     failing = duration(row.failing_seconds) if row.failing_seconds is not None else "-"
-    fetched = _when(row.last_fetched_at, now) if row.last_fetched_at else "never"
-    read = _when(row.last_read_at, now) if row.last_read_at else "never"
+    fetched = when(row.last_fetched_at, now) if row.last_fetched_at else "never"
+    read = when(row.last_read_at, now) if row.last_read_at else "never"
     state_text = row.state.replace("_", " ")
     if row.unreadable_since is not None:
         state_text += (
             "</span> <span class='muted unreadable'>unreadable since "
-            f"{_when(row.unreadable_since, now)}"
+            f"{when(row.unreadable_since, now)}"
         )
     return (
-        f"<tr class='{row.state}'><td>{escape(row.account)}</td>"
+        f"<tr class='{row.state}'><td><a href='{account_link(row.account)}'>"
+        f"{escape(row.account)}</a></td>"
         f"<td>{shop} <span class='muted'>#{row.integration_id}</span></td>"
         f"<td>{escape(row.integration_type or '')}</td>"
         f"<td><span class='state {row.state}'>{state_text}</span></td>"
         f"<td>{failing}</td><td>{fetched}</td><td>{read}</td>"
-        f"<td>{escape(row.cause or '')}</td></tr>"
+        f"<td>{escape(row.cause or '')}</td>{history_cells(row.history)}</tr>"
     )
 
 
-def _when(iso: str | None, now: datetime) -> str:
+def history_cells(history: Summary | None) -> str:
+    """The 30-day strip (each day in its worst state's colour, its availability as text for
+    screen readers and on hover) and the availability over 24 h, 7 d and 30 d."""
+    if history is None:
+        return "<td class='muted'>no history</td><td class='muted'>-</td>"
+    cells = "".join(
+        f"<span class='day {d.worst}' title='{d.day.isoformat()}: {percent(d.ratio)}'>"
+        f"<span class='sr'>{d.day.isoformat()}: {d.worst.replace('_', ' ')}, "
+        f"{percent(d.ratio)}</span></span>"
+        for d in history.days
+    )
+    windows = " · ".join(percent(value) for value in history.windows.values())
+    return f"<td><span class='strip'>{cells}</span></td><td>{windows}</td>"
+
+
+def percent(ratio: float | None) -> str:
+    return "unknown" if ratio is None else f"{ratio * 100:.2f} %"
+
+
+def when(iso: str | None, now: datetime) -> str:
     """Relative and absolute (UTC) time."""
     if iso is None:
         return "-"
@@ -278,6 +327,6 @@ def _when(iso: str | None, now: datetime) -> str:
     return f"{ago} ago <span class='muted'>({absolute})</span>"
 
 
-def _linkable(url: str) -> bool:
+def linkable(url: str) -> bool:
     """Only web links: a ``javascript:`` URL from the API must never become a link."""
     return url.lower().startswith(("https://", "http://"))

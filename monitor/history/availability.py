@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime, time, timedelta
 
 STATES = ("healthy", "failing", "stale", "not_found", "unknown")
 #: The states that count towards availability (unknown does not).
@@ -139,3 +139,72 @@ def _incidents(
         closed = ended if ended is not None and ended <= window_to else None
         found.append(Incident(started, closed, max(0.0, (end_in - start_in).total_seconds())))
     return found
+
+
+#: Worst first: the colour of a day is its worst state (as the status page orders states).
+SEVERITY = ("failing", "not_found", "stale", "unknown", "healthy")
+WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+STRIP_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Day:
+    """One day (UTC) of an integration: its worst state and its availability (None: nothing
+    known of it)."""
+
+    day: date
+    worst: str
+    ratio: float | None
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the status page shows of an integration's past: the last days and the windows."""
+
+    days: tuple[Day, ...]
+    windows: dict[str, float | None]
+
+
+def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS) -> Summary:
+    """The daily strip (today last) and the availability over each of WINDOWS."""
+    today = now.astimezone(UTC).date()
+    first = today - timedelta(days=days - 1)
+    starts = [datetime.combine(first + timedelta(days=n), time(), UTC) for n in range(days + 1)]
+    healthy = [0.0] * days
+    known = [0.0] * days
+    worst = ["unknown"] * days
+    covered = [0.0] * days
+    for interval in intervals:
+        since = max(interval.since, starts[0])
+        until = min(interval.until or now, now)
+        if until <= since:
+            continue
+        index = max(0, (since.date() - first).days)
+        while index < days and starts[index] < until:
+            start, end = max(since, starts[index]), min(until, starts[index + 1])
+            seconds = (end - start).total_seconds()
+            if seconds > 0:
+                covered[index] += seconds
+                if interval.state in KNOWN:
+                    known[index] += seconds
+                    healthy[index] += seconds if interval.state == "healthy" else 0.0
+                if _worse(interval.state, worst[index]) or covered[index] == seconds:
+                    worst[index] = interval.state
+            index += 1
+    cells = []
+    for index in range(days):
+        day_length = (min(starts[index + 1], now) - starts[index]).total_seconds()
+        state = worst[index]
+        if covered[index] < day_length and _worse("unknown", state):
+            state = "unknown"  # part of the day is unknown and nothing worse happened
+        ratio = healthy[index] / known[index] if known[index] > 0 else None
+        cells.append(Day(first + timedelta(days=index), state, ratio))
+    windows = {
+        name: availability(intervals, now - span, now, now).ratio for name, span in WINDOWS.items()
+    }
+    return Summary(tuple(cells), windows)
+
+
+def _worse(state: str, than: str) -> bool:
+    order = {name: rank for rank, name in enumerate(SEVERITY)}
+    return order.get(state, 3) < order.get(than, 3)

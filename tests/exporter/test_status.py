@@ -145,6 +145,7 @@ def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
         "state",
         "failing_seconds",
         "unreadable_since",
+        "availability",
         "staleness_seconds",
         "last_fetched_at",
         "last_read_at",

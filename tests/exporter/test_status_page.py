@@ -57,3 +57,54 @@ def test_the_status_page_in_a_real_browser(shops: Simulator, tmp_path: Path) -> 
     assert "https://evil.example.com/" in cells.links  # linked, without user:pw or query
     assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert image.stat().st_size > 10_000
+
+
+@pytest.mark.timeout(120)
+def test_the_integration_and_account_pages_in_a_real_browser(
+    shops: Simulator, tmp_path: Path
+) -> None:
+    """The history pages: a failing shop's timeline and alert episode with its cause, the
+    account's incidents; the hostile shop name is text, nothing injected runs."""
+    chromium = require_binary("chromium")
+    port = free_port()
+    env = daemon_env(shops, port, MONITOR_HISTORY_FILE=str(tmp_path / "history.db"))
+    daemon = DaemonProcess(["run"], env, port)
+    try:
+        daemon.wait_ready()
+        history = "/api/v1/integrations/default/3/history"
+        daemon.wait_for(
+            lambda: any(e["cause"] for e in daemon.get(history).json()["episodes"]),
+            20,
+            "the failing shop's cause in the history",
+        )
+        integration = load(chromium, daemon.base + "/integrations/default/3")
+        evil = load(chromium, daemon.base + "/integrations/default/4")
+        account = load(chromium, daemon.base + "/accounts/default")
+        missing = daemon.get("/integrations/default/99")
+        image = screenshot(chromium, daemon.base + "/integrations/default/3", tmp_path / "i.png")
+        code, _ = daemon.terminate()
+    finally:
+        daemon.kill()
+    assert code == 0
+    assert missing.status_code == 404
+    for page in (integration, evil, account):
+        assert page.console == []
+        cells = Cells()
+        cells.feed(page.dom)
+        assert cells.scripts == 0
+    cells = Cells()
+    cells.feed(integration.dom)
+    rows = [row for row in cells.rows if row]
+    [episode] = [row for row in rows if row and row[0] == "IntegrationFailing"]
+    assert episode[2] == "still firing"
+    assert "HTTPError" in episode[4]  # the cause, as the alert has it
+    timeline = [row for row in rows if row and row[0] in ("failing", "healthy", "unknown")]
+    assert timeline[0][0] == "failing"
+    assert timeline[0][2] == "now"
+    assert EVIL in evil.dom.replace("&lt;", "<").replace("&gt;", ">").replace("&quot;", '"')
+    account_cells = Cells()
+    account_cells.feed(account.dom)
+    assert "/integrations/default/3" in account_cells.links
+    incidents = [row for row in account_cells.rows if row and row[0] == "#3"]
+    assert len(incidents) == 1
+    assert image.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -107,3 +107,34 @@ def test_state_seconds_always_add_up_to_the_window(
     ratio = figures.ratio
     assert ratio is None or 0.0 <= ratio <= 1.0
     assert all(0 <= i.seconds <= length for i in figures.incidents)
+
+
+def test_the_daily_strip_takes_each_days_worst_state_and_availability() -> None:
+    from monitor.history.availability import summary
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    intervals = [
+        Interval(
+            "healthy", datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 28, 6, tzinfo=UTC)
+        ),
+        Interval(
+            "failing", datetime(2026, 11, 28, 6, tzinfo=UTC), datetime(2026, 11, 28, 12, tzinfo=UTC)
+        ),
+        Interval(
+            "healthy", datetime(2026, 11, 28, 12, tzinfo=UTC), datetime(2026, 11, 29, tzinfo=UTC)
+        ),
+        Interval(
+            "unknown", datetime(2026, 11, 29, tzinfo=UTC), datetime(2026, 11, 29, 1, tzinfo=UTC)
+        ),
+        Interval("healthy", datetime(2026, 11, 29, 1, tzinfo=UTC), None),
+    ]
+    found = summary(intervals, now)
+    assert len(found.days) == 30
+    assert found.days[-1].day.isoformat() == "2026-11-30"  # today last
+    by_day = {d.day.isoformat(): d for d in found.days}
+    assert (by_day["2026-11-28"].worst, by_day["2026-11-28"].ratio) == ("failing", 0.75)
+    assert (by_day["2026-11-29"].worst, by_day["2026-11-29"].ratio) == ("unknown", 1.0)
+    assert (by_day["2026-11-27"].worst, by_day["2026-11-27"].ratio) == ("healthy", 1.0)
+    assert (by_day["2026-11-30"].worst, by_day["2026-11-30"].ratio) == ("healthy", 1.0)
+    assert found.windows["24h"] == 1.0
+    assert found.windows["7d"] == pytest.approx(1 - 6 / (7 * 24 - 1))

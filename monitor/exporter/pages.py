@@ -1,0 +1,151 @@
+"""The integration page (``/integrations/{account}/{id}``) and the account page
+(``/accounts/{account}``): an integration's last 30 days — timeline, alert episodes and their
+causes — and an account's incidents. Server-rendered like the status page: no external assets,
+everything that comes from the API or the history escaped. Pure: data in, HTML out."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from html import escape
+from typing import Any
+
+from monitor.exporter.status import (
+    STYLE,
+    Row,
+    account_link,
+    duration,
+    history_cells,
+    integration_link,
+    linkable,
+    percent,
+    when,
+)
+from monitor.history.availability import Availability, Interval
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<nav><a href='/'>all integrations</a></nav>{body}</body></html>"
+    )
+
+
+def not_found_page(text: str) -> str:
+    return _page("Not found — Sendcloud integration monitor", f"<p>{escape(text)}.</p>")
+
+
+def _state(state: str) -> str:
+    return f"<span class='state {escape(state)}'>{escape(state.replace('_', ' '))}</span>"
+
+
+def integration_page(
+    row: Row,
+    intervals: Sequence[Interval],
+    episodes: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> str:
+    """``episodes``' causes are text already (the alerting's wording)."""
+    name = row.shop_name or f"integration {row.integration_id}"
+    url = row.shop_url
+    shop = f"<a href='{escape(url)}'>{escape(url)}</a>" if url and linkable(url) else ""
+    timeline = "".join(
+        f"<tr class='{escape(i.state)}'><td>{_state(i.state)}</td>"
+        f"<td>{when(_iso(i.since), now)}</td>"
+        f"<td>{when(_iso(i.until), now) if i.until else 'now'}</td>"
+        f"<td>{duration(((i.until or now) - i.since).total_seconds())}</td></tr>"
+        for i in reversed(intervals)
+    )
+    unreadable = ""
+    if row.unreadable_since:
+        unreadable = f" (unreadable since {when(row.unreadable_since, now)})"
+    account = f"<a href='{account_link(row.account)}'>{escape(row.account)}</a>"
+    body = (
+        f"<header><h1>{escape(name)}</h1><p>Account {account} · integration "
+        f"{row.integration_id} · {escape(row.integration_type or '')} {shop}</p>"
+        f"<p>Now: {_state(row.state)}{unreadable}</p></header>"
+        "<h2>Last 30 days</h2><table><thead><tr><th>Last 30 days</th>"
+        f"<th>24 h · 7 d · 30 d</th></tr></thead><tbody><tr>{history_cells(row.history)}</tr>"
+        f"</tbody></table><h2>Alert episodes</h2>{_episodes(episodes, now)}<h2>Timeline</h2>"
+        "<table><thead><tr><th>State</th><th>Since</th><th>Until</th><th>For</th></tr></thead>"
+        f"<tbody>{timeline or _empty(4, 'nothing recorded in these 30 days')}</tbody></table>"
+    )
+    return _page(f"{name} — Sendcloud integration monitor", body)
+
+
+def account_page(
+    account: str,
+    rows: Sequence[tuple[Row, Availability | None]],
+    episodes: Sequence[Mapping[str, Any]],
+    now: datetime,
+) -> str:
+    lines = []
+    for row, figures in sorted(rows, key=lambda pair: _worst_first(pair[1])):
+        name = escape(row.shop_name or f"integration {row.integration_id}")
+        longest = "-"
+        if figures is not None and figures.incidents:
+            longest = duration(figures.longest_incident_seconds)
+        lines.append(
+            f"<tr class='{escape(row.state)}'>"
+            f"<td><a href='{integration_link(account, row.integration_id)}'>{name}</a></td>"
+            f"<td>{_state(row.state)}</td>"
+            f"<td>{percent(figures.ratio) if figures else 'unknown'}</td>"
+            f"<td>{len(figures.incidents) if figures else 0}</td><td>{longest}</td></tr>"
+        )
+    incidents = [e for e in episodes if e.get("alert") == "IntegrationFailing"]
+    body = (
+        f"<header><h1>Account {escape(account)}</h1><p>{len(rows)} integrations · "
+        f"{len(incidents)} incidents in the last 30 days</p></header>"
+        "<h2>Availability, last 30 days</h2><table><thead><tr><th>Shop</th><th>State</th>"
+        "<th>Availability</th><th>Incidents</th><th>Longest</th></tr></thead>"
+        f"<tbody>{''.join(lines) or _empty(5, 'no integrations')}</tbody></table>"
+        f"<h2>Incidents</h2>{_episodes(incidents, now, links=account)}"
+    )
+    return _page(f"Account {account} — Sendcloud integration monitor", body)
+
+
+def _episodes(
+    episodes: Sequence[Mapping[str, Any]], now: datetime, links: str | None = None
+) -> str:
+    rows = []
+    for episode in reversed(episodes):
+        fired = _parse(str(episode["fired"]))
+        resolved = episode.get("resolved")
+        end = _parse(str(resolved)) if resolved else now
+        where = ""
+        integration = episode.get("integration_id")
+        if links is not None:
+            target = integration_link(links, int(integration)) if integration is not None else ""
+            where = f"<td><a href='{target}'>#{integration}</a></td>" if target else "<td></td>"
+        rows.append(
+            f"<tr>{where}<td>{escape(str(episode['alert']))}</td>"
+            f"<td>{when(str(episode['fired']), now)}</td>"
+            f"<td>{when(str(resolved), now) if resolved else 'still firing'}</td>"
+            f"<td>{duration((end - fired).total_seconds())}</td>"
+            f"<td>{escape(str(episode.get('cause') or ''))}</td></tr>"
+        )
+    head = "<th>Integration</th>" if links is not None else ""
+    empty = _empty(6 if links else 5, "no alerts in these 30 days")
+    return (
+        f"<table><thead><tr>{head}<th>Alert</th><th>Fired</th><th>Resolved</th><th>For</th>"
+        f"<th>Cause</th></tr></thead><tbody>{''.join(rows) or empty}</tbody></table>"
+    )
+
+
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+def _worst_first(figures: Availability | None) -> float:
+    ratio = figures.ratio if figures is not None else None
+    return 2.0 if ratio is None else ratio
+
+
+def _empty(columns: int, text: str) -> str:
+    return f"<tr><td colspan='{columns}' class='muted'>{escape(text)}</td></tr>"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
