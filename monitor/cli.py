@@ -12,7 +12,7 @@ import socket
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import structlog
@@ -27,6 +27,10 @@ from monitor.exporter.status import Row, Status, duration, summary_counts
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, load_web_config
 from monitor.health import State, utcnow
+from monitor.history import HistoryError, HistoryStore
+from monitor.history.report import FORMATS
+from monitor.history.report import build as build_report
+from monitor.history.report import render as render_report
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -118,9 +122,80 @@ def _parser() -> argparse.ArgumentParser:
     demo = command("demo", "run the daemon against the built-in Sendcloud simulator", _demo)
     demo.add_argument("--listen", default="127.0.0.1:9877", help="metrics address (host:port)")
     demo.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
+    report = command(
+        "report",
+        "an account's availability and incidents over a month or a window, from the history "
+        "file (also while the daemon runs)",
+        _report,
+    )
+    report.add_argument("--account", required=True, help="the account's name")
+    report.add_argument("--month", metavar="YYYY-MM", help="a calendar month (UTC)")
+    report.add_argument("--from", dest="since", metavar="TIME", help="RFC 3339 start")
+    report.add_argument("--to", dest="until", metavar="TIME", help="RFC 3339 end (default: now)")
+    report.add_argument("--format", choices=FORMATS, default="md", help="default: md")
+    report.add_argument(
+        "--history",
+        metavar="PATH",
+        help="the history file (or MONITOR_HISTORY_FILE; else history.db beside "
+        "MONITOR_STATE_FILE)",
+    )
     sim = command("simulator", "serve the Sendcloud API simulator with the demo data", _simulator)
     sim.add_argument("--listen", default="127.0.0.1:8080", help="address (host:port)")
     return parser
+
+
+def _report(args: argparse.Namespace) -> int:
+    named = args.history or os.environ.get("MONITOR_HISTORY_FILE") or None
+    state = os.environ.get("MONITOR_STATE_FILE") or None
+    path = HistorySettings(path=Path(named) if named else None).resolved_path(
+        Path(state) if state else None
+    )
+    if path is None or not path.is_file():
+        raise ConfigError(
+            "no history file: give --history PATH (or MONITOR_HISTORY_FILE, or MONITOR_STATE_FILE "
+            "with history.db beside it)"
+        )
+    now = utcnow()
+    since, until = _report_window(args, now)
+    try:
+        document = build_report(HistoryStore(path), args.account, since, until, now)
+    except HistoryError as exc:
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    sys.stdout.write(render_report(document, args.format))
+    return EXIT_OK
+
+
+def _report_window(args: argparse.Namespace, now: datetime) -> tuple[datetime, datetime]:
+    """--month YYYY-MM, or --from/--to; a clear ConfigError for anything else."""
+    if args.month:
+        if args.since or args.until:
+            raise ConfigError("give either --month or --from/--to, not both")
+        try:
+            first = datetime.strptime(args.month, "%Y-%m").replace(tzinfo=UTC)
+        except ValueError:
+            raise ConfigError(
+                f"--month must be YYYY-MM, e.g. 2026-11 (got {args.month!r})"
+            ) from None
+        following = (first + timedelta(days=32)).replace(day=1)
+        return first, following
+    if not args.since:
+        raise ConfigError("give --month YYYY-MM or --from TIME [--to TIME]")
+    bounds = []
+    for name, value in (("--from", args.since), ("--to", args.until)):
+        if value is None:
+            bounds.append(now)
+            continue
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(f"{name} must be an RFC 3339 time (got {value!r})") from None
+        if parsed.tzinfo is None:
+            raise ConfigError(f"{name} needs an offset, e.g. Z or +01:00 (got {value!r})")
+        bounds.append(parsed)
+    if bounds[0] >= bounds[1]:
+        raise ConfigError("--from must be before --to")
+    return bounds[0], bounds[1]
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:

@@ -21,7 +21,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "health": {"sendcloud"},
     "store": {"sendcloud", "health"},
     "alerting": {"sendcloud", "health", "store"},
-    "history": {"sendcloud", "health", "store"},
+    "history": {"sendcloud", "health", "store", "alerting"},
     "exporter": {"sendcloud", "health", "store", "history"},
     "settings": {"sendcloud", "health", "alerting"},
     "poller": {"sendcloud", "health", "store", "settings"},

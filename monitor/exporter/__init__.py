@@ -4,10 +4,13 @@
 - ``exposition``: ``/metrics`` rendered once per poll, elapsed seconds per scrape, cached gzip;
 - ``metrics``: the daemon's own metrics, and the ``/metrics`` endpoint serving them all;
 - ``status``: the status document — the page at ``/``, ``/status.json`` and ``check``'s rows;
+- ``pages``: the integration and account pages (their last 30 days, from the history);
+- ``badges``: flat SVG badges of an integration's state and availability;
 - ``server``: the HTTP server and its endpoints, with connection limits;
 - ``webconfig``: ``--web.config.file``, TLS and basic auth as in Prometheus' exporter-toolkit.
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.history``
+and the base modules.
 """
 
 from monitor.exporter.exposition import Exposition

@@ -4,9 +4,11 @@ badges and reports.
 - ``availability``: pure availability math over state intervals (explicit times, no I/O);
 - ``store``: the SQLite history file — schema and migrations, the writer thread, the readers,
   and :class:`EpisodeRecorder`, the alerting sink that records alert episodes;
-- ``documents``: the JSON documents of the history API, from the store and the math.
+- ``documents``: the JSON documents of the history API, from the store and the math;
+- ``report``: the report a merchant can be sent (JSON, CSV, Markdown, self-contained HTML).
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
+(the wording of causes) and the base modules.
 """
 
 from monitor.history.availability import Availability, Interval, availability, combined

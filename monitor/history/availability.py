@@ -149,12 +149,17 @@ STRIP_DAYS = 30
 
 @dataclass(frozen=True, slots=True)
 class Day:
-    """One day (UTC) of an integration: its worst state and its availability (None: nothing
-    known of it)."""
+    """One day (UTC) of an integration: its worst state, and its healthy and known seconds."""
 
     day: date
     worst: str
-    ratio: float | None
+    healthy_seconds: float = 0.0
+    known_seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float | None:
+        """The day's availability, or None when nothing is known of it."""
+        return self.healthy_seconds / self.known_seconds if self.known_seconds > 0 else None
 
 
 @dataclass(frozen=True)
@@ -167,8 +172,16 @@ class Summary:
 
 def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS) -> Summary:
     """The daily strip (today last) and the availability over each of WINDOWS."""
-    today = now.astimezone(UTC).date()
-    first = today - timedelta(days=days - 1)
+    first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+    windows = {
+        name: availability(intervals, now - span, now, now).ratio for name, span in WINDOWS.items()
+    }
+    return Summary(tuple(daily(intervals, first, days, now)), windows)
+
+
+def daily(intervals: Sequence[Interval], first: date, days: int, now: datetime) -> list[Day]:
+    """``days`` days (UTC) from ``first``, in one pass over the intervals: each day's worst
+    state (unknown when part of it is unknown and nothing worse happened) and its seconds."""
     starts = [datetime.combine(first + timedelta(days=n), time(), UTC) for n in range(days + 1)]
     healthy = [0.0] * days
     known = [0.0] * days
@@ -176,7 +189,7 @@ def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS
     covered = [0.0] * days
     for interval in intervals:
         since = max(interval.since, starts[0])
-        until = min(interval.until or now, now)
+        until = min(interval.until or now, now, starts[-1])
         if until <= since:
             continue
         index = max(0, (since.date() - first).days)
@@ -193,16 +206,12 @@ def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS
             index += 1
     cells = []
     for index in range(days):
-        day_length = (min(starts[index + 1], now) - starts[index]).total_seconds()
+        length = max(0.0, (min(starts[index + 1], now) - starts[index]).total_seconds())
         state = worst[index]
-        if covered[index] < day_length and _worse("unknown", state):
-            state = "unknown"  # part of the day is unknown and nothing worse happened
-        ratio = healthy[index] / known[index] if known[index] > 0 else None
-        cells.append(Day(first + timedelta(days=index), state, ratio))
-    windows = {
-        name: availability(intervals, now - span, now, now).ratio for name, span in WINDOWS.items()
-    }
-    return Summary(tuple(cells), windows)
+        if covered[index] < length and _worse("unknown", state):
+            state = "unknown"
+        cells.append(Day(first + timedelta(days=index), state, healthy[index], known[index]))
+    return cells
 
 
 def _worse(state: str, than: str) -> bool:

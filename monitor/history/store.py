@@ -54,6 +54,13 @@ MIGRATIONS: tuple[str, ...] = (
         cause TEXT
     );
     CREATE INDEX episodes_by_integration ON episodes (account, integration_id, fired);
+    CREATE TABLE integrations (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        shop_name TEXT,
+        integration_type TEXT,
+        PRIMARY KEY (account, integration_id)
+    );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
     """,
 )
@@ -72,11 +79,15 @@ def recorded_state(observation: Observation) -> str:
     return observation.state.value
 
 
+Names = tuple[str | None, str | None]  # (shop name, integration type)
+
+
 @dataclass(frozen=True, slots=True)
 class _Poll:
     account: str
     at: datetime
     states: Mapping[int, str]
+    names: Mapping[int, Names]
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +130,7 @@ class HistoryStore:
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._db: sqlite3.Connection | None = None
         self._open: dict[tuple[str, int], str] = {}  # the open interval's state, per integration
+        self._names: dict[tuple[str, int], Names] = {}  # as last written
         self._broken: str | None = None  # why the last write failed, while it does
         self._pruned: datetime | None = None
         self._thread = threading.Thread(target=self._run, name="history writer", daemon=True)
@@ -132,7 +144,12 @@ class HistoryStore:
     def record(self, snapshot: AccountSnapshot, at: datetime) -> None:
         """One account's poll: the state of each of its integrations as of ``at``."""
         states = {i: recorded_state(o) for i, o in snapshot.integrations.items()}
-        self._put(_Poll(snapshot.account, at, states))
+        names = {
+            i: (o.record.shop_name, o.record.type)
+            for i, o in snapshot.integrations.items()
+            if o.record is not None
+        }
+        self._put(_Poll(snapshot.account, at, states, names))
 
     def forget(self, account: str, at: datetime) -> None:
         """An account left the configuration: its open intervals end at ``at``."""
@@ -249,6 +266,13 @@ class HistoryStore:
                     (item.account, integration_id, state, at),
                 )
                 self._open[key] = state
+            for integration_id, names in item.names.items():
+                if self._names.get((item.account, integration_id)) != names:
+                    db.execute(
+                        "INSERT OR REPLACE INTO integrations VALUES (?, ?, ?, ?)",
+                        (item.account, integration_id, *names),
+                    )
+                    self._names[(item.account, integration_id)] = names
             for key in [k for k in self._open if k[0] == item.account and k[1] not in item.states]:
                 _close(db, key[0], key[1], at)  # no longer watched: its interval ends
                 del self._open[key]
@@ -275,6 +299,7 @@ class HistoryStore:
             with contextlib.suppress(sqlite3.Error):
                 self._db.close()
             self._db = None  # reopened at the next batch
+        self._names = {}  # the failed transaction wrote none of them
         if self._broken is None:
             log.error(
                 "history_write_failed",
@@ -316,6 +341,16 @@ class HistoryStore:
         for integration_id, state, start, end in rows:
             found.setdefault(integration_id, []).append(Interval(state, _since(start), _dt(end)))
         return found
+
+    def names(self, account: str) -> dict[int, Names]:
+        """The last known shop name and type of every integration of ``account``."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT integration_id, shop_name, integration_type FROM integrations "
+                "WHERE account = ?",
+                (account,),
+            ).fetchall()
+        return {integration_id: (name, kind) for integration_id, name, kind in rows}
 
     def episodes(
         self, account: str, integration_id: int | None, since: datetime, until: datetime

@@ -1,0 +1,151 @@
+"""``integration-monitor report`` over a synthetic month: the CSV and JSON parsed, the Markdown
+read, the HTML rendered in Chromium; all from the one availability definition."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitor.history import HistoryStore
+from monitor.store import AccountSnapshot, Observation
+from tests.browser import load
+from tests.conftest import require_binary
+from tests.daemon_process import run_once
+from tests.history.test_store import snapshot
+
+NOVEMBER = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def hours(n: float) -> datetime:
+    return NOVEMBER + timedelta(hours=n)
+
+
+def november(path: Path) -> Path:
+    """Shop 1 fails twice (4 h on the 12th with a cause, 1 h on the 20th); shop 2 is healthy
+    but unreadable for 2 h; the monitor is down for 6 h on the 25th (unknown for both)."""
+    store = HistoryStore(path)
+    store.start()
+    timeline = [
+        (0, "healthy", "healthy"),
+        (11 * 24 + 8, "failing", "healthy"),
+        (11 * 24 + 12, "healthy", "healthy"),
+        (15 * 24, "healthy", "unknown"),
+        (15 * 24 + 2, "healthy", "healthy"),
+        (19 * 24, "failing", "healthy"),
+        (19 * 24 + 1, "healthy", "healthy"),
+    ]
+    for at, one, two in timeline:
+        store.record(shops(hours(at), i1=one, i2=two), hours(at))
+        if at == 11 * 24 + 8:
+            fired = {"alert": "IntegrationFailing", "account": "acme", "integration_id": 1}
+            fired |= {"fingerprint": "f1", "kind": "fired", "status": "firing"}
+            store.episode(fired, hours(at))
+            cause = {"exception_type": "AuthenticationError", "exception": "API key expired"}
+            store.episode({**fired, "kind": "cause", "cause": cause}, hours(at + 0.1))
+            store.episode({**fired, "kind": "resolved", "status": "resolved"}, hours(at + 4))
+    store.close(hours(24 * 24))  # stopped on the 25th 00:00 ...
+    again = HistoryStore(path)
+    again.start()
+    again.record(shops(hours(24 * 24 + 6), i1="healthy", i2="healthy"), hours(24 * 24 + 6))
+    again.close(hours(30 * 24))
+    return path
+
+
+def named(observation: Observation, name: str) -> Observation:
+    assert observation.record is not None
+    return replace(observation, record=replace(observation.record, shop_name=name))
+
+
+def shops(at: datetime, **states: str) -> AccountSnapshot:
+    """The account at ``at``, its integrations named "Shop N"."""
+    shot = snapshot(at, **states)
+    return AccountSnapshot(
+        "acme", {i: named(o, f"Shop {i}") for i, o in shot.integrations.items()}, 1, at
+    )
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return november(tmp_path_factory.mktemp("report") / "history.db")
+
+
+def report(history: Path, form: str, *extra: str) -> str:
+    result = run_once(
+        ["report", "--account", "acme", "--month", "2026-11", "--format", form, *extra],
+        {"MONITOR_HISTORY_FILE": str(history)},
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+MONTH = 30 * 24 * 3600.0
+DOWN = 6 * 3600.0
+
+
+def test_json_has_the_figures_of_the_one_definition(history: Path) -> None:
+    document = json.loads(report(history, "json"))
+    one, two = document["integrations"]
+    assert (one["shop_name"], two["shop_name"]) == ("Shop 1", "Shop 2")
+    assert one["seconds"]["failing"] == 5 * 3600
+    assert one["seconds"]["unknown"] == DOWN
+    assert one["availability"] == pytest.approx(1 - 5 * 3600 / (MONTH - DOWN))
+    assert one["incidents"] == 2
+    assert one["longest_incident_seconds"] == 4 * 3600
+    first = one["incident_list"][0]
+    assert first["started"] == "2026-11-12T08:00:00Z"
+    assert first["cause"] == "AuthenticationError: API key expired"
+    assert two["seconds"]["unknown"] == DOWN + 2 * 3600  # unreadable: never up, never down
+    assert two["availability"] == 1.0
+    assert sum(document["total"]["seconds"].values()) == pytest.approx(2 * MONTH)
+    assert len(document["daily_availability"]) == 30
+    day = {d["day"]: d["availability"] for d in document["daily_availability"]}
+    assert day["2026-11-12"] == pytest.approx(1 - 4 / 48)
+
+
+def test_csv_parses_with_a_total_row(history: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(report(history, "csv"))))
+    assert [r["integration_id"] for r in rows] == ["1", "2", "total"]
+    assert float(rows[0]["failing_seconds"]) == 5 * 3600
+    assert int(rows[2]["incidents"]) == 2
+    assert float(rows[2]["availability"]) == pytest.approx(
+        1 - 5 * 3600 / (2 * MONTH - 2 * DOWN - 7200)
+    )
+
+
+def test_markdown_lists_the_incidents_with_their_cause(history: Path) -> None:
+    text = report(history, "md")
+    assert text.startswith("# Availability of account acme")
+    row = "| Shop 1 | 2026-11-12 08:00 | 2026-11-12 12:00 | 4h 0min | "
+    assert row + "AuthenticationError: API key expired |" in text
+
+
+def test_the_html_report_renders_in_chromium(history: Path, tmp_path: Path) -> None:
+    chromium = require_binary("chromium")
+    page = tmp_path / "report.html"
+    page.write_text(report(history, "html"))
+    rendered = load(chromium, page.as_uri())
+    assert rendered.console == []
+    assert rendered.dom.count("<rect") == 30  # a bar per day, inline SVG
+    assert "http" not in page.read_text().replace("http://www.w3.org/2000/svg", "")  # no asset
+    assert "API key expired" in rendered.dom
+
+
+def test_bad_windows_and_missing_files_are_clear_errors(history: Path, tmp_path: Path) -> None:
+    for args in (["--month", "November"], ["--from", "yesterday"], []):
+        result = run_once(
+            ["report", "--account", "acme", *args], {"MONITOR_HISTORY_FILE": str(history)}
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith("integration-monitor:")
+    missing = run_once(
+        ["report", "--account", "acme", "--month", "2026-11"],
+        {"MONITOR_HISTORY_FILE": str(tmp_path / "none.db")},
+    )
+    assert missing.returncode == 2
+    assert "no history file" in missing.stderr
