@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -149,3 +150,101 @@ def test_bad_windows_and_missing_files_are_clear_errors(history: Path, tmp_path:
     )
     assert missing.returncode == 2
     assert "no history file" in missing.stderr
+
+
+def hourly(history: Path, integration_id: int) -> list[str | None]:
+    """The integration's state at each hour of November, as the history has it (None: no
+    interval, the monitor was down). The timeline changes on whole hours, so hourly samples
+    see all of it (and keep promtool's 30-day windows quick)."""
+    store = HistoryStore(history)
+    intervals = store.intervals("acme", integration_id, NOVEMBER, hours(30 * 24))
+    states: list[str | None] = []
+    for hour in range(30 * 24):
+        at = hours(hour)
+        states.append(next((i.state for i in intervals if i.since <= at < (i.until or at)), None))
+    return states
+
+
+def runs(values: list[str | None]) -> str:
+    """promtool's series notation: ``axN`` is N + 1 samples of a, ``_xN`` N missing ones."""
+    parts = []
+    index = 0
+    while index < len(values):
+        end = index
+        while end < len(values) and values[end] == values[index]:
+            end += 1
+        length = end - index
+        value = values[index]
+        parts.append(f"_x{length}" if value is None else f"{value}x{length - 1}")
+        index = end
+    return " ".join(parts)
+
+
+def exported(state: str | None) -> dict[str, str | None]:
+    """What /metrics shows for a state (None: not scraped)."""
+    if state is None:
+        return dict.fromkeys(("up", "not_found", "failing", "stale"), None)
+    return {
+        "up": "1" if state in ("healthy", "failing", "stale") else "0",
+        "not_found": "1" if state == "not_found" else "0",
+        "failing": "1" if state == "failing" else "0",
+        "stale": "1" if state == "stale" else "0",
+    }
+
+
+def test_the_shipped_recording_rule_agrees_with_the_report(history: Path, tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    series = []
+    healthy = known = 0
+    for integration_id in (1, 2):
+        states = hourly(history, integration_id)
+        columns = [exported(s) for s in states]
+        labels = f'instance="m:9877",job="monitor",account="acme",integration_id="{integration_id}"'
+        for name, family in (
+            ("up", "integration_up"),
+            ("not_found", "integration_not_found"),
+            ("failing", "integration_failing"),
+            ("stale", "integration_fetch_stale"),
+        ):
+            series.append(
+                {"series": f"{family}{{{labels}}}", "values": runs([c[name] for c in columns])}
+            )
+        healthy += sum(1 for s in states if s == "healthy")
+        known += sum(1 for s in states if s in ("healthy", "failing", "stale", "not_found"))
+    sampled = healthy / known
+    total = json.loads(report(history, "json"))["total"]["availability"]
+    assert sampled == pytest.approx(total, rel=0.01)  # the rule's sampling and the report agree
+    rules = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1h",
+        "tests": [
+            {
+                "interval": "1h",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": "account:integration_availability:ratio_30d",
+                        "eval_time": f"{30 * 24 - 1}h",
+                        "exp_samples": [
+                            {
+                                "labels": "account:integration_availability:ratio_30d"
+                                '{account="acme",instance="m:9877",job="monitor"}',
+                                "value": sampled,
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / "availability_test.yml"
+    path.write_text(json.dumps(test))  # JSON is YAML
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
