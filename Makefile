@@ -34,9 +34,10 @@ unit: $(STAMP)
 image-test: $(STAMP)
 	$(BIN)/pytest tests/system/test_image.py -s
 
-## The daemon against the simulator at 1 000 / 10 000 integrations and 500 accounts x 20
+## The daemon against the simulator at 1 000 / 10 000 integrations and 500 accounts x 20; the history at 10 000
 bench: $(STAMP)
 	$(BIN)/python bench/daemon.py
+	$(BIN)/python bench/history.py
 
 ## Regenerate deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml
 deploy: $(STAMP)

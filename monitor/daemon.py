@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -60,6 +61,8 @@ log = structlog.get_logger(__name__)
 #: At shutdown, polls in flight get this long to finish before they are abandoned; with the
 #: sinks' drain this keeps a SIGTERM under 5 s.
 POLL_GRACE_SECONDS = 1.5
+#: The status page's history strips are computed at most this often (they change by the day).
+SUMMARY_SECONDS = 60.0
 #: Share of an account's request budget that cause lookups may use; polls keep the rest.
 CAUSE_BUDGET_SHARE = 0.1
 _EVENT_NAMES = {
@@ -237,6 +240,8 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
         self.history = self._history(history or HistorySettings())
+        #: (when, summaries): the strips change by the day, the windows by the minute
+        self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
         app = make_app(
             self.metrics.exposition,
             self.store.ready,
@@ -362,6 +367,9 @@ class Daemon:
         while it cannot be read: the page then says "no history")."""
         if self.history is None:
             return {}
+        cached = self._summaries_cache
+        if cached is not None and time.monotonic() - cached[0] < SUMMARY_SECONDS:
+            return cached[1]
         found: dict[tuple[str, int], Summary] = {}
         since = now - timedelta(days=STRIP_DAYS)
         for account in snapshots:
@@ -371,6 +379,7 @@ class Daemon:
                 return {}
             for integration_id, mine in intervals.items():
                 found[(account, integration_id)] = summary(mine, now)
+        self._summaries_cache = (time.monotonic(), found)
         return found
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -8,6 +8,7 @@ as the metrics do.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -298,11 +299,23 @@ def _row_html(row: Row, now: datetime) -> str:
     )
 
 
+#: The HTML of each summary, while it lives: integrations steady for the whole window share one
+#: summary (and so one rendering) per page.
+_CELLS: weakref.WeakKeyDictionary[Summary, str] = weakref.WeakKeyDictionary()
+
+
 def history_cells(history: Summary | None) -> str:
     """The 30-day strip (each day in its worst state's colour, its availability as text for
     screen readers and on hover) and the availability over 24 h, 7 d and 30 d."""
     if history is None:
         return "<td class='muted'>no history</td><td class='muted'>-</td>"
+    found = _CELLS.get(history)
+    if found is None:
+        found = _CELLS[history] = _render_cells(history)
+    return found
+
+
+def _render_cells(history: Summary) -> str:
     cells = "".join(
         f"<span class='day {d.worst}' title='{d.day.isoformat()}: {percent(d.ratio)}'>"
         f"<span class='sr'>{d.day.isoformat()}: {d.worst.replace('_', ' ')}, "

@@ -14,6 +14,7 @@ ended inside the window.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -162,7 +163,7 @@ class Day:
         return self.healthy_seconds / self.known_seconds if self.known_seconds > 0 else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # identity: the page memoizes its HTML per summary
 class Summary:
     """What the status page shows of an integration's past: the last days and the windows."""
 
@@ -170,48 +171,97 @@ class Summary:
     windows: dict[str, float | None]
 
 
+_DAY = 86400.0
+
+
 def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS) -> Summary:
-    """The daily strip (today last) and the availability over each of WINDOWS."""
+    """The daily strip (today last) and the availability over each of WINDOWS, in one pass
+    (the status page computes this for every integration on every refresh)."""
     first = now.astimezone(UTC).date() - timedelta(days=days - 1)
-    windows = {
-        name: availability(intervals, now - span, now, now).ratio for name, span in WINDOWS.items()
-    }
+    if len(intervals) == 1 and intervals[0].until is None:
+        longest = max(WINDOWS.values())
+        strip_start = datetime.combine(first, time(), UTC)
+        if intervals[0].since <= min(strip_start, now - longest):
+            return _steady(intervals[0].state, now, days)  # most of a fleet, most of the time
+    end = now.timestamp()
+    spans = [(name, end - span.total_seconds()) for name, span in WINDOWS.items()]
+    healthy = dict.fromkeys(WINDOWS, 0.0)
+    known = dict.fromkeys(WINDOWS, 0.0)
+    for interval in intervals:
+        if interval.state not in KNOWN:
+            continue
+        begins = interval.since.timestamp()
+        ends = min(interval.until.timestamp() if interval.until else end, end)
+        for name, window_start in spans:
+            seconds = ends - max(begins, window_start)
+            if seconds > 0:
+                known[name] += seconds
+                if interval.state == "healthy":
+                    healthy[name] += seconds
+    windows = {name: healthy[name] / known[name] if known[name] > 0 else None for name in WINDOWS}
     return Summary(tuple(daily(intervals, first, days, now)), windows)
 
 
 def daily(intervals: Sequence[Interval], first: date, days: int, now: datetime) -> list[Day]:
     """``days`` days (UTC) from ``first``, in one pass over the intervals: each day's worst
     state (unknown when part of it is unknown and nothing worse happened) and its seconds."""
-    starts = [datetime.combine(first + timedelta(days=n), time(), UTC) for n in range(days + 1)]
+    base = datetime.combine(first, time(), UTC).timestamp()
+    end = min(now.timestamp(), base + days * _DAY)
     healthy = [0.0] * days
     known = [0.0] * days
-    worst = ["unknown"] * days
+    worst = [_RANK["unknown"]] * days
+    seen = [False] * days
     covered = [0.0] * days
     for interval in intervals:
-        since = max(interval.since, starts[0])
-        until = min(interval.until or now, now, starts[-1])
+        since = max(interval.since.timestamp(), base)
+        until = min(interval.until.timestamp() if interval.until else end, end)
         if until <= since:
             continue
-        index = max(0, (since.date() - first).days)
-        while index < days and starts[index] < until:
-            start, end = max(since, starts[index]), min(until, starts[index + 1])
-            seconds = (end - start).total_seconds()
+        rank = _RANK.get(interval.state, _RANK["unknown"])
+        counts = interval.state in KNOWN
+        good = interval.state == "healthy"
+        index = int((since - base) // _DAY)
+        while index < days:
+            day_start = base + index * _DAY
+            if day_start >= until:
+                break
+            seconds = min(until, day_start + _DAY) - max(since, day_start)
             if seconds > 0:
                 covered[index] += seconds
-                if interval.state in KNOWN:
+                if counts:
                     known[index] += seconds
-                    healthy[index] += seconds if interval.state == "healthy" else 0.0
-                if _worse(interval.state, worst[index]) or covered[index] == seconds:
-                    worst[index] = interval.state
+                    if good:
+                        healthy[index] += seconds
+                if not seen[index] or rank < worst[index]:
+                    worst[index] = rank
+                    seen[index] = True
             index += 1
     cells = []
     for index in range(days):
-        length = max(0.0, (min(starts[index + 1], now) - starts[index]).total_seconds())
-        state = worst[index]
-        if covered[index] < length and _worse("unknown", state):
-            state = "unknown"
-        cells.append(Day(first + timedelta(days=index), state, healthy[index], known[index]))
+        length = max(0.0, min(base + (index + 1) * _DAY, now.timestamp()) - base - index * _DAY)
+        rank = worst[index]
+        if covered[index] < length - 1e-6 and _RANK["unknown"] < rank:
+            rank = _RANK["unknown"]  # part of the day is unknown and nothing worse happened
+        cells.append(
+            Day(first + timedelta(days=index), SEVERITY[rank], healthy[index], known[index])
+        )
     return cells
+
+
+_RANK = {state: rank for rank, state in enumerate(SEVERITY)}
+
+
+@functools.lru_cache(maxsize=16)
+def _steady(state: str, now: datetime, days: int) -> Summary:
+    """The summary of an integration in one state for all of the strip and every window: the
+    same for all such integrations at one ``now`` (one page render)."""
+    first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+    since = min(datetime.combine(first, time(), UTC), now - max(WINDOWS.values()))
+    interval = [Interval(state, since - timedelta(seconds=1))]
+    windows = {
+        name: availability(interval, now - span, now, now).ratio for name, span in WINDOWS.items()
+    }
+    return Summary(tuple(daily(interval, first, days, now)), windows)
 
 
 def _worse(state: str, than: str) -> bool:

@@ -27,6 +27,7 @@ from pathlib import Path
 import structlog
 
 from monitor.history.availability import Interval
+from monitor.sendcloud import Integration
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
 log = structlog.get_logger(__name__)
@@ -76,7 +77,7 @@ def recorded_state(observation: Observation) -> str:
     while not (never the last known state: unreadable time is neither up nor down)."""
     if observation.status is ReadOutcome.ERROR:
         return "unknown"
-    return observation.state.value
+    return observation.state  # a StrEnum: the string itself, without the .value lookup
 
 
 Names = tuple[str | None, str | None]  # (shop name, integration type)
@@ -102,7 +103,13 @@ class _Episode:
     at: datetime
 
 
-_Item = _Poll | _Forget | _Episode
+@dataclass(frozen=True, slots=True)
+class _Flush:
+    done: threading.Event
+    at: datetime
+
+
+_Item = _Poll | _Forget | _Episode | _Flush
 
 
 class HistoryError(Exception):
@@ -129,8 +136,11 @@ class HistoryStore:
         self._clock = clock
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_BATCHES)
         self._db: sqlite3.Connection | None = None
-        self._open: dict[tuple[str, int], str] = {}  # the open interval's state, per integration
-        self._names: dict[tuple[str, int], Names] = {}  # as last written
+        #: account -> integration -> the state of its open interval
+        self._open: dict[str, dict[int, str]] = {}
+        self._names: dict[str, dict[int, Names]] = {}  # as last written
+        #: the record each integration's names were last taken from (the poller's thread)
+        self._records: dict[str, dict[int, Integration]] = {}
         self._broken: str | None = None  # why the last write failed, while it does
         self._pruned: datetime | None = None
         self._thread = threading.Thread(target=self._run, name="history writer", daemon=True)
@@ -144,15 +154,18 @@ class HistoryStore:
     def record(self, snapshot: AccountSnapshot, at: datetime) -> None:
         """One account's poll: the state of each of its integrations as of ``at``."""
         states = {i: recorded_state(o) for i, o in snapshot.integrations.items()}
-        names = {
-            i: (o.record.shop_name, o.record.type)
-            for i, o in snapshot.integrations.items()
-            if o.record is not None
-        }
+        seen = self._records.setdefault(snapshot.account, {})
+        names = {}
+        for integration_id, observation in snapshot.integrations.items():
+            record = observation.record
+            if record is not None and seen.get(integration_id) is not record:
+                seen[integration_id] = record  # a list walk keeps unchanged records as they are
+                names[integration_id] = (record.shop_name, record.type)
         self._put(_Poll(snapshot.account, at, states, names))
 
     def forget(self, account: str, at: datetime) -> None:
         """An account left the configuration: its open intervals end at ``at``."""
+        self._records.pop(account, None)
         self._put(_Forget(account, at))
 
     def episode(self, event: Mapping[str, object], at: datetime) -> None:
@@ -167,6 +180,15 @@ class HistoryStore:
             self._queue.put(_Forget("", at), timeout=timeout)  # "" ends every account
             self._queue.put(None, timeout=timeout)
         self._thread.join(timeout)
+
+    def flush(self, timeout: float = 5.0) -> bool:
+        """Wait until everything queued so far is written (or failed); False on timeout."""
+        done = threading.Event()
+        try:
+            self._queue.put(_Flush(done, self._clock()), timeout=timeout)
+        except queue.Full:
+            return False
+        return done.wait(timeout)
 
     def _put(self, item: _Item) -> None:
         try:
@@ -190,7 +212,10 @@ class HistoryStore:
                 except queue.Empty:
                     break
             done = None in batch
-            self._write([i for i in batch if i is not None])
+            flushes = [i for i in batch if isinstance(i, _Flush)]
+            self._write([i for i in batch if i is not None and not isinstance(i, _Flush)])
+            for flush in flushes:
+                flush.done.set()
             if done:
                 if self._db is not None:
                     self._db.close()
@@ -255,32 +280,32 @@ class HistoryStore:
     def _apply(self, db: sqlite3.Connection, item: _Item) -> None:
         at = _ts(item.at)
         if isinstance(item, _Poll):
-            for integration_id, state in item.states.items():
-                key = (item.account, integration_id)
-                if self._open.get(key) == state:
-                    continue
-                if key in self._open:
+            opened = self._open.setdefault(item.account, {})
+            changed = [(i, s) for i, s in item.states.items() if opened.get(i) != s]
+            for integration_id, state in changed:
+                if integration_id in opened:
                     _close(db, item.account, integration_id, at)
                 db.execute(
                     "INSERT INTO intervals VALUES (?, ?, ?, ?, NULL)",
                     (item.account, integration_id, state, at),
                 )
-                self._open[key] = state
+                opened[integration_id] = state
+            written = self._names.setdefault(item.account, {})
             for integration_id, names in item.names.items():
-                if self._names.get((item.account, integration_id)) != names:
+                if written.get(integration_id) != names:
                     db.execute(
                         "INSERT OR REPLACE INTO integrations VALUES (?, ?, ?, ?)",
                         (item.account, integration_id, *names),
                     )
-                    self._names[(item.account, integration_id)] = names
-            for key in [k for k in self._open if k[0] == item.account and k[1] not in item.states]:
-                _close(db, key[0], key[1], at)  # no longer watched: its interval ends
-                del self._open[key]
+                    written[integration_id] = names
+            for integration_id in opened.keys() - item.states.keys():
+                _close(db, item.account, integration_id, at)  # no longer watched: it ends
+                del opened[integration_id]
         elif isinstance(item, _Forget):
-            for key in [k for k in self._open if item.account in ("", k[0])]:
-                _close(db, key[0], key[1], at)
-                del self._open[key]
-        else:
+            for account in [a for a in self._open if item.account in ("", a)]:
+                for integration_id in self._open.pop(account):
+                    _close(db, account, integration_id, at)
+        elif isinstance(item, _Episode):
             _write_episode(db, item.event, at)
 
     def _prune(self, db: sqlite3.Connection, at: datetime) -> None:
@@ -408,11 +433,14 @@ def migrate(db: sqlite3.Connection) -> None:
         )
 
 
-def _open_intervals(db: sqlite3.Connection) -> dict[tuple[str, int], str]:
+def _open_intervals(db: sqlite3.Connection) -> dict[str, dict[int, str]]:
     rows = db.execute(
         "SELECT account, integration_id, state FROM intervals WHERE until IS NULL"
     ).fetchall()
-    return {(account, integration_id): state for account, integration_id, state in rows}
+    found: dict[str, dict[int, str]] = {}
+    for account, integration_id, state in rows:
+        found.setdefault(account, {})[integration_id] = state
+    return found
 
 
 def _close(db: sqlite3.Connection, account: str, integration_id: int, at: float) -> None:

@@ -33,3 +33,26 @@ def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
     assert int(values["samples"]) > 200 * 5  # several series per integration
     assert float(values["daemon / blackbox"]) > 0
     assert values["blackbox CPU / cycle"].endswith(" s")
+
+
+@pytest.mark.timeout(120)
+def test_the_quick_history_benchmark_runs_and_reports_every_figure() -> None:
+    result = subprocess.run(
+        [sys.executable, "bench/history.py", "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=True,
+    )
+    rows = {
+        cells[0].strip(): cells[1].strip()
+        for cells in (line.split("|") for line in result.stdout.splitlines())
+        if len(cells) == 3
+    }
+    assert float(rows["poll cycle CPU (reference)"].removesuffix(" s")) > 0
+    assert float(rows["history write / cycle"]) > 0
+    assert rows["database size per million transitions"].endswith("MiB")
+    assert float(rows["status page with 30-day strips, cold"].removesuffix(" s")) > 0
+    assert float(rows["status page, strips cached (60 s)"].removesuffix(" s")) > 0
+    assert float(rows["30-day report (HTML)"].removesuffix(" s")) > 0
