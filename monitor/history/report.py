@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.alerting.cause import cause_text
 from monitor.history.availability import Availability, Interval, availability, combined, daily
+from monitor.history.documents import figures as figures_of
 from monitor.history.store import HistoryStore, Names
 
 FORMATS = ("html", "csv", "json", "md")
@@ -129,13 +130,13 @@ def to_json(report: Report) -> str:
             "account": report.account,
             "from": _iso(report.window_from),
             "to": _iso(report.window_to),
-            "total": _figures(report.total),
+            "total": figures_of(report.total),
             "integrations": [
                 {
                     "integration_id": line.integration_id,
                     "shop_name": line.shop_name,
                     "integration_type": line.integration_type,
-                    **_figures(line.figures),
+                    **figures_of(line.figures),
                     "incident_list": [
                         {
                             "started": _iso(incident.started),
@@ -327,16 +328,6 @@ def _incidents(report: Report) -> list[tuple[str, str, str, str, str]]:
                 )
             )
     return sorted(found, key=lambda row: row[1])
-
-
-def _figures(figures: Availability) -> dict[str, Any]:
-    return {
-        "availability": figures.ratio,
-        "seconds": {state: round(value, 3) for state, value in figures.seconds.items()},
-        "incidents": len(figures.incidents),
-        "longest_incident_seconds": round(figures.longest_incident_seconds, 3),
-        "mean_time_to_recovery_seconds": figures.mean_time_to_recovery_seconds,
-    }
 
 
 def _percent(ratio: float | None) -> str:
