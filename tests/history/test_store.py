@@ -288,3 +288,51 @@ def test_retention_prunes_what_is_older(tmp_path: Path) -> None:
     later.record(snapshot(minutes(3 * 24 * 60), i1="healthy"), minutes(3 * 24 * 60))
     later.close(minutes(3 * 24 * 60 + 1))
     assert [r[2] for r in rows(tmp_path / "history.db")] == [minutes(3 * 24 * 60).timestamp()]
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB filesystem (tmpfs; needs root, as CI has)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    result = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI runs as root and can mount a tmpfs: {result.stderr}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_never_stops_anything_and_recovers(
+    tiny_disk: Path, recorded: Recorded, captured_logs: LogCapture
+) -> None:
+    filler = tiny_disk / "filler"
+    filler.write_bytes(b"\0" * 300 * 1024)  # most of the disk is taken by something else
+    store = observed(tiny_disk / "history.db", recorded)
+    store.start()
+    many = {f"i{n}": "healthy" for n in range(1, 400)}
+    flipped = {f"i{n}": "failing" for n in range(1, 400)}
+    for minute in range(40):  # 400 transitions a poll: the file outgrows the disk
+        store.record(
+            snapshot(minutes(minute), **(flipped if minute % 2 else many)), minutes(minute)
+        )
+        if recorded.failures:
+            break
+    until(lambda: "write" in recorded.failures, "the disk to be full")
+    assert recorded.status[-1] is False
+    [line] = captured_logs.events("history_write_failed")
+    assert "full" in str(line["error"])
+    filler.unlink()  # space again
+    store.record(snapshot(minutes(100), **many), minutes(100))
+    until(lambda: recorded.status[-1] is True, "the recovery")
+    store.close(minutes(101))
+    found = store.intervals("acme", 1, minutes(0), minutes(101))
+    assert found[-1].since == minutes(100)  # the full-disk time is unknown, not claimed

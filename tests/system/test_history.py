@@ -14,7 +14,7 @@ import pytest
 
 from monitor.simulator import SimIntegration, Simulator
 from tests.conftest import ROOT, free_port
-from tests.daemon_process import DaemonProcess, monitor_env
+from tests.daemon_process import DaemonProcess, monitor_env, run_once
 
 SCHEMA = json.loads((ROOT / "docs" / "history-api.schema.json").read_text())
 VALIDATOR = jsonschema.Draft202012Validator(
@@ -87,6 +87,16 @@ def test_a_failure_and_a_recovery_across_a_restart_as_the_api_tells_them(tmp_pat
             percent = f"{by_id[2]['availability'] * 100:.0f}"
             assert percent in badge.text or str(int(percent) - 1) in badge.text
             assert "healthy" in api(daemon, "/badge/default/1.svg").text
+            # the report reads the file while the daemon writes it
+            since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+            result = run_once(
+                ["report", "--account", "default", "--from", since, "--format", "json"],
+                {"MONITOR_STATE_FILE": str(state / "alerts.json")},
+            )
+            assert result.returncode == 0, result.stderr
+            lines = {r["integration_id"]: r for r in json.loads(result.stdout)["integrations"]}
+            assert lines[2]["incidents"] == 1
+            assert lines[1]["availability"] == 1.0
             assert daemon.terminate()[0] == 0
         finally:
             daemon.kill()
