@@ -363,8 +363,10 @@ class HistoryStore:
                 (account, _ts(until), _ts(since)),
             ).fetchall()
         found: dict[int, list[Interval]] = {}
+        times = _Times()  # one poll's transitions share their time: convert each once
         for integration_id, state, start, end in rows:
-            found.setdefault(integration_id, []).append(Interval(state, _since(start), _dt(end)))
+            interval = Interval(state, times.at(start), None if end is None else times.at(end))
+            found.setdefault(integration_id, []).append(interval)
         return found
 
     def names(self, account: str) -> dict[int, Names]:
@@ -476,6 +478,19 @@ def _write_episode(db: sqlite3.Connection, event: Mapping[str, object], at: floa
 
 def _ts(value: datetime) -> float:
     return value.timestamp()
+
+
+class _Times:
+    """Unix times as datetimes, each converted once."""
+
+    def __init__(self) -> None:
+        self._seen: dict[float, datetime] = {}
+
+    def at(self, value: float) -> datetime:
+        found = self._seen.get(value)
+        if found is None:
+            found = self._seen[value] = datetime.fromtimestamp(value, UTC)
+        return found
 
 
 def _since(value: float) -> datetime:
