@@ -184,48 +184,63 @@ def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS
         if intervals[0].since <= min(strip_start, now - longest):
             return _steady(intervals[0].state, now, days)  # most of a fleet, most of the time
     end = now.timestamp()
+    times = [
+        (i.state, i.since.timestamp(), min(i.until.timestamp() if i.until else end, end))
+        for i in intervals
+    ]
     spans = [(name, end - span.total_seconds()) for name, span in WINDOWS.items()]
     healthy = dict.fromkeys(WINDOWS, 0.0)
     known = dict.fromkeys(WINDOWS, 0.0)
-    for interval in intervals:
-        if interval.state not in KNOWN:
+    for state, begins, ends in times:
+        if state not in KNOWN:
             continue
-        begins = interval.since.timestamp()
-        ends = min(interval.until.timestamp() if interval.until else end, end)
         for name, window_start in spans:
             seconds = ends - max(begins, window_start)
             if seconds > 0:
                 known[name] += seconds
-                if interval.state == "healthy":
+                if state == "healthy":
                     healthy[name] += seconds
     windows = {name: healthy[name] / known[name] if known[name] > 0 else None for name in WINDOWS}
-    return Summary(tuple(daily(intervals, first, days, now)), windows)
+    return Summary(tuple(_daily(times, first, days, end)), windows)
 
 
 def daily(intervals: Sequence[Interval], first: date, days: int, now: datetime) -> list[Day]:
     """``days`` days (UTC) from ``first``, in one pass over the intervals: each day's worst
     state (unknown when part of it is unknown and nothing worse happened) and its seconds."""
+    end = now.timestamp()
+    times = [
+        (i.state, i.since.timestamp(), min(i.until.timestamp() if i.until else end, end))
+        for i in intervals
+    ]
+    return _daily(times, first, days, end)
+
+
+def _daily(
+    times: Sequence[tuple[str, float, float]], first: date, days: int, now: float
+) -> list[Day]:
     base = datetime.combine(first, time(), UTC).timestamp()
-    end = min(now.timestamp(), base + days * _DAY)
+    end = min(now, base + days * _DAY)
     healthy = [0.0] * days
     known = [0.0] * days
     worst = [_RANK["unknown"]] * days
     seen = [False] * days
     covered = [0.0] * days
-    for interval in intervals:
-        since = max(interval.since.timestamp(), base)
-        until = min(interval.until.timestamp() if interval.until else end, end)
+    unknown = _RANK["unknown"]
+    for state, begins, ends in times:
+        since = max(begins, base)
+        until = min(ends, end)
         if until <= since:
             continue
-        rank = _RANK.get(interval.state, _RANK["unknown"])
-        counts = interval.state in KNOWN
-        good = interval.state == "healthy"
+        rank = _RANK.get(state, unknown)
+        counts = state in KNOWN
+        good = state == "healthy"
         index = int((since - base) // _DAY)
-        while index < days:
-            day_start = base + index * _DAY
-            if day_start >= until:
-                break
-            seconds = min(until, day_start + _DAY) - max(since, day_start)
+        day_start = base + index * _DAY
+        while index < days and day_start < until:
+            day_end = day_start + _DAY
+            seconds = (until if until < day_end else day_end) - (
+                since if since > day_start else day_start
+            )
             if seconds > 0:
                 covered[index] += seconds
                 if counts:
@@ -236,12 +251,14 @@ def daily(intervals: Sequence[Interval], first: date, days: int, now: datetime) 
                     worst[index] = rank
                     seen[index] = True
             index += 1
+            day_start = day_end
     cells = []
     for index in range(days):
-        length = max(0.0, min(base + (index + 1) * _DAY, now.timestamp()) - base - index * _DAY)
+        start = base + index * _DAY
+        length = max(0.0, min(start + _DAY, now) - start)
         rank = worst[index]
-        if covered[index] < length - 1e-6 and _RANK["unknown"] < rank:
-            rank = _RANK["unknown"]  # part of the day is unknown and nothing worse happened
+        if covered[index] < length - 1e-6 and unknown < rank:
+            rank = unknown  # part of the day is unknown and nothing worse happened
         cells.append(
             Day(first + timedelta(days=index), SEVERITY[rank], healthy[index], known[index])
         )
