@@ -19,6 +19,7 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -67,6 +68,8 @@ MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
+#: How long the writer gathers further polls before it writes what it has.
+BATCH_SECONDS = 0.5
 RETENTION_DAYS = 400
 StatusObserver = Callable[[bool], None]
 FailureObserver = Callable[[str], None]
@@ -206,9 +209,12 @@ class HistoryStore:
         while True:
             item = self._queue.get()
             batch = [item]
-            while len(batch) < 500:
+            # polls of many accounts arrive one by one: gather what comes within a moment into
+            # one transaction (a commit costs more than the rows of a small account)
+            deadline = time.monotonic() + BATCH_SECONDS
+            while len(batch) < 500 and isinstance(batch[-1], _Poll | _Episode):
                 try:
-                    batch.append(self._queue.get_nowait())
+                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
                     break
             done = None in batch

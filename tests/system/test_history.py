@@ -40,7 +40,9 @@ def test_a_failure_and_a_recovery_across_a_restart_as_the_api_tells_them(tmp_pat
         daemon = DaemonProcess(["run"], env, port)
         try:
             daemon.wait_ready()
-            assert daemon.metric("integration_monitor_history_up") == 1
+            daemon.wait_for(
+                lambda: daemon.metric("integration_monitor_history_up") == 1, 5, "the history"
+            )
             sim.update(2, scenario="healthy", started_failing_at=None)
             daemon.wait_for(
                 lambda: daemon.metric("integration_failing", integration_id="2") == 0,
