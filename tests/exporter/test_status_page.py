@@ -73,7 +73,8 @@ def test_the_integration_and_account_pages_in_a_real_browser(
         daemon.wait_ready()
         history = "/api/v1/integrations/default/3/history"
         daemon.wait_for(
-            lambda: any(e["cause"] for e in daemon.get(history).json()["episodes"]),
+            # 503 until the writer has created the file
+            lambda: any(e["cause"] for e in daemon.get(history).json().get("episodes", [])),
             20,
             "the failing shop's cause in the history",
         )
