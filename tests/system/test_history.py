@@ -57,8 +57,13 @@ def test_a_failure_and_a_recovery_across_a_restart_as_the_api_tells_them(tmp_pat
         daemon = DaemonProcess(["run"], env, port)
         try:
             daemon.wait_ready()
-            time.sleep(0.5)
-            history = api(daemon, "/api/v1/integrations/default/2/history")
+            path = "/api/v1/integrations/default/2/history"
+            daemon.wait_for(  # the writer gathers half a second of polls per transaction
+                lambda: api(daemon, path).json()["intervals"][-1]["until"] is None,
+                5,
+                "the first poll after the restart in the history",
+            )
+            history = api(daemon, path)
             assert history.status_code == 200, history.text
             document = history.json()
             VALIDATOR.validate(document)
