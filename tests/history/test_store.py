@@ -79,6 +79,15 @@ def store(tmp_path: Path, recorded: Recorded) -> Iterator[HistoryStore]:
     history.close(minutes(10_000))
 
 
+def one_poll(path: Path, at: datetime, stop: datetime) -> None:
+    """A daemon's life on ``path``: one poll of a healthy integration 1 at ``at``, a clean stop
+    at ``stop``."""
+    store = HistoryStore(path)
+    store.start()
+    store.record(snapshot(at, i1="healthy"), at)
+    store.close(stop)
+
+
 def read_only(directory: Path, on: bool) -> None:
     """Make ``directory`` read-only — for root too, who ignores permission bits: the immutable
     attribute (chattr) where root runs the tests."""
@@ -132,10 +141,7 @@ def test_a_clean_stop_ends_the_intervals_and_the_downtime_is_unknown(
     tmp_path: Path, recorded: Recorded
 ) -> None:
     path = tmp_path / "history.db"
-    first = HistoryStore(path)
-    first.start()
-    first.record(snapshot(minutes(0), i1="healthy"), minutes(0))
-    first.close(minutes(5))
+    one_poll(path, minutes(0), minutes(5))
     second = HistoryStore(path)
     second.start()
     second.record(snapshot(minutes(20), i1="healthy"), minutes(20))
@@ -179,10 +185,7 @@ def test_the_schema_is_versioned_and_a_newer_file_is_refused(
     tmp_path: Path, recorded: Recorded, captured_logs: LogCapture
 ) -> None:
     path = tmp_path / "history.db"
-    store = HistoryStore(path)
-    store.start()
-    store.record(snapshot(minutes(0), i1="healthy"), minutes(0))
-    store.close(minutes(1))
+    one_poll(path, minutes(0), minutes(1))
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

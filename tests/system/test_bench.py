@@ -13,18 +13,23 @@ from tests.conftest import require_binary
 ROOT = Path(__file__).parents[2]
 
 
-@pytest.mark.timeout(120)
-def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
-    require_binary("prometheus-blackbox-exporter")  # the comparison column
+def quick(script: str) -> str:
+    """What a benchmark prints with ``--quick``."""
     result = subprocess.run(
-        [sys.executable, "bench/daemon.py", "--quick"],
+        [sys.executable, script, "--quick"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=110,
         check=True,
     )
-    header, _, row = result.stdout.splitlines()[1:4]
+    return result.stdout
+
+
+@pytest.mark.timeout(120)
+def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
+    require_binary("prometheus-blackbox-exporter")  # the comparison column
+    header, _, row = quick("bench/daemon.py").splitlines()[1:4]
     columns = [c.strip() for c in header.split("|")]
     values = dict(zip(columns, (c.strip() for c in row.split("|")), strict=True))
     assert columns[0] == "scenario"
@@ -37,17 +42,9 @@ def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
 
 @pytest.mark.timeout(120)
 def test_the_quick_history_benchmark_runs_and_reports_every_figure() -> None:
-    result = subprocess.run(
-        [sys.executable, "bench/history.py", "--quick"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=110,
-        check=True,
-    )
     rows = {
         cells[0].strip(): cells[1].strip()
-        for cells in (line.split("|") for line in result.stdout.splitlines())
+        for cells in (line.split("|") for line in quick("bench/history.py").splitlines())
         if len(cells) == 3
     }
     assert float(rows["poll cycle CPU (reference)"].removesuffix(" s")) > 0
