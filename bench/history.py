@@ -40,7 +40,7 @@ from monitor.exporter.metrics import Metrics  # noqa: E402
 from monitor.exporter.status import build, render_html  # noqa: E402
 from monitor.health import derive  # noqa: E402
 from monitor.history import HistoryStore  # noqa: E402
-from monitor.history.availability import summary  # noqa: E402
+from monitor.history.availability import summary_of_spans  # noqa: E402
 from monitor.history.report import build as build_report  # noqa: E402
 from monitor.history.report import render  # noqa: E402
 from monitor.sendcloud import parse_integration  # noqa: E402
@@ -195,8 +195,8 @@ def main() -> int:
         page_store = Store(["bench"])
         page_store.put(replace(shots[-1], account="bench"))
         started = time.perf_counter()
-        intervals = reader.account_intervals("bench", now - timedelta(days=30), now)
-        summaries = {("bench", i): summary(v, now) for i, v in intervals.items()}
+        spans = reader.account_spans("bench", now - timedelta(days=30), now)
+        summaries = {("bench", i): summary_of_spans(v, now) for i, v in spans.items()}
         document = build(page_store.snapshots(), now, history=summaries)
         render_html(document, now)
         page = time.perf_counter() - started

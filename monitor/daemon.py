@@ -41,7 +41,7 @@ from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
 from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
-from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary
+from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
 from monitor.history.documents import route as history_route
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
@@ -374,11 +374,11 @@ class Daemon:
         since = now - timedelta(days=STRIP_DAYS)
         for account in snapshots:
             try:
-                intervals = self.history.account_intervals(account, since, now)
+                spans = self.history.account_spans(account, since, now)
             except HistoryError:
                 return {}
-            for integration_id, mine in intervals.items():
-                found[(account, integration_id)] = summary(mine, now)
+            for integration_id, mine in spans.items():
+                found[(account, integration_id)] = summary_of_spans(mine, now)
         self._summaries_cache = (time.monotonic(), found)
         return found
 

@@ -172,30 +172,44 @@ class Summary:
 
 
 _DAY = 86400.0
+_WINDOW_SECONDS = tuple((name, span.total_seconds()) for name, span in WINDOWS.items())
+_LONGEST = max(span for _, span in _WINDOW_SECONDS)
+
+
+#: An interval as the database keeps it: state, since and until as Unix times (None: open).
+Span = tuple[str, float, float | None]
 
 
 def summary(intervals: Sequence[Interval], now: datetime, days: int = STRIP_DAYS) -> Summary:
-    """The daily strip (today last) and the availability over each of WINDOWS, in one pass
-    (the status page computes this for every integration on every refresh)."""
-    first = now.astimezone(UTC).date() - timedelta(days=days - 1)
-    if len(intervals) == 1 and intervals[0].until is None:
-        longest = max(WINDOWS.values())
-        strip_start = datetime.combine(first, time(), UTC)
-        if intervals[0].since <= min(strip_start, now - longest):
-            return _steady(intervals[0].state, now, days)  # most of a fleet, most of the time
-    end = now.timestamp()
+    """The daily strip (today last) and the availability over each of WINDOWS."""
+    return summary_of_spans(
+        [
+            (i.state, i.since.timestamp(), None if i.until is None else i.until.timestamp())
+            for i in intervals
+        ],
+        now,
+        days,
+    )
+
+
+def summary_of_spans(spans: Sequence[Span], now: datetime, days: int = STRIP_DAYS) -> Summary:
+    """``summary`` of intervals given as Unix times, in one pass: the status page computes this
+    for every integration on every refresh, straight from the rows it read."""
+    first, end, steady_before = _bounds(now, days)
+    if len(spans) == 1 and spans[0][2] is None and spans[0][1] <= steady_before:
+        return _steady(spans[0][0], now, days)  # most of a fleet, most of the time
     times = [
-        (i.state, i.since.timestamp(), min(i.until.timestamp() if i.until else end, end))
-        for i in intervals
+        (state, since, end if until is None or until > end else until)
+        for state, since, until in spans
     ]
-    spans = [(name, end - span.total_seconds()) for name, span in WINDOWS.items()]
+    windows_start = [(name, end - span) for name, span in _WINDOW_SECONDS]
     healthy = dict.fromkeys(WINDOWS, 0.0)
     known = dict.fromkeys(WINDOWS, 0.0)
     for state, begins, ends in times:
         if state not in KNOWN:
             continue
-        for name, window_start in spans:
-            seconds = ends - max(begins, window_start)
+        for name, window_start in windows_start:
+            seconds = ends - (begins if begins > window_start else window_start)
             if seconds > 0:
                 known[name] += seconds
                 if state == "healthy":
@@ -253,19 +267,32 @@ def _daily(
             index += 1
             day_start = day_end
     cells = []
+    dates = _dates(first, days)
     for index in range(days):
         start = base + index * _DAY
         length = max(0.0, min(start + _DAY, now) - start)
         rank = worst[index]
         if covered[index] < length - 1e-6 and unknown < rank:
             rank = unknown  # part of the day is unknown and nothing worse happened
-        cells.append(
-            Day(first + timedelta(days=index), SEVERITY[rank], healthy[index], known[index])
-        )
+        cells.append(Day(dates[index], SEVERITY[rank], healthy[index], known[index]))
     return cells
 
 
 _RANK = {state: rank for rank, state in enumerate(SEVERITY)}
+
+
+@functools.lru_cache(maxsize=16)
+def _bounds(now: datetime, days: int) -> tuple[date, float, float]:
+    """The strip's first day, ``now`` as a Unix time, and the time before which an interval
+    still open covers the whole strip and every window."""
+    first = now.astimezone(UTC).date() - timedelta(days=days - 1)
+    end = now.timestamp()
+    return first, end, min(datetime.combine(first, time(), UTC).timestamp(), end - _LONGEST)
+
+
+@functools.lru_cache(maxsize=16)
+def _dates(first: date, days: int) -> tuple[date, ...]:
+    return tuple(first + timedelta(days=index) for index in range(days))
 
 
 @functools.lru_cache(maxsize=16)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import structlog
 
-from monitor.history.availability import Interval
+from monitor.history.availability import Interval, Span
 from monitor.sendcloud import Integration
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
@@ -362,17 +362,32 @@ class HistoryStore:
         self, account: str, since: datetime, until: datetime
     ) -> dict[int, list[Interval]]:
         """Every integration's intervals of one account that overlap [since, until)."""
+        times = _Times()  # one poll's transitions share their time: convert each once
+        return {
+            integration_id: [
+                Interval(state, times.at(start), None if end is None else times.at(end))
+                for state, start, end in spans
+            ]
+            for integration_id, spans in self.account_spans(account, since, until).items()
+        }
+
+    def account_spans(
+        self, account: str, since: datetime, until: datetime
+    ) -> dict[int, list[Span]]:
+        """``account_intervals`` as the rows are kept (Unix times), for readers of a whole
+        fleet that need no datetimes (the status page's strips)."""
         with self._reader() as db:
             rows = db.execute(
                 "SELECT integration_id, state, since, until FROM intervals WHERE account = ? "
                 "AND since < ? AND (until IS NULL OR until > ?) ORDER BY integration_id, since",
                 (account, _ts(until), _ts(since)),
             ).fetchall()
-        found: dict[int, list[Interval]] = {}
-        times = _Times()  # one poll's transitions share their time: convert each once
+        found: dict[int, list[Span]] = {}
         for integration_id, state, start, end in rows:
-            interval = Interval(state, times.at(start), None if end is None else times.at(end))
-            found.setdefault(integration_id, []).append(interval)
+            spans = found.get(integration_id)
+            if spans is None:
+                spans = found[integration_id] = []
+            spans.append((state, start, end))
         return found
 
     def names(self, account: str) -> dict[int, Names]:
