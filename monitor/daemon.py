@@ -28,9 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import logs
+from monitor.alerting import Sink
 from monitor.alerting.cause import cause_text
 from monitor.alerting.service import Alerter
-from monitor.alerting.sinks import AlertmanagerSink, Sink, StdoutSink, WebhookSink
 from monitor.config_errors import ConfigError
 from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
@@ -43,6 +43,7 @@ from monitor.health import utcnow
 from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
 from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
 from monitor.history.documents import route as history_route
+from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,12 +32,27 @@ from monitor.alerting.rules import (
     evaluate,
     event_fields,
 )
-from monitor.alerting.sinks import Sink
 from monitor.sendcloud import ApiError
 from monitor.sendcloud.budget import RequestBudget
 from monitor.store import AccountSnapshot
 
 log = structlog.get_logger(__name__)
+
+#: One alert event, as every sink receives it (the fields: docs/alerts.md).
+Event = dict[str, Any]
+
+
+class Sink(Protocol):
+    """Where the service hands its evaluations (implemented by ``monitor.notify``)."""
+
+    name: str
+
+    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
+        """Hand over one account's evaluation: its events and every alert of the account
+        firing now (non-blocking)."""
+
+    async def aclose(self) -> None: ...
+
 
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
 Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)

@@ -19,16 +19,16 @@ import pytest
 
 from monitor.alerting.rules import AlertRules
 from monitor.alerting.service import CAUSE_FAILED, CAUSE_PENDING, Alerter
-from monitor.alerting.sinks import AlertmanagerSink, StdoutSink
 from monitor.daemon import open_pollers
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
+from monitor.notify.sinks import AlertmanagerSink, StdoutSink
 from monitor.poller import AccountPoller
 from monitor.sendcloud import parse_integration
 from monitor.simulator import SimIntegration, Simulator
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
-from tests.alerting.test_sinks import alertmanager
 from tests.conftest import FakeClock, LogCapture, account_for, scraped
+from tests.notify.test_sinks import alertmanager
 
 __all__ = ["alertmanager"]  # the fixture, shared with the sink tests
 
@@ -281,7 +281,7 @@ async def test_alert_metrics(world: World) -> None:
 
 
 async def test_a_hanging_webhook_never_delays_polling(world: World) -> None:
-    from monitor.alerting.sinks import WebhookSink
+    from monitor.notify.sinks import WebhookSink
     from tests.receivers import Receiver, running
 
     receiver = Receiver()

@@ -17,13 +17,13 @@ import yaml
 
 from monitor.alerting.rules import AlertRules
 from monitor.alerting.service import Alerter
-from monitor.alerting.sinks import WebhookSink
+from monitor.notify.sinks import WebhookSink
 from monitor.settings import shard_of
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 from monitor.store import AccountSnapshot
-from tests.alerting.test_sinks import alertmanager
 from tests.conftest import FakeClock, free_port, require_binary
 from tests.daemon_process import DaemonProcess, monitor_env
+from tests.notify.test_sinks import alertmanager
 from tests.receivers import Receiver, running
 from tests.system.test_outage import start_prometheus
 from tests.system.test_stack import process_group, ready, wait

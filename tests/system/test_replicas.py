@@ -11,9 +11,9 @@ import yaml
 
 from monitor.settings import shard_of
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
-from tests.alerting.test_sinks import alertmanager
 from tests.conftest import free_port, metric_samples
 from tests.daemon_process import DaemonProcess
+from tests.notify.test_sinks import alertmanager
 
 __all__ = ["alertmanager"]  # the fixture
 ACCOUNTS = [f"merchant-{n}" for n in range(8)]

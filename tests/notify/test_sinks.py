@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from monitor.alerting.sinks import AlertmanagerSink, StdoutSink, WebhookSink, group_summary
+from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink, group_summary
 from tests.conftest import LogCapture, free_port, require_binary
 from tests.receivers import Receiver, running
 

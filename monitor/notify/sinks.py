@@ -1,4 +1,4 @@
-"""Alert delivery: stdout (always), generic webhooks, Alertmanager.
+"""The sinks: stdout (always), generic webhooks, Alertmanager.
 
 ``submit`` gets everything one account's evaluation produced and never blocks nor does I/O:
 bodies go into a bounded in-memory queue (the oldest is dropped, and counted, when it is full)
@@ -19,15 +19,15 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 import httpx
 import stamina
 import structlog
 
 from monitor import __version__
+from monitor.alerting import Event
 
-Event = dict[str, Any]
 #: A group larger than this also gets an ``incident`` summary line on stdout.
 INCIDENT_THRESHOLD = 10
 #: Shops listed by name in a Slack message; the rest are counted.
@@ -36,16 +36,6 @@ DeliveryObserver = Callable[[str, str], None]  # (sink, outcome)
 DepthObserver = Callable[[str, int], None]  # (sink, queue depth)
 
 log = structlog.get_logger(__name__)
-
-
-class Sink(Protocol):
-    name: str
-
-    def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
-        """Hand over one account's evaluation: its events and every alert of the account
-        firing now (non-blocking)."""
-
-    async def aclose(self) -> None: ...
 
 
 class StdoutSink:
