@@ -1,7 +1,8 @@
 """Notification: who hears an alert, when and how (what fires: ``monitor.alerting``).
 
-- ``sinks``: delivery to stdout, grouped webhooks and Alertmanager, each with its bounded queue
-  and retries.
+- ``messages``: what a notification says (pure): a group's summary, its shops, a title;
+- ``delivery``: the bounded queue with retries every sink and receiver sends through;
+- ``sinks``: stdout, grouped webhooks and Alertmanager.
 
 May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
 and the base modules.

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import hashlib
 import hmac
 import json
@@ -22,18 +21,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
-import stamina
 import structlog
 
 from monitor import __version__
 from monitor.alerting import Event
+from monitor.notify.delivery import Delivery, DeliveryObserver, DepthObserver, Undeliverable
+from monitor.notify.messages import group_summary, slack_text
 
 #: A group larger than this also gets an ``incident`` summary line on stdout.
 INCIDENT_THRESHOLD = 10
-#: Shops listed by name in a Slack message; the rest are counted.
-SLACK_SHOPS = 5
-DeliveryObserver = Callable[[str, str], None]  # (sink, outcome)
-DepthObserver = Callable[[str, int], None]  # (sink, queue depth)
 
 log = structlog.get_logger(__name__)
 
@@ -67,51 +63,21 @@ class StdoutSink:
         return None
 
 
-#: The longest wait between two attempts of one delivery.
-MAX_BACKOFF_SECONDS = 30.0
+def _refused(status: int) -> Undeliverable:
+    return Undeliverable(f"status {status}", retryable=status >= 500 or status == 429)
 
 
-class _Refused(Exception):
-    """The receiver answered, but not with success."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(f"status {status}")
-        self.reason = f"status {status}"
-        self.retryable = status >= 500 or status == 429
-
-
-def _worth_retrying(exc: Exception) -> bool:
-    return isinstance(exc, httpx.HTTPError) or (isinstance(exc, _Refused) and exc.retryable)
-
-
-class _Delivery:
-    """A bounded queue of request bodies and the task that POSTs them, with retries."""
+class _Poster:
+    """POSTs request bodies to one URL (a sink's own client, closed with it)."""
 
     def __init__(
         self,
-        name: str,
         url: str,
-        *,
         timeout_seconds: float,
-        max_attempts: int,
-        queue_size: int,
-        observe: DeliveryObserver,
-        depth: DepthObserver,
         headers: Callable[[bytes], dict[str, str]] = lambda body: {},
-        backoff_seconds: float = 1.0,
     ) -> None:
-        self.name = name
         self._url = url
-        self._queue: collections.deque[bytes] = collections.deque()
-        self._queue_size = queue_size
-        self._max_attempts = max_attempts
-        self._backoff = backoff_seconds
-        self._observe = observe
-        self._depth = depth
         self._headers = headers
-        self._wakeup = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout_seconds),
             headers={
@@ -119,61 +85,13 @@ class _Delivery:
                 "Content-Type": "application/json",
             },
         )
-        self._task = asyncio.create_task(self._run(), name=f"sink {name}")
-        depth(name, 0)
 
-    def put(self, body: bytes) -> None:
-        if len(self._queue) >= self._queue_size:
-            self._queue.popleft()
-            self._observe(self.name, "dropped")
-        self._queue.append(body)
-        self._depth(self.name, len(self._queue))
-        self._idle.clear()
-        self._wakeup.set()
-
-    async def _run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._queue:
-                body = self._queue.popleft()
-                self._depth(self.name, len(self._queue))
-                self._observe(self.name, "success" if await self._post(body) else "failed")
-            self._idle.set()
-
-    async def _post(self, body: bytes) -> bool:
-        """POST with retries of what may pass next time (no answer, 5xx, 429): stamina's
-        exponential backoff with jitter, at most 30 s apart."""
-        tried = 0
-        try:
-            async for attempt in stamina.retry_context(
-                on=_worth_retrying,
-                attempts=self._max_attempts,
-                timeout=None,
-                wait_initial=self._backoff,
-                wait_max=MAX_BACKOFF_SECONDS,
-                wait_jitter=self._backoff,
-            ):
-                with attempt:
-                    tried = attempt.num
-                    await self._send(body)
-        except (_Refused, httpx.HTTPError) as exc:
-            reason = exc.reason if isinstance(exc, _Refused) else type(exc).__name__
-            log.warning("alert_delivery_failed", sink=self.name, reason=reason, attempts=tried)
-            return False
-        return True
-
-    async def _send(self, body: bytes) -> None:
+    async def __call__(self, body: bytes) -> None:
         response = await self._http.post(self._url, content=body, headers=self._headers(body))
         if response.status_code >= 300:
-            raise _Refused(response.status_code)
+            raise _refused(response.status_code)
 
-    async def aclose(self, drain_seconds: float = 1.5) -> None:
-        """Give queued deliveries a moment, then stop."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._idle.wait(), drain_seconds)
-        self._task.cancel()
-        await asyncio.gather(self._task, return_exceptions=True)
+    async def aclose(self) -> None:
         await self._http.aclose()
 
 
@@ -214,15 +132,14 @@ class WebhookSink:
                 "X-Signature-SHA256": signature(secret, timestamp, body),
             }
 
-        self._delivery = _Delivery(
+        self._poster = _Poster(url, timeout_seconds, sign)
+        self._delivery: Delivery[bytes] = Delivery(
             self.name,
-            url,
-            timeout_seconds=timeout_seconds,
+            self._poster,
             max_attempts=max_attempts,
             queue_size=queue_size,
             observe=observe,
             depth=depth,
-            headers=sign,
             backoff_seconds=backoff_seconds,
         )
 
@@ -234,6 +151,7 @@ class WebhookSink:
 
     async def aclose(self) -> None:
         await self._delivery.aclose()
+        await self._poster.aclose()
 
 
 def signature(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -257,92 +175,6 @@ def group_payload(events: Sequence[Event]) -> dict[str, Any]:
         "summary": group_summary(events),
         "events": list(events),
     }
-
-
-def group_summary(events: Sequence[Event]) -> str:
-    """One sentence for a group of events: what happened to how many, since when, and what
-    most of them share (integration type, exception type, host)."""
-    if len(events) == 1:
-        return str(events[0]["summary"])
-    parts = []
-    groups: dict[tuple[str, str], list[Event]] = {}
-    for event in events:
-        groups.setdefault((event["alert"], event["kind"]), []).append(event)
-    for (alert, kind), group in groups.items():
-        parts.append(_describe(alert, kind, group))
-    return "; ".join(parts) + "."
-
-
-_VERBS = {
-    "IntegrationFailing": "failing",
-    "IntegrationFetchStale": "not fetched for longer than their threshold",
-    "IntegrationNotFound": "not found",
-    "SendcloudAuthFailing": "rejecting the API keys",
-    "SendcloudAPIUnreachable": "unreadable",
-}
-
-
-def _describe(alert: str, kind: str, group: Sequence[Event]) -> str:
-    kind_text = {"resolved": "recovered from", "cause": "cause found for"}.get(kind)
-    integration_type = _mostly([e.get("integration_type") for e in group])
-    noun = "account" if group[0]["integration_id"] is None else "integration"
-    noun += "" if len(group) == 1 else "s"
-    if integration_type:
-        noun = f"{integration_type} {noun}"
-    if kind_text is not None:
-        return f"{len(group)} {noun}: {kind_text} {alert}"
-    since = min(str(e["starts_at"]) for e in group)
-    text = f"{len(group)} {noun} {_VERBS.get(alert, alert)} since {since[11:16]} UTC"
-    if kind != "fired":
-        text += f" ({kind})"
-    causes = [e.get("cause") or {} for e in group]
-    exception = _mostly([_short_type(c.get("exception_type")) for c in causes])
-    host = _mostly_host([c.get("host") for c in causes])
-    if exception or host:
-        text += ", mostly " + " to ".join(x for x in (exception and f"`{exception}`", host) if x)
-    return text
-
-
-def _mostly(values: Sequence[str | None]) -> str | None:
-    """The value more than half of ``values`` share, if any."""
-    counts = collections.Counter(v for v in values if v)
-    if not counts:
-        return None
-    value, count = counts.most_common(1)[0]
-    return value if count * 2 > len(values) else None
-
-
-def _mostly_host(hosts: Sequence[str | None]) -> str | None:
-    """The host most share, or ``*.domain`` when most share only their domain."""
-    exact = _mostly(hosts)
-    if exact is not None:
-        return exact
-    domain = _mostly([".".join(h.split(".")[-2:]) if h else None for h in hosts])
-    return f"*.{domain}" if domain else None
-
-
-def _short_type(name: object) -> str | None:
-    return name.rsplit(".", 1)[-1] if isinstance(name, str) and name else None
-
-
-def slack_text(events: Sequence[Event]) -> str:
-    """The group summary, then the first few shops with their cause and runbook."""
-    first = events[0]
-    if first["status"] == "resolved":
-        icon = ":white_check_mark:"
-    else:
-        critical = any(e["severity"] == "critical" for e in events)
-        icon = ":rotating_light:" if critical else ":warning:"
-    lines = [f"{icon} {group_summary(events)}"]
-    for event in events[:SLACK_SHOPS]:
-        line = f"• [{event['status'].upper()}] {event['alert']}: {event['summary']}"
-        cause = event.get("cause")
-        if isinstance(cause, dict) and cause.get("exception"):
-            line += f" Cause: {cause['exception']}"
-        lines.append(line + f" <{event['runbook_url']}|runbook>")
-    if len(events) > SLACK_SHOPS:
-        lines.append(f"…and {len(events) - SLACK_SHOPS} more")
-    return "\n".join(lines)
 
 
 #: How often every active alert is sent to Alertmanager again, whatever the evaluations do.
@@ -379,10 +211,10 @@ class AlertmanagerSink:
         self._evaluation_gap = evaluation_gap
         self._resend_seconds = resend_interval_seconds
         self._active: dict[str, list[Event]] = {}  # account -> its firing alerts
-        self._delivery = _Delivery(
+        self._poster = _Poster(url.rstrip("/") + "/api/v2/alerts", timeout_seconds)
+        self._delivery: Delivery[bytes] = Delivery(
             self.name,
-            url.rstrip("/") + "/api/v2/alerts",
-            timeout_seconds=timeout_seconds,
+            self._poster,
             max_attempts=max_attempts,
             queue_size=100,
             observe=observe,
@@ -430,6 +262,7 @@ class AlertmanagerSink:
         self._resender.cancel()
         await asyncio.gather(self._resender, return_exceptions=True)
         await self._delivery.aclose()
+        await self._poster.aclose()
 
 
 #: Each alert's severity label, fixed for the alert's whole life: a label that changed would
