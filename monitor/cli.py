@@ -1,4 +1,5 @@
-"""The ``integration-monitor`` command: run, check, demo, validate-config, simulator."""
+"""The ``integration-monitor`` command: run, check, demo, validate-config, report, notify-test,
+routes, simulator."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from pydantic import SecretStr
 
 from monitor import __version__, logs
 from monitor.config_errors import ConfigError
-from monitor.daemon import Daemon, Loader, open_pollers
+from monitor.daemon import Daemon, Loader, open_pollers, receivers
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.status import Row, Status, duration, summary_counts
 from monitor.exporter.status import build as build_status
@@ -31,11 +32,14 @@ from monitor.history import HistoryError, HistoryStore
 from monitor.history.report import FORMATS
 from monitor.history.report import build as build_report
 from monitor.history.report import render as render_report
+from monitor.notify.messages import trial_message
+from monitor.notify.routes import parse_labels
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
     Defaults,
     HistorySettings,
+    ReceiverConfig,
     Settings,
     config_file_from,
     load_settings,
@@ -101,6 +105,29 @@ def _parser() -> argparse.ArgumentParser:
         )
     for name in ("run", "check", "validate-config"):
         commands.choices[name].add_argument("--shard", metavar="I/N", help=shard_help)
+    notify_test = command(
+        "notify-test",
+        "send a clearly marked test message through every receiver (or one); exit 0 only if "
+        "all succeeded",
+        _notify_test,
+    )
+    notify_test.add_argument("--receiver", metavar="NAME", help="only this receiver")
+    routes = command(
+        "routes",
+        "show the route tree, or test which receivers an alert with these labels reaches",
+        _routes,
+    )
+    routes.add_argument("action", choices=("show", "test"))
+    routes.add_argument(
+        "labels",
+        nargs="*",
+        metavar="LABEL=VALUE",
+        help="e.g. alert=IntegrationFailing account=acme-nl",
+    )
+    for sub in (notify_test, routes):
+        sub.add_argument(
+            "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
+        )
     check = commands.choices["check"]
     check.add_argument(
         "--output",
@@ -356,7 +383,60 @@ def _simulator(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
+    settings.alerting.resolved_receivers()  # their URL files readable, their URLs usable
     print(yaml.safe_dump(masked_dump(settings, accounts), sort_keys=False), end="")
+    if settings.alerting.receivers:  # the route tree, as comments: the output stays YAML
+        print(
+            "".join(f"# {line}\n" for line in settings.alerting.route_tree().render().splitlines()),
+            end="",
+        )
+    return EXIT_OK
+
+
+def _notify_test(args: argparse.Namespace) -> int:
+    settings, _ = _load(args)
+    logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
+    configs = settings.alerting.resolved_receivers()
+    if args.receiver is not None:
+        configs = [r for r in configs if r.name == args.receiver]
+    if not configs:
+        known = ", ".join(r.name for r in settings.alerting.receivers) or "none"
+        raise ConfigError(
+            f"no receiver to test{f' named {args.receiver!r}' if args.receiver else ''} "
+            f"(alerting.receivers defines: {known})"
+        )
+    results = asyncio.run(_send_trials(configs))
+    for name, reason in results.items():
+        print(f"{name}: ok" if reason is None else f"{name}: failed: {reason}")
+    return EXIT_OK if all(r is None for r in results.values()) else EXIT_RUNTIME
+
+
+async def _send_trials(configs: Sequence[ReceiverConfig]) -> dict[str, str | None]:
+    metrics = Metrics(Store([]), [])
+    found = receivers(configs, metrics)
+    at = utcnow().isoformat(timespec="seconds").replace("+00:00", "Z")
+    try:
+        reasons = await asyncio.gather(
+            *(r.send_now(trial_message(name, at)) for name, r in found.items())
+        )
+    finally:
+        await asyncio.gather(*(r.aclose() for r in found.values()))
+    return dict(zip(found, reasons, strict=True))
+
+
+def _routes(args: argparse.Namespace) -> int:
+    settings, _ = _load(args)
+    tree = settings.alerting.route_tree()
+    if args.action == "show":
+        print(tree.render())
+        return EXIT_OK
+    try:
+        labels = parse_labels(args.labels)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    print(",".join(tree.receivers_for(labels)) or "(nobody)")
+    for route in tree.routes_for(labels):
+        print(f"# {route.key}: {route.matchers.describe()}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,8 @@ from monitor.health import utcnow
 from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
 from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
 from monitor.history.documents import route as history_route
+from monitor.notify.dispatch import Fleet, Router
+from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
@@ -52,8 +54,9 @@ from monitor.settings import (
     AccountConfig,
     AlertingSettings,
     HistorySettings,
+    Outbound,
+    ReceiverConfig,
     Settings,
-    WebhookConfig,
 )
 from monitor.store import AccountSnapshot, Store
 
@@ -232,7 +235,7 @@ class Daemon:
         )
         self._clock = clock
         self._shard = shard
-        self._webhooks = self.alerting.resolved_webhooks()  # as loaded (files read now)
+        self._outbound = self.alerting.resolved_outbound()  # as loaded (files read now)
         self._pool = transport or shared_pool()
         self._transport = SharedTransport(self._pool)
         self._loader = loader
@@ -486,14 +489,14 @@ class Daemon:
                 return False, "this monitor has no configuration file to reload (demo mode)"
             try:
                 settings, accounts = self._loader()
-                webhooks = settings.alerting.resolved_webhooks()
+                outbound = settings.alerting.resolved_outbound()
                 logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
             except ConfigError as exc:
                 log.error("config_reload_failed", reason=str(exc))
                 self.metrics.config_loaded(False, self._clock())
                 return False, str(exc)
             had_accounts = bool(self.accounts)
-            summary = await self._apply(settings, accounts, webhooks)
+            summary = await self._apply(settings, accounts, outbound)
             self.metrics.config_loaded(True, self._clock())
             if had_accounts:
                 self._announce_empty()
@@ -501,7 +504,7 @@ class Daemon:
             return True, ", ".join(f"{k}: {v}" for k, v in summary.items())
 
     async def _apply(
-        self, settings: Settings, accounts: list[AccountConfig], webhooks: list[WebhookConfig]
+        self, settings: Settings, accounts: list[AccountConfig], outbound: Outbound
     ) -> dict[str, list[str]]:
         assert self._scheduler is not None
         assert self.alerter is not None
@@ -519,10 +522,10 @@ class Daemon:
             self.alerter.end_account(name)
             if self.history is not None:
                 self.history.forget(name, self._clock())
-        if (settings.alerting, webhooks) != (self.alerting, self._webhooks):
-            sinks = self._sinks(settings.alerting, webhooks)
+        if (settings.alerting, outbound) != (self.alerting, self._outbound):
+            sinks = self._sinks(settings.alerting, outbound)
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
-        self.accounts, self.alerting, self._webhooks = accounts, settings.alerting, webhooks
+        self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
         for name in changed + added:
             account = new[name]
             self.alerter.ids_configured[name] = account.integration_ids is not None
@@ -531,11 +534,22 @@ class Daemon:
             self._start(account)
         return {"added": added, "removed": removed, "changed": changed}
 
-    def _sinks(self, alerting: AlertingSettings, webhooks: list[WebhookConfig]) -> list[Sink]:
-        sinks = build_sinks(alerting, webhooks, self.metrics, self._clock, self._evaluation_gap)
+    def _sinks(self, alerting: AlertingSettings, outbound: Outbound) -> list[Sink]:
+        sinks = build_sinks(
+            alerting, outbound, self.metrics, self._clock, self._evaluation_gap, self._fleet
+        )
         if self.history is not None:
             sinks.append(EpisodeRecorder(self.history, self._clock))
         return sinks
+
+    def _fleet(self) -> list[tuple[str, int, str | None]]:
+        """Every integration watched now, with its type (a route's scope for platform
+        incidents)."""
+        return [
+            (account, integration_id, o.record.type if o.record else None)
+            for account, snapshot in self.store.snapshots().items()
+            for integration_id, o in snapshot.integrations.items()
+        ]
 
     def _evaluation_gap(self) -> float:
         """The longest time between two evaluations of one account (its poll interval)."""
@@ -551,7 +565,7 @@ class Daemon:
 
         return Alerter(
             self.alerting.rules(),
-            self._sinks(self.alerting, self._webhooks),
+            self._sinks(self.alerting, self._outbound),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
             fetch_logs=fetch_logs,
@@ -587,15 +601,17 @@ def _cause_budget(account: AccountConfig) -> RequestBudget:
 
 def build_sinks(
     alerting: AlertingSettings,
-    webhooks: list[WebhookConfig],
+    outbound: Outbound,
     metrics: Metrics,
     clock: Callable[[], datetime],
     evaluation_gap: Callable[[], float],
+    fleet: Fleet = lambda: (),
 ) -> list[Sink]:
-    """stdout always; then the configured webhooks and Alertmanager. ``evaluation_gap`` is the
-    longest time between two evaluations of an account now (it changes with a reload)."""
+    """stdout always; then the configured webhooks, Alertmanager and the routed receivers.
+    ``evaluation_gap`` is the longest time between two evaluations of an account now (it
+    changes with a reload); ``fleet`` the integrations watched now (platform incidents)."""
     sinks: list[Sink] = [StdoutSink(metrics.delivery)]
-    for webhook in webhooks:
+    for webhook in outbound.webhooks:
         sinks.append(
             WebhookSink(
                 webhook.name,
@@ -622,4 +638,28 @@ def build_sinks(
                 depth=metrics.queue_depth,
             )
         )
+    if outbound.receivers:
+        sinks.append(
+            Router(
+                alerting.route_tree(),
+                receivers(outbound.receivers, metrics),
+                group_wait_seconds=alerting.group_wait_seconds,
+                fleet=fleet,
+            )
+        )
     return sinks
+
+
+def receivers(configs: Sequence[ReceiverConfig], metrics: Metrics) -> dict[str, AppriseReceiver]:
+    return {
+        r.name: AppriseReceiver(
+            r.name,
+            r.url.get_secret_value(),
+            timeout_seconds=r.timeout_seconds,
+            max_attempts=r.max_attempts,
+            queue_size=r.queue_size,
+            observe=metrics.delivery,
+            depth=metrics.queue_depth,
+        )
+        for r in configs
+    }

@@ -20,6 +20,9 @@ from monitor.settings import (
     AlertingSettings,
     AlertmanagerSettings,
     Defaults,
+    MatchSettings,
+    ReceiverSettings,
+    RouteSettings,
     Settings,
     WebhookSettings,
 )
@@ -60,9 +63,13 @@ def test_every_option_is_documented() -> None:
         (AlertingSettings, ""),
         (WebhookSettings, "webhooks[]."),
         (AlertmanagerSettings, "alertmanager."),
+        (ReceiverSettings, "receivers[]."),
+        (RouteSettings, "routes[]."),
+        (MatchSettings, "routes[].match."),
     ):
-        for name in model.model_fields:
-            if name in ("webhooks", "alertmanager"):
+        for name, field in model.model_fields.items():
+            name = field.alias or name
+            if name in ("webhooks", "alertmanager", "receivers", "routes"):
                 continue
             assert f"`{prefix}{name}" in TEXT, f"{prefix}{name} is not documented"
 

@@ -18,6 +18,9 @@ from monitor.settings import (
     Defaults,
     HistorySettings,
     IntegrationOverride,
+    MatchSettings,
+    ReceiverSettings,
+    RouteSettings,
     Settings,
     WebhookSettings,
     load_settings,
@@ -33,6 +36,14 @@ def test_example_loads(tmp_path: Path) -> None:
     hook.write_text("https://hooks.example.com/T0/B0/abc\n")
     text = EXAMPLE.read_text().replace("/run/secrets/sendcloud_eu_secret_key", str(secret))
     text = text.replace("/run/secrets/ops_webhook_url", str(hook))
+    mail = tmp_path / "mail"
+    mail.write_text(
+        "mailto://monitor:pw-in-the-url@127.0.0.1:2525?from=monitor@example.com&to=oncall@example.com\n"
+    )
+    teams = tmp_path / "teams"
+    teams.write_text("json://127.0.0.1:8080/teams-token-in-the-path\n")
+    text = text.replace("/run/secrets/oncall_mail_url", str(mail))
+    text = text.replace("/run/secrets/acme_teams_url", str(teams))
     copy = tmp_path / "monitor.yaml"
     copy.write_text(text)
     settings, accounts = load_settings(copy, {})
@@ -45,6 +56,8 @@ def test_example_loads(tmp_path: Path) -> None:
     assert webhook.url.get_secret_value() == "https://hooks.example.com/T0/B0/abc"
     assert settings.alerting.rules().failing_for_seconds == 900
     assert "https://hooks.example.com/T0/B0/abc" in settings.secrets()
+    assert {"pw-in-the-url", "teams-token-in-the-path"} <= set(settings.secrets())
+    assert settings.alerting.route_tree().receivers_for({"account": "acme-nl"}) == ["acme-teams"]
 
 
 def test_every_option_and_variable_is_documented() -> None:
@@ -57,11 +70,15 @@ def test_every_option_and_variable_is_documented() -> None:
         AlertingSettings,
         WebhookSettings,
         AlertmanagerSettings,
+        ReceiverSettings,
+        RouteSettings,
+        MatchSettings,
         HistorySettings,
     ]
     for model in models:
-        for name in model.model_fields:
-            assert f"{name}:" in text, f"{model.__name__}.{name} is not in the example"
+        for name, field in model.model_fields.items():
+            key = field.alias or name  # as written in YAML (continue_ is `continue`)
+            assert f"{key}:" in text, f"{model.__name__}.{key} is not in the example"
     for variable in ENV_VARS:
         assert variable in text
 
@@ -79,6 +96,9 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting",): AlertingSettings,
     ("alerting", "webhooks"): WebhookSettings,
     ("alerting", "alertmanager"): AlertmanagerSettings,
+    ("alerting", "receivers"): ReceiverSettings,
+    ("alerting", "routes"): RouteSettings,
+    ("alerting", "routes", "match"): MatchSettings,
     ("history",): HistorySettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
@@ -118,7 +138,8 @@ def test_every_value_the_example_presents_as_default_is_the_default() -> None:
     shown = presented_defaults()
     assert len(shown) > 25  # the parser found the blocks
     for path, key, value in shown:
-        field = _MODELS[path].model_fields[key]
+        fields = {f.alias or n: f for n, f in _MODELS[path].model_fields.items()}
+        field = fields[key]
         assert value == field.default, f"{'.'.join((*path, key))}: {value!r} != {field.default!r}"
 
 

@@ -1,8 +1,12 @@
 """Notification: who hears an alert, when and how (what fires: ``monitor.alerting``).
 
+- ``routes``: which receivers an event reaches (pure, as Alertmanager's routing tree);
+- ``grouping``: events of every account gathered per route, platform-wide incidents (pure);
 - ``messages``: what a notification says (pure): a group's summary, its shops, a title;
 - ``delivery``: the bounded queue with retries every sink and receiver sends through;
-- ``sinks``: stdout, grouped webhooks and Alertmanager.
+- ``sinks``: stdout, grouped webhooks and Alertmanager;
+- ``receivers``: Apprise receivers (e-mail, Teams, ntfy, ...), sending off the event loop;
+- ``dispatch``: :class:`Router`, the routed receivers' sink: route, group, deliver.
 
 May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
 and the base modules.

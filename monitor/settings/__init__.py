@@ -7,12 +7,14 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 
 - ``models``: the configuration as written (pydantic models, strict);
 - ``sources``: the environment variables and the YAML file as pydantic-settings sources;
-- ``resolved``: :class:`AccountConfig`, :class:`WebhookConfig`: defaults applied, files read;
+- ``resolved``: :class:`AccountConfig`, :class:`Outbound` (webhooks, receivers): defaults
+  applied, files read;
 - ``addresses``: loopback and the https rule, listen addresses, shards;
 - ``loading``: :func:`load_settings` and the file named by ``--config``;
 - ``masking``: validation errors and the effective configuration, without secrets.
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting`` and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting``, ``monitor.notify``
+and the base modules.
 """
 
 from monitor.settings.addresses import (
@@ -33,10 +35,13 @@ from monitor.settings.models import (
     Defaults,
     HistorySettings,
     IntegrationOverride,
+    MatchSettings,
+    ReceiverSettings,
+    RouteSettings,
     Settings,
     WebhookSettings,
 )
-from monitor.settings.resolved import AccountConfig, WebhookConfig
+from monitor.settings.resolved import AccountConfig, Outbound, ReceiverConfig, WebhookConfig
 from monitor.settings.sources import CONFIG_FILE_ENV, ENV_VARS
 
 __all__ = [
@@ -52,6 +57,11 @@ __all__ = [
     "Defaults",
     "HistorySettings",
     "IntegrationOverride",
+    "MatchSettings",
+    "Outbound",
+    "ReceiverConfig",
+    "ReceiverSettings",
+    "RouteSettings",
     "Settings",
     "WebhookConfig",
     "WebhookSettings",

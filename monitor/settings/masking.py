@@ -50,4 +50,14 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
             }
             for account in accounts
         ],
+        "receivers": [
+            {
+                "name": receiver.name,
+                "url": "********",
+                "timeout_seconds": receiver.timeout_seconds,
+                "max_attempts": receiver.max_attempts,
+            }
+            for receiver in settings.alerting.receivers
+        ],
+        "group_wait_seconds": settings.alerting.group_wait_seconds,
     }

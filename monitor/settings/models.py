@@ -26,9 +26,20 @@ from pydantic_settings import (
 )
 
 from monitor.alerting.rules import AlertRules
+from monitor.notify.grouping import GROUP_WAIT_SECONDS
+from monitor.notify.receivers import secret_parts
+from monitor.notify.routes import Matchers, RouteTree
 from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
 from monitor.settings.addresses import parse_listen_address, parse_shard, require_https, shard_of
-from monitor.settings.resolved import AccountConfig, WebhookConfig, resolve_account, resolve_webhook
+from monitor.settings.resolved import (
+    AccountConfig,
+    Outbound,
+    ReceiverConfig,
+    WebhookConfig,
+    resolve_account,
+    resolve_receiver,
+    resolve_webhook,
+)
 from monitor.settings.sources import EnvSource, LoadContext, load_context
 
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
@@ -166,6 +177,47 @@ class WebhookSettings(_Strict):
         return AccountSettings._name(value)
 
 
+class ReceiverSettings(_Strict):
+    """A notification receiver: one Apprise URL (e-mail, Teams, Discord, Telegram, PagerDuty,
+    Opsgenie, ntfy, Mattermost, ...). The URL is treated as a secret."""
+
+    name: str
+    url: SecretStr | None = None
+    url_file: Path | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    queue_size: int = Field(default=100, ge=1, le=10_000)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return AccountSettings._name(value)
+
+
+class MatchSettings(_Strict):
+    """Route matchers: globs on account, alert and integration_type; exact severity and ID."""
+
+    account: str | None = None
+    alert: str | None = None
+    severity: Literal["warning", "critical"] | None = None
+    integration_type: str | None = None
+    integration_id: int | None = None
+
+    def matchers(self) -> Matchers:
+        return Matchers(**self.model_dump())
+
+
+class RouteSettings(_Strict):
+    """Events matching ``match`` go to ``receivers``; evaluation stops at the first route that
+    matches unless it has ``continue: true``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    match: MatchSettings = Field(default_factory=MatchSettings)
+    receivers: list[str] = Field(min_length=1)
+    continue_: bool = Field(default=False, alias="continue")
+
+
 class AlertmanagerSettings(_Strict):
     """An Alertmanager to post alerts to (its base URL, e.g. http://alertmanager:9093)."""
 
@@ -204,13 +256,50 @@ class AlertingSettings(_Strict):
     cause_logs_page_size: int = Field(default=10, ge=1, le=100)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     alertmanager: AlertmanagerSettings | None = None
+    #: Apprise receivers, reached through ``routes`` (all of them when there are no routes).
+    receivers: list[ReceiverSettings] = Field(default_factory=list)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    #: The default route's receivers: what no route takes. Default: every receiver when there
+    #: are no routes, nobody when there are.
+    default_receivers: list[str] | None = None
+    #: How long a route gathers the events of every account into one message.
+    group_wait_seconds: float = Field(default=GROUP_WAIT_SECONDS, ge=0, le=600)
 
     @model_validator(mode="after")
     def _unique_webhooks(self) -> AlertingSettings:
         names = [w.name for w in self.webhooks]
         if len(names) != len(set(names)):
             raise ValueError("webhook names must be unique")
+        receivers = [r.name for r in self.receivers]
+        if len(receivers) != len(set(receivers)):
+            raise ValueError("receiver names must be unique")
+        named = [
+            (f"route {n}", r) for n, route in enumerate(self.routes, 1) for r in route.receivers
+        ]
+        named += [("default_receivers", r) for r in self.default_receivers or ()]
+        unknown = [f"{where}: {name}" for where, name in named if name not in receivers]
+        if unknown:
+            raise ValueError(
+                "routes name receivers that alerting.receivers does not define: "
+                + "; ".join(unknown)
+            )
         return self
+
+    def route_tree(self) -> RouteTree:
+        default = self.default_receivers
+        if default is None:
+            default = [] if self.routes else [r.name for r in self.receivers]
+        return RouteTree.of(
+            [(r.match.matchers(), r.receivers, r.continue_) for r in self.routes], default
+        )
+
+    def resolved_outbound(self) -> Outbound:
+        """Webhooks and receivers with their secret files read; raises ConfigError."""
+        return Outbound(tuple(self.resolved_webhooks()), tuple(self.resolved_receivers()))
+
+    def resolved_receivers(self) -> list[ReceiverConfig]:
+        """Receivers with their URL files read and their URLs checked; raises ConfigError."""
+        return [resolve_receiver(r) for r in self.receivers]
 
     def rules(self) -> AlertRules:
         return AlertRules(
@@ -330,4 +419,6 @@ class Settings(BaseSettings):
             found.append(webhook.url.get_secret_value())
             if webhook.hmac_secret is not None:
                 found.append(webhook.hmac_secret.get_secret_value())
+        for receiver in self.alerting.resolved_receivers():
+            found += secret_parts(receiver.url.get_secret_value())
         return tuple(found)

@@ -13,11 +13,17 @@ from pydantic import SecretStr
 
 from monitor.config_errors import ConfigError
 from monitor.health import DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
+from monitor.notify.receivers import url_problem
 from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
 from monitor.settings.addresses import require_https
 
 if TYPE_CHECKING:
-    from monitor.settings.models import AccountSettings, Defaults, WebhookSettings
+    from monitor.settings.models import (
+        AccountSettings,
+        Defaults,
+        ReceiverSettings,
+        WebhookSettings,
+    )
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,24 @@ class WebhookConfig:
     timeout_seconds: float
     max_attempts: int
     queue_size: int
+
+
+@dataclass(frozen=True)
+class ReceiverConfig:
+    name: str
+    url: SecretStr  # an Apprise URL
+    timeout_seconds: float
+    max_attempts: int
+    queue_size: int
+
+
+@dataclass(frozen=True)
+class Outbound:
+    """Where notifications go, secret files read: the webhooks and the Apprise receivers (a
+    reload that changes any of them rebuilds the delivery)."""
+
+    webhooks: tuple[WebhookConfig, ...] = ()
+    receivers: tuple[ReceiverConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -133,6 +157,23 @@ def resolve_webhook(webhook: WebhookSettings) -> WebhookConfig:
         timeout_seconds=webhook.timeout_seconds,
         max_attempts=webhook.max_attempts,
         queue_size=webhook.queue_size,
+    )
+
+
+def resolve_receiver(receiver: ReceiverSettings) -> ReceiverConfig:
+    where = f"receiver '{receiver.name}'"
+    url = _one_secret(receiver.url, receiver.url_file, "url", where)
+    if url is None or not url.get_secret_value():
+        raise ConfigError(f"{where}: set url or url_file (an Apprise URL)")
+    problem = url_problem(url.get_secret_value())
+    if problem is not None:  # names the scheme at most, never the (secret) URL
+        raise ConfigError(f"{where}: {problem}")
+    return ReceiverConfig(
+        name=receiver.name,
+        url=url,
+        timeout_seconds=receiver.timeout_seconds,
+        max_attempts=receiver.max_attempts,
+        queue_size=receiver.queue_size,
     )
 
 

@@ -1,0 +1,113 @@
+"""Grouping across accounts and platform-wide incidents, pure (times are passed in).
+
+Within a route, the events of every account that arrive within ``group_wait`` go out as one
+message. When more than half — and at least ``PLATFORM_MINIMUM`` — of one integration type in
+the route's scope start failing in one group, it is likely the platform's own incident (Shopify
+down for everyone): the message says so, and the follow-ups of those shops (escalations,
+repeats, causes, recoveries) are held while it lasts. It ends when more than half of its shops
+have recovered: one message says so, and the shops still failing — they outlasted it — are
+notified on their own from then on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from monitor.alerting import Event
+
+GROUP_WAIT_SECONDS = 10.0
+#: The fewest shops of one type failing together that can make a platform incident.
+PLATFORM_MINIMUM = 10
+Group = tuple[list[Event], str | None]  # the events of one message, and its note
+
+
+class Grouper:
+    """Events per route key, each key released ``wait`` seconds after its first event."""
+
+    def __init__(self, wait: float = GROUP_WAIT_SECONDS) -> None:
+        self.wait = wait
+        self._pending: dict[str, tuple[float, list[Event]]] = {}
+
+    def add(self, key: str, events: Iterable[Event], now: float) -> None:
+        _, found = self._pending.setdefault(key, (now, []))
+        found.extend(events)
+
+    def next_due(self) -> float | None:
+        return min((first + self.wait for first, _ in self._pending.values()), default=None)
+
+    def due(self, now: float) -> list[tuple[str, list[Event]]]:
+        ready = [k for k, (first, _) in self._pending.items() if first + self.wait <= now]
+        return [(key, self._pending.pop(key)[1]) for key in ready]
+
+    def drain(self) -> list[tuple[str, list[Event]]]:
+        """Everything pending, at once (shutdown)."""
+        found = [(key, events) for key, (_, events) in self._pending.items()]
+        self._pending.clear()
+        return found
+
+
+@dataclass
+class PlatformIncident:
+    integration_type: str
+    population: int
+    members: set[str] = field(default_factory=set)  # fingerprints
+    recovered: list[Event] = field(default_factory=list)
+
+
+class IncidentDesk:
+    """The platform incidents of every route, by (route key, integration type)."""
+
+    def __init__(self, minimum: int = PLATFORM_MINIMUM) -> None:
+        self.minimum = minimum
+        self.incidents: dict[tuple[str, str], PlatformIncident] = {}
+
+    def screen(
+        self, key: str, events: Sequence[Event], population: Callable[[str], int]
+    ) -> list[Group]:
+        """The messages one released group makes: its events less the held follow-ups (with
+        a note when a platform incident starts), then one message per incident that ended."""
+        mine = {t: i for (k, t), i in self.incidents.items() if k == key}
+        member_of = {f: i for i in mine.values() for f in i.members}
+        kept: list[Event] = []
+        for event in events:
+            incident = member_of.get(event["fingerprint"])
+            if incident is None or event["kind"] == "fired":
+                kept.append(event)
+            elif event["status"] == "resolved":
+                incident.recovered.append(event)
+        notes = []
+        started: dict[str, list[Event]] = {}
+        for event in kept:
+            if event["alert"] == "IntegrationFailing" and event["kind"] == "fired":
+                started.setdefault(event.get("integration_type") or "", []).append(event)
+        for integration_type, group in started.items():
+            known = mine.get(integration_type)
+            if known is not None:  # more shops of a running incident
+                known.members |= {e["fingerprint"] for e in group}
+                continue
+            total = population(integration_type) if integration_type else 0
+            if len(group) >= self.minimum and len(group) * 2 > total:
+                incident = PlatformIncident(integration_type, total)
+                incident.members = {e["fingerprint"] for e in group}
+                self.incidents[(key, integration_type)] = incident
+                notes.append(
+                    f"Likely a platform-side incident: {len(group)} of {total} "
+                    f"{integration_type} integrations in this route started failing together. "
+                    "Their follow-ups are held until it ends or a shop outlasts it."
+                )
+        found: list[Group] = [(kept, " ".join(notes) or None)] if kept else []
+        for integration_type, incident in list(mine.items()):
+            recovered = len({e["fingerprint"] for e in incident.recovered})
+            if recovered * 2 > len(incident.members):
+                del self.incidents[(key, integration_type)]
+                still = len(incident.members) - recovered
+                found.append(
+                    (
+                        incident.recovered,
+                        f"The likely {integration_type} platform incident is over: {recovered} "
+                        f"of {len(incident.members)} integrations recovered; {still} still "
+                        "failing are notified on their own from now on.",
+                    )
+                )
+        return found

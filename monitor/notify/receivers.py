@@ -1,0 +1,189 @@
+"""Receivers through Apprise: e-mail, Teams, Discord, Telegram, PagerDuty, Opsgenie, ntfy,
+Mattermost and the rest of Apprise's services, each named by one Apprise URL.
+
+The URL is a secret (it carries tokens, passwords, webhook paths): it is never logged, never in
+an error, a metric or a page — only the receiver's name is. Apprise is imported on first use
+(about half a second with its plugins), so a daemon without receivers never pays for it.
+Apprise's ``notify`` blocks (its plugins use ``requests``): each receiver sends from a thread of
+its own, so the event loop never waits and one slow service delays no other.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import warnings
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from monitor.notify.delivery import Delivery, DeliveryObserver, DepthObserver, Undeliverable
+from monitor.notify.messages import Message
+
+#: Loggers that write tokens, passwords and URL paths at DEBUG: pinned to WARNING whatever the
+#: daemon's level (``requests``' urllib3 logs ``POST /<path-with-token>``).
+QUIET_LOGGERS = ("apprise", "urllib3", "requests", "requests_oauthlib")
+
+
+def pin_loggers() -> None:
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _apprise() -> Any:
+    """Apprise, imported and its plugins loaded on first use (once per process)."""
+    with warnings.catch_warnings():  # Apprise's plugins import imghdr (deprecated in 3.11)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import apprise
+        from apprise.apprise import N_MGR
+
+        N_MGR.load_modules()  # type: ignore[no-untyped-call]  # now, in one thread, rather than on the first add() anywhere
+    pin_loggers()  # after the import: nothing of Apprise's may lower them again
+    return apprise
+
+
+def url_problem(url: str) -> str | None:
+    """Why Apprise cannot use ``url`` (naming its scheme at most, never the URL), or None."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        return "the url must look like scheme://…, an Apprise URL (e.g. mailto://, ntfy://)"
+    apprise = _apprise()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        found = apprise.Apprise.instantiate(url, asset=_asset(apprise), suppress_exceptions=True)
+    if found is None:
+        return f"Apprise cannot use this {scheme}:// url (unknown service or missing parts)"
+    return None
+
+
+def secret_parts(url: str) -> tuple[str, ...]:
+    """The url and each of its parts that may be a secret (user, password, path segments,
+    query values): what log scrubbing and failure reasons must never show."""
+    parts = {url}
+    rest = url.split("://", 1)[1] if "://" in url else url
+    split = urlsplit("x://" + rest)
+    for value in (split.username, split.password):
+        if value:
+            parts |= {value, unquote(value)}
+    for segment in split.path.split("/"):
+        if len(segment) >= 4:
+            parts |= {segment, unquote(segment)}
+    for _, value in parse_qsl(split.query):
+        if len(value) >= 4:
+            parts.add(value)
+    host = split.hostname or ""
+    if len(host) >= 16 and "." not in host:  # tokens as hosts: discord://id/token, tgram://bot
+        parts.add(host)
+    return tuple(sorted(parts, key=len, reverse=True))
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _asset(apprise: Any) -> Any:
+    return apprise.AppriseAsset(
+        app_id="sendcloud-integration-monitor",
+        app_desc="Sendcloud integration monitor",
+        secure_logging=True,
+    )
+
+
+class AppriseReceiver:
+    """One named receiver: messages queue (bounded), are sent from the receiver's own thread
+    with retries, and count in the delivery metrics as ``receiver:NAME``."""
+
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        *,
+        timeout_seconds: float = 10.0,
+        max_attempts: int = 3,
+        queue_size: int = 100,
+        observe: DeliveryObserver,
+        depth: DepthObserver,
+        backoff_seconds: float = 1.0,
+    ) -> None:
+        self.name = f"receiver:{name}"
+        self.receiver = name
+        self._url = url
+        self._secrets = secret_parts(url)
+        self._timeout = timeout_seconds
+        self._client: Any = None
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"receiver {name}")
+        self._delivery: Delivery[Message] = Delivery(
+            self.name,
+            self._send,
+            max_attempts=max_attempts,
+            queue_size=queue_size,
+            observe=observe,
+            depth=depth,
+            backoff_seconds=backoff_seconds,
+        )
+
+    def put(self, message: Message) -> None:
+        self._delivery.put(message)
+
+    async def send_now(self, message: Message) -> str | None:
+        """Send at once, with the receiver's retries: None, or why it failed (``notify-test``)."""
+        return await self._delivery.attempt(message)
+
+    async def _send(self, message: Message) -> None:
+        loop = asyncio.get_running_loop()
+        reason = await loop.run_in_executor(self._thread, self._notify, message)
+        if reason is not None:
+            raise Undeliverable(reason, retryable=True)
+
+    def _notify(self, message: Message) -> str | None:
+        """In the receiver's thread: one Apprise notification; None or why it failed."""
+        try:
+            apprise = _apprise()
+            if self._client is None:
+                client = apprise.Apprise(asset=_asset(apprise))
+                if not client.add(self._url):
+                    return "Apprise cannot use the url"
+                self._client = client
+            html = _wants_html(self._client[0])
+            result = self._client.notify(
+                body=message.html if html else message.text,
+                title=message.title,
+                body_format=apprise.NotifyFormat.HTML if html else apprise.NotifyFormat.TEXT,
+                notify_type=message.kind,
+                timeout=self._timeout,
+            )
+        except Exception as exc:  # a plugin's own bug must not end the receiver
+            return f"{type(exc).__name__} in Apprise"
+        if result:
+            return None
+        return _scrub(_why(result), self._secrets)
+
+    async def aclose(self) -> None:
+        await self._delivery.aclose()
+        self._thread.shutdown(wait=False, cancel_futures=True)
+
+
+def _wants_html(service: Any) -> bool:
+    """Whether the service's own format is HTML (e-mail): then it gets the HTML body (and
+    Apprise adds the plain-text part); every other service gets the plain text."""
+    found = getattr(service, "notify_format", None)
+    if isinstance(found, tuple | list):
+        found = found[0] if found else None
+    return getattr(found, "value", found) == "html"
+
+
+def _why(result: Any) -> str:
+    """The last warning Apprise logged for the failed service, else the status."""
+    status = getattr(getattr(result, "status", None), "name", "FAILURE")
+    for service in getattr(result, "results", ()):
+        if getattr(getattr(service, "status", None), "name", "") == "SUCCESS":
+            continue
+        messages = [str(entry) for entry in service.logs()]
+        if messages:
+            last = messages[-1].split(" - ", 2)[-1].strip()  # "time - LEVEL - text"
+            return f"{status}: {last[:300]}"
+    return status

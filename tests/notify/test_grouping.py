@@ -1,0 +1,122 @@
+"""Grouping across accounts and platform incidents, pure: explicit times, no I/O."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from monitor.notify.grouping import Grouper, IncidentDesk
+from monitor.notify.messages import message
+
+
+def event(
+    n: int,
+    *,
+    account: str | None = None,
+    kind: str = "fired",
+    status: str = "firing",
+    integration_type: str = "shopify",
+    alert: str = "IntegrationFailing",
+) -> dict[str, Any]:
+    return {
+        "alert": alert,
+        "status": status,
+        "kind": kind,
+        "severity": "warning",
+        "account": account or f"account-{n % 4}",
+        "integration_id": n,
+        "shop_name": f"Shop {n}",
+        "integration_type": integration_type,
+        "starts_at": "2026-12-01T10:02:00Z",
+        "fingerprint": f"fp-{n}",
+        "summary": f"Sendcloud cannot fetch orders from Shop {n}.",
+        "runbook_url": "https://runbooks.example/#integrationfailing",
+        "cause": {
+            "exception": "ConnectTimeout",
+            "exception_type": "httpx.ConnectTimeout",
+            "host": f"shop{n}.myshopify.com",
+        },
+    }
+
+
+def test_a_route_gathers_every_account_for_group_wait() -> None:
+    grouper = Grouper(10)
+    grouper.add("route 1", [event(1)], now=100.0)
+    grouper.add("route 1", [event(2), event(3)], now=105.0)
+    grouper.add("route 2", [event(4)], now=108.0)
+    assert grouper.next_due() == 110.0
+    assert grouper.due(109.9) == []
+    [(key, events)] = grouper.due(110.0)
+    assert key == "route 1"
+    assert [e["integration_id"] for e in events] == [1, 2, 3]
+    assert grouper.next_due() == 118.0
+    grouper.add("route 1", [event(5)], now=111.0)  # a new group, with its own wait
+    assert {k for k, _ in grouper.due(121.0)} == {"route 1", "route 2"}
+    assert grouper.next_due() is None
+
+
+def test_one_message_summarises_many_accounts() -> None:
+    text = message([event(n) for n in range(312)])
+    assert text.title == "[FIRING:312] IntegrationFailing (4 accounts)"
+    assert text.text.startswith(
+        "312 shopify integrations in 4 accounts failing since 10:02 UTC, mostly "
+        "`ConnectTimeout` to *.myshopify.com."
+    )
+    assert text.text.count("\n- ") == 10
+    assert text.text.endswith("…and 302 more")
+    assert "Shop 0" in text.html
+    assert "Shop 11" not in text.html
+
+
+def population(total: int) -> Any:
+    return lambda integration_type: total if integration_type == "shopify" else 0
+
+
+def test_most_of_a_type_failing_together_is_a_platform_incident_and_holds_follow_ups() -> None:
+    desk = IncidentDesk()
+    [(events, note)] = desk.screen("route 1", [event(n) for n in range(30)], population(40))
+    assert len(events) == 30
+    assert note is not None
+    assert "platform-side incident: 30 of 40 shopify" in note
+
+    # escalations and causes of its shops are held; another type is not
+    follow_ups = [event(n, kind="escalated") for n in range(30)] + [
+        event(n, kind="cause") for n in range(5)
+    ]
+    other = event(99, integration_type="woocommerce", kind="escalated")
+    assert desk.screen("route 1", [*follow_ups, other], population(40)) == [([other], None)]
+
+    # half recovered is not over yet: nothing is sent
+    assert (
+        desk.screen(
+            "route 1",
+            [event(n, kind="resolved", status="resolved") for n in range(15)],
+            population(40),
+        )
+        == []
+    )
+    # more than half: one message says it is over, with every recovery it held
+    [(events, note)] = desk.screen(
+        "route 1", [event(15, kind="resolved", status="resolved")], population(40)
+    )
+    assert [e["integration_id"] for e in events] == list(range(16))
+    assert note is not None
+    assert "16 of 30 integrations recovered; 14 still failing" in note
+    # the shops that outlasted it are on their own again
+    late = event(20, kind="escalated")
+    assert desk.screen("route 1", [late], population(40)) == [([late], None)]
+
+
+def test_few_or_a_minority_failing_is_no_platform_incident() -> None:
+    desk = IncidentDesk()
+    [(_, note)] = desk.screen("route 1", [event(n) for n in range(9)], population(10))
+    assert note is None  # fewer than 10
+    [(_, note)] = desk.screen("route 2", [event(n) for n in range(20)], population(40))
+    assert note is None  # exactly half is not more than half
+    assert desk.incidents == {}
+
+
+def test_incidents_are_per_route() -> None:
+    desk = IncidentDesk()
+    desk.screen("route 1", [event(n) for n in range(30)], population(40))
+    escalation = event(1, kind="escalated")
+    assert desk.screen("route 2", [escalation], population(40)) == [([escalation], None)]
