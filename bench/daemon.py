@@ -48,13 +48,17 @@ class Scenario:
     interval: float
     cycles: int
     scrapes: int
+    history: bool = True  # as shipped with a state directory
 
 
 SCENARIOS = (
     Scenario("1 000 integrations", 1000, 1, 10, 3, 20),
     Scenario("10 000 integrations", 10_000, 1, 20, 3, 10),
     Scenario("500 accounts x 20", 20, 500, 30, 2, 10),
+    # the same without a history file: the history's own cost, measured in the same run
+    Scenario("500 accounts x 20, no history", 20, 500, 30, 2, 10, history=False),
 )
+
 QUICK = (Scenario("quick: 200 integrations", 200, 1, 5, 1, 5),)
 
 
@@ -151,18 +155,15 @@ def run(scenario: Scenario) -> dict[str, str]:
                 }
                 for n in range(scenario.accounts)
             ]
-            config.write_text(
-                yaml.safe_dump(
-                    {
-                        "listen_address": f"127.0.0.1:{port}",
-                        "log_level": "error",
-                        "defaults": {"poll_interval_seconds": scenario.interval},
-                        # the daemon as shipped keeps a history: its cost is in every figure
-                        "history": {"path": str(Path(tmp) / "history.db")},
-                        "accounts": accounts,
-                    }
-                )
-            )
+            settings: dict[str, object] = {
+                "listen_address": f"127.0.0.1:{port}",
+                "log_level": "error",
+                "defaults": {"poll_interval_seconds": scenario.interval},
+                "accounts": accounts,
+            }
+            if scenario.history:
+                settings["history"] = {"path": str(Path(tmp) / "history.db")}
+            config.write_text(yaml.safe_dump(settings))
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "monitor", "run", "--config", str(config)],
                 cwd=ROOT,
