@@ -17,7 +17,7 @@ from typing import Protocol
 import structlog
 
 from monitor.alerting import Event
-from monitor.notify.grouping import GROUP_WAIT_SECONDS, Grouper, IncidentDesk
+from monitor.notify.grouping import GROUP_WAIT_SECONDS, Grouper, IncidentDesk, collapse
 from monitor.notify.messages import Message, message
 from monitor.notify.routes import RouteTree, labels_of
 
@@ -77,21 +77,24 @@ class Router:
 
     def _dispatch(self, key: str, events: Sequence[Event]) -> None:
         route = self._routes[key]
-        for group, note in self._desk.screen(key, events, self._population(key)):
+        for group, note in self._desk.screen(key, collapse(events), self._population(key)):
             text = message(group, note=note)
             for name in route.receivers:
                 self.receivers[name].put(text)
-            if note is not None:
-                log.warning("platform_incident", route=key, events=len(group), note=note)
+            if note is not None:  # a likely platform incident started, or it is over
+                over = all(e["status"] == "resolved" for e in group)
+                name = "platform_incident_over" if over else "platform_incident"
+                (log.info if over else log.warning)(name, route=key, events=len(group), note=note)
 
     def _population(self, key: str) -> Callable[[str], int]:
-        scope = self._routes[key].matchers
+        route = self._routes[key]
 
         def count(integration_type: str) -> int:
             return sum(
                 1
                 for account, integration_id, kind in self._fleet()
-                if kind == integration_type and scope.in_scope(account, integration_id, kind)
+                if kind == integration_type
+                and self.tree.in_scope(route, account, integration_id, kind)
             )
 
         return count

@@ -1,8 +1,8 @@
 """Grouping across accounts and platform-wide incidents, pure (times are passed in).
 
 Within a route, the events of every account that arrive within ``group_wait`` go out as one
-message. When more than half — and at least ``PLATFORM_MINIMUM`` — of one integration type in
-the route's scope start failing in one group, it is likely the platform's own incident (Shopify
+message (each alert once, at its newest). When more than half — and at least
+``PLATFORM_MINIMUM`` — of one integration type in the route's scope start failing in one group, it is likely the platform's own incident (Shopify
 down for everyone): the message says so, and the follow-ups of those shops (escalations,
 repeats, causes, recoveries) are held while it lasts. It ends when more than half of its shops
 have recovered: one message says so, and the shops still failing — they outlasted it — are
@@ -45,6 +45,18 @@ class Grouper:
         found = [(key, events) for key, (_, events) in self._pending.items()]
         self._pending.clear()
         return found
+
+
+def collapse(events: Sequence[Event]) -> list[Event]:
+    """One event per alert (fingerprint) in a group, at its newest: a shop that fired and then
+    got its cause within ``group_wait`` is one firing event with the cause, not two."""
+    found: dict[str, Event] = {}
+    for event in events:
+        first = found.get(event["fingerprint"])
+        if first is not None and first["kind"] == "fired" and event["status"] == "firing":
+            event = {**event, "kind": "fired"}
+        found[event["fingerprint"]] = event
+    return list(found.values())
 
 
 @dataclass

@@ -101,6 +101,21 @@ class RouteTree:
             found += [r for r in route.receivers if r not in found]
         return found
 
+    def in_scope(
+        self, route: Route, account: str, integration_id: int, integration_type: str | None
+    ) -> bool:
+        """Whether a route speaks of an integration, whatever the alert: its matchers take it;
+        for the default route, no route takes every alert of it."""
+        if route is not self.default:
+            return route.matchers.in_scope(account, integration_id, integration_type)
+        return not any(
+            r.matchers.alert is None
+            and r.matchers.severity is None
+            and not r.continue_
+            and r.matchers.in_scope(account, integration_id, integration_type)
+            for r in self.routes
+        )
+
     def render(self) -> str:
         """The tree as text (``validate-config``, ``routes test``)."""
         lines = ["routes:"]

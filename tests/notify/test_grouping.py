@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from monitor.notify.grouping import Grouper, IncidentDesk
+from monitor.notify.grouping import Grouper, IncidentDesk, collapse
 from monitor.notify.messages import message
 
 
@@ -52,6 +52,13 @@ def test_a_route_gathers_every_account_for_group_wait() -> None:
     grouper.add("route 1", [event(5)], now=111.0)  # a new group, with its own wait
     assert {k for k, _ in grouper.due(121.0)} == {"route 1", "route 2"}
     assert grouper.next_due() is None
+
+
+def test_a_group_has_each_alert_once_at_its_newest() -> None:
+    cause = {**event(1, kind="cause"), "cause": {"exception": "SSL error"}}
+    merged = collapse([event(1), event(2), cause, event(2, kind="resolved", status="resolved")])
+    assert [(e["integration_id"], e["kind"]) for e in merged] == [(1, "fired"), (2, "resolved")]
+    assert merged[0]["cause"] == {"exception": "SSL error"}
 
 
 def test_one_message_summarises_many_accounts() -> None:

@@ -79,6 +79,16 @@ def test_scope_ignores_alert_and_severity() -> None:
     assert not matchers.in_scope("beta", 1, "shopify")
 
 
+def test_the_default_route_speaks_of_what_no_route_takes_whole() -> None:
+    routes = tree()
+    # acme's route continues and the critical one takes only some alerts: still the default's
+    assert routes.in_scope(routes.default, "acme-nl", 1, "woocommerce")
+    taken = RouteTree.of([(Matchers(account="acme-*"), ["acme"], False)], ["rest"])
+    assert not taken.in_scope(taken.default, "acme-nl", 1, "shopify")
+    assert taken.in_scope(taken.default, "beta", 1, "shopify")
+    assert taken.in_scope(taken.routes[0], "acme-nl", 1, "shopify")
+
+
 def test_labels_from_the_command_line() -> None:
     assert parse_labels(["alert=IntegrationFailing", "integration_id=7"]) == {
         "alert": "IntegrationFailing",
