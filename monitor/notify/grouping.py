@@ -2,9 +2,10 @@
 
 Within a route, the events of every account that arrive within ``group_wait`` go out as one
 message (each alert once, at its newest). When more than half — and at least
-``PLATFORM_MINIMUM`` — of one integration type in the route's scope start failing in one group, it is likely the platform's own incident (Shopify
-down for everyone): the message says so, and the follow-ups of those shops (escalations,
-repeats, causes, recoveries) are held while it lasts. It ends when more than half of its shops
+``PLATFORM_MINIMUM`` — of one integration type in the route's scope start failing in one group,
+it is likely the platform's own incident (Shopify down for everyone): the message says so, and
+the follow-ups of those shops (escalations, repeats, causes, recoveries) are held while it
+lasts. It ends when more than half of its shops
 have recovered: one message says so, and the shops still failing — they outlasted it — are
 notified on their own from then on.
 """
