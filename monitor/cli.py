@@ -1,10 +1,11 @@
 """The ``integration-monitor`` command: run, check, demo, validate-config, report, notify-test,
-routes, simulator."""
+routes, mute, unmute, mutes, simulator."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
 import os
@@ -28,11 +29,12 @@ from monitor.exporter.status import Row, Status, duration, summary_counts
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, load_web_config
 from monitor.health import State, utcnow
-from monitor.history import HistoryError, HistoryStore
+from monitor.history import HistoryError, HistoryStore, MuteStore
 from monitor.history.report import FORMATS
 from monitor.history.report import build as build_report
 from monitor.history.report import render as render_report
 from monitor.notify.messages import trial_message
+from monitor.notify.quiet import Mute, parse_duration
 from monitor.notify.routes import parse_labels
 from monitor.settings import (
     AccountConfig,
@@ -124,6 +126,30 @@ def _parser() -> argparse.ArgumentParser:
         metavar="LABEL=VALUE",
         help="e.g. alert=IntegrationFailing account=acme-nl",
     )
+    history_help = (
+        "the history file (or MONITOR_HISTORY_FILE; else history.db beside MONITOR_STATE_FILE)"
+    )
+    mute = command(
+        "mute",
+        "hold the notifications of an account, one of its integrations or a type of them "
+        "(the running daemon applies it within a second)",
+        _mute,
+    )
+    mute.add_argument("--account", required=True, help="the account's name")
+    which = mute.add_mutually_exclusive_group()
+    which.add_argument("--integration", type=int, metavar="ID", help="only this integration")
+    which.add_argument("--type", metavar="TYPE", help="only integrations of this type")
+    mute.add_argument(
+        "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1d"
+    )
+    mute.add_argument("--reason", required=True, help="why: shown on the status page")
+    unmute = command("unmute", "end a mute now (by its ID, or every mute of an account)", _unmute)
+    unmute.add_argument("id", nargs="?", help="the mute's ID (from `mutes`)")
+    unmute.add_argument("--account", help="every active mute of this account")
+    mutes = command("mutes", "list the mutes in force", _mutes)
+    mutes.add_argument("--output", choices=("table", "json"), default="table")
+    for sub in (mute, unmute, mutes):
+        sub.add_argument("--history", metavar="PATH", help=history_help)
     for sub in (notify_test, routes):
         sub.add_argument(
             "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
@@ -171,17 +197,23 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(args: argparse.Namespace) -> int:
+def _history_path(args: argparse.Namespace, *, exists: bool = True) -> Path:
+    """--history, else MONITOR_HISTORY_FILE, else history.db beside MONITOR_STATE_FILE."""
     named = args.history or os.environ.get("MONITOR_HISTORY_FILE") or None
     state = os.environ.get("MONITOR_STATE_FILE") or None
     path = HistorySettings(path=Path(named) if named else None).resolved_path(
         Path(state) if state else None
     )
-    if path is None or not path.is_file():
+    if path is None or (exists and not path.is_file()):
         raise ConfigError(
             "no history file: give --history PATH (or MONITOR_HISTORY_FILE, or MONITOR_STATE_FILE "
             "with history.db beside it)"
         )
+    return path
+
+
+def _report(args: argparse.Namespace) -> int:
+    path = _history_path(args)
     now = utcnow()
     since, until = _report_window(args, now)
     try:
@@ -391,6 +423,92 @@ def _validate(args: argparse.Namespace) -> int:
             end="",
         )
     return EXIT_OK
+
+
+def _mute(args: argparse.Namespace) -> int:
+    store = MuteStore(_history_path(args, exists=False))
+    now = utcnow()
+    try:
+        until = now + parse_duration(args.duration)
+        mute = store.add(
+            account=args.account,
+            integration_id=args.integration,
+            integration_type=args.type,
+            until=until,
+            reason=args.reason,
+            author=_who(),
+            now=now,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    except HistoryError as exc:
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    _audit("mute_created", mute.to_json())
+    print(f"{mute.id}: {_mute_line(mute)}")
+    return EXIT_OK
+
+
+def _unmute(args: argparse.Namespace) -> int:
+    store = MuteStore(_history_path(args))
+    now = utcnow()
+    try:
+        if args.id:
+            removed = [m for m in [store.remove(args.id, now)] if m is not None]
+        elif args.account:
+            removed = [
+                m
+                for m in store.active(now)
+                if m.account == args.account and store.remove(m.id, now) is not None
+            ]
+        else:
+            raise ConfigError("give a mute ID or --account NAME")
+    except HistoryError as exc:
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if not removed:
+        print("integration-monitor: no such active mute", file=sys.stderr)
+        return EXIT_RUNTIME
+    for mute in removed:
+        _audit("mute_removed", mute.to_json())
+        print(f"{mute.id}: ended ({_mute_line(mute)})")
+    return EXIT_OK
+
+
+def _mutes(args: argparse.Namespace) -> int:
+    try:
+        active = MuteStore(_history_path(args)).active(utcnow())
+    except HistoryError as exc:
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if args.output == "json":
+        print(json.dumps({"mutes": [m.to_json() for m in active]}, indent=1))
+    else:
+        for mute in active:
+            print(f"{mute.id}: {_mute_line(mute)}")
+    return EXIT_OK
+
+
+def _mute_line(mute: Mute) -> str:
+    what = mute.account
+    if mute.integration_id is not None:
+        what += f" integration {mute.integration_id}"
+    if mute.integration_type is not None:
+        what += f" {mute.integration_type} integrations"
+    until = mute.until.isoformat(timespec="minutes").replace("+00:00", "Z")
+    return f"{what} muted by {mute.author} until {until}: {mute.reason}"
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
+
+
+def _audit(event: str, fields: Mapping[str, object]) -> None:
+    """One JSON audit line on stderr (who changed which mute), as the daemon's log does."""
+    print(json.dumps({"event": event, "user": _who(), "via": "cli", **fields}), file=sys.stderr)
 
 
 def _notify_test(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,7 +44,10 @@ from monitor.health import utcnow
 from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
 from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
 from monitor.history.documents import route as history_route
+from monitor.history.mutes import MuteStore, QuietSource
 from monitor.notify.dispatch import Fleet, Router
+from monitor.notify.gate import QuietGate
+from monitor.notify.quiet import Hold, parse_duration
 from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
@@ -244,6 +248,9 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
         self.history = self._history(history or HistorySettings())
+        self.mutes = MuteStore(self.history.path if self.history is not None else None)
+        self.quiet = QuietSource(self.mutes, self.alerting.windows(), clock)
+        self.metrics.holds = self._holds
         #: (when, summaries): the strips change by the day, the windows by the minute
         self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
         app = make_app(
@@ -254,8 +261,10 @@ class Daemon:
             api=lambda path, query: history_route(self.history, path, query, self._clock()),
             badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
             pages=self._page,
+            mutes=self._mutes_api,
         )
         web = web_config or WebConfig()
+        self._writers_known = bool(web.users)  # writing mutes needs to know who writes
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 
     def _history(self, settings: HistorySettings) -> HistoryStore | None:
@@ -340,6 +349,74 @@ class Daemon:
             return None
         return availability(intervals, now - span, now, now).ratio
 
+    def _mutes_api(self, method: str, path: str, user: str | None, body: bytes) -> tuple[int, Any]:
+        """GET/POST /api/v1/mutes, DELETE /api/v1/mutes/{id} (server threads). Writing needs
+        basic auth users in the web config, so that each change names who made it."""
+        now = self._clock()
+        mute_id = path.removeprefix("/api/v1/mutes").strip("/")
+        if method == "GET" and not mute_id:
+            try:
+                return 200, {"mutes": [m.to_json() for m in self.mutes.active(now)]}
+            except HistoryError as exc:
+                return 503, {"error": str(exc)}
+        if method not in ("POST", "DELETE") or (method == "POST") == bool(mute_id):
+            return 405, {"error": "GET or POST /api/v1/mutes, DELETE /api/v1/mutes/{id}"}
+        if not self._writers_known or user is None:
+            return 403, {
+                "error": "changing mutes needs basic_auth_users in the web config "
+                "(--web.config.file), so that each change names who made it; use "
+                "`integration-monitor mute` where the state directory is writable"
+            }
+        try:
+            if method == "DELETE":
+                removed = self.mutes.remove(mute_id, now)
+                if removed is None:
+                    return 404, {"error": f"no active mute {mute_id!r}"}
+                log.info("mute_removed", user=user, via="api", **removed.to_json())
+                self.quiet.refresh()
+                return 200, {"mute": removed.to_json()}
+            mute = self.mutes.add(author=user, now=now, **mute_request(body, now))
+        except ValueError as exc:
+            return 400, {"error": str(exc)}
+        except HistoryError as exc:
+            return 503, {"error": str(exc)}
+        log.info("mute_created", user=user, via="api", **mute.to_json())
+        self.quiet.refresh()
+        return 201, {"mute": mute.to_json()}
+
+    def _holds(self) -> dict[tuple[str, int], str]:
+        """Why each held integration's notifications wait (scrapes: the reason only)."""
+        return {key: hold.reason for key, hold in self._hold_texts(self._clock()).items()}
+
+    def _hold_texts(self, now: datetime) -> dict[tuple[str, int], Hold]:
+        active = self.quiet().at(now)
+        if not active:
+            return {}
+        found = {}
+        for account, snapshot in self.store.snapshots().items():
+            for integration_id, observation in snapshot.integrations.items():
+                kind = observation.record.type if observation.record else None
+                hold = active.integration_hold(account, integration_id, kind)
+                if hold is not None:
+                    found[(account, integration_id)] = hold
+        return found
+
+    def _maintenance(self, now: datetime) -> tuple[str, ...]:
+        """The windows active now or starting within a week, for the status page."""
+        found = []
+        for window in self.quiet.windows:
+            if window.active(now):
+                until = window.until(now)
+                found.append(f"{window.name}: now" + (f", until {_iso(until)}" if until else ""))
+                continue
+            starts = window.next_start(now)
+            if starts is not None and starts - now <= timedelta(days=7):
+                ends = window.until(starts)
+                found.append(
+                    f"{window.name}: from {_iso(starts)}" + (f" until {_iso(ends)}" if ends else "")
+                )
+        return tuple(found)
+
     async def _after_cycle(self, snapshot: AccountSnapshot) -> object:
         """After each poll: the history records the states, the alerter evaluates."""
         if self.history is not None:
@@ -361,6 +438,8 @@ class Daemon:
             causes=causes,
             firing_alerts=count,
             history=self._summaries(snapshots, now),
+            holds={key: hold.text for key, hold in self._hold_texts(now).items()},
+            maintenance=self._maintenance(now),
         )
         return document, now
 
@@ -526,6 +605,7 @@ class Daemon:
             sinks = self._sinks(settings.alerting, outbound)
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
         self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
+        self.quiet.windows = settings.alerting.windows()
         for name in changed + added:
             account = new[name]
             self.alerter.ids_configured[name] = account.integration_ids is not None
@@ -535,9 +615,11 @@ class Daemon:
         return {"added": added, "removed": removed, "changed": changed}
 
     def _sinks(self, alerting: AlertingSettings, outbound: Outbound) -> list[Sink]:
-        sinks = build_sinks(
+        """stdout, then the notifying sinks behind the quiet gate, then the history."""
+        stdout, *notifying = build_sinks(
             alerting, outbound, self.metrics, self._clock, self._evaluation_gap, self._fleet
         )
+        sinks: list[Sink] = [stdout, QuietGate(notifying, self.quiet, self._clock)]
         if self.history is not None:
             sinks.append(EpisodeRecorder(self.history, self._clock))
         return sinks
@@ -663,3 +745,53 @@ def receivers(configs: Sequence[ReceiverConfig], metrics: Metrics) -> dict[str, 
         )
         for r in configs
     }
+
+
+def mute_request(body: bytes, now: datetime) -> dict[str, Any]:
+    """The fields of a POST /api/v1/mutes body; raises ValueError with what is wrong."""
+    try:
+        document = json.loads(body or b"null")
+    except ValueError:
+        raise ValueError("the body must be JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("the body must be a JSON object")
+    allowed = {"account", "integration_id", "integration_type", "for", "until", "reason"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(unknown)}")
+    account = document.get("account")
+    if not isinstance(account, str) or not account:
+        raise ValueError("account is required")
+    integration_id = document.get("integration_id")
+    if integration_id is not None and (
+        not isinstance(integration_id, int) or isinstance(integration_id, bool)
+    ):
+        raise ValueError("integration_id must be a number")
+    kind = document.get("integration_type")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError("integration_type must be a string")
+    reason = document.get("reason")
+    if not isinstance(reason, str):
+        raise ValueError("reason is required")
+    if ("for" in document) == ("until" in document):
+        raise ValueError("give either for (e.g. 2h) or until (RFC 3339)")
+    if "for" in document:
+        until = now + parse_duration(str(document["for"]))
+    else:
+        try:
+            until = datetime.fromisoformat(str(document["until"]))
+        except ValueError:
+            raise ValueError("until must be an RFC 3339 time") from None
+        if until.tzinfo is None:
+            raise ValueError("until needs an offset, e.g. Z")
+    return {
+        "account": account,
+        "integration_id": integration_id,
+        "integration_type": kind,
+        "until": until,
+        "reason": reason,
+    }
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")

@@ -20,6 +20,7 @@ from monitor.settings import (
     AlertingSettings,
     AlertmanagerSettings,
     Defaults,
+    MaintenanceSettings,
     MatchSettings,
     ReceiverSettings,
     RouteSettings,
@@ -66,10 +67,11 @@ def test_every_option_is_documented() -> None:
         (ReceiverSettings, "receivers[]."),
         (RouteSettings, "routes[]."),
         (MatchSettings, "routes[].match."),
+        (MaintenanceSettings, "maintenance[]."),
     ):
         for name, field in model.model_fields.items():
             name = field.alias or name
-            if name in ("webhooks", "alertmanager", "receivers", "routes"):
+            if name in ("webhooks", "alertmanager", "receivers", "routes", "maintenance"):
                 continue
             assert f"`{prefix}{name}" in TEXT, f"{prefix}{name} is not documented"
 

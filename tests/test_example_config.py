@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,12 @@ from monitor.settings import (
     Defaults,
     HistorySettings,
     IntegrationOverride,
+    MaintenanceSettings,
     MatchSettings,
     ReceiverSettings,
     RouteSettings,
     Settings,
+    TimeRangeSettings,
     WebhookSettings,
     load_settings,
 )
@@ -58,6 +61,11 @@ def test_example_loads(tmp_path: Path) -> None:
     assert "https://hooks.example.com/T0/B0/abc" in settings.secrets()
     assert {"pw-in-the-url", "teams-token-in-the-path"} <= set(settings.secrets())
     assert settings.alerting.route_tree().receivers_for({"account": "acme-nl"}) == ["acme-teams"]
+    migration, backups = settings.alerting.windows()
+    assert migration.active(datetime(2026, 12, 5, 23, 0, tzinfo=UTC))
+    assert not migration.active(datetime(2026, 12, 6, 1, 0, tzinfo=UTC))  # 02:00 +01:00
+    assert backups.active(datetime(2026, 12, 1, 1, 30, tzinfo=UTC))  # 02:30 in Amsterdam
+    assert not backups.active(datetime(2026, 12, 5, 1, 30, tzinfo=UTC))  # a Saturday
 
 
 def test_every_option_and_variable_is_documented() -> None:
@@ -73,6 +81,8 @@ def test_every_option_and_variable_is_documented() -> None:
         ReceiverSettings,
         RouteSettings,
         MatchSettings,
+        MaintenanceSettings,
+        TimeRangeSettings,
         HistorySettings,
     ]
     for model in models:
@@ -99,6 +109,9 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting", "receivers"): ReceiverSettings,
     ("alerting", "routes"): RouteSettings,
     ("alerting", "routes", "match"): MatchSettings,
+    ("alerting", "maintenance"): MaintenanceSettings,
+    ("alerting", "maintenance", "match"): MatchSettings,
+    ("alerting", "maintenance", "times"): TimeRangeSettings,
     ("history",): HistorySettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")

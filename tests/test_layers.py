@@ -22,7 +22,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "store": {"sendcloud", "health"},
     "alerting": {"sendcloud", "health", "store"},
     "notify": {"sendcloud", "health", "store", "alerting"},
-    "history": {"sendcloud", "health", "store", "alerting"},
+    "history": {"sendcloud", "health", "store", "alerting", "notify"},
     "exporter": {"sendcloud", "health", "store", "history"},
     "settings": {"sendcloud", "health", "alerting", "notify"},
     "poller": {"sendcloud", "health", "store", "settings"},

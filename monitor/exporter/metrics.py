@@ -17,6 +17,7 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
+from prometheus_client.core import GaugeMetricFamily
 
 from monitor import __version__
 from monitor.exporter.exposition import Exposition
@@ -156,6 +157,8 @@ class Metrics:
             ["alert"],
             registry=self.own,
         )
+        self.holds: Callable[[], Mapping[tuple[str, int], str]] = dict
+        self.own.register(_Holds(lambda: self.holds()))
 
     def _history_metrics(self) -> None:
         """The history file: whether it can be written, and what could not be."""
@@ -314,3 +317,29 @@ class _ClientMetrics:
 
     def budget_wait(self, seconds: float) -> None:
         self._budget_wait.inc(seconds)
+
+
+class _Holds:
+    """``integration_notifications_held``: 1 for each integration whose notifications a
+    maintenance window or a mute holds now (the shipped rules are silent for them too)."""
+
+    def __init__(self, holds: Callable[[], Mapping[tuple[str, int], str]]) -> None:
+        self._holds = holds
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return [self._family()]
+
+    def _family(self) -> GaugeMetricFamily:
+        return GaugeMetricFamily(
+            "integration_notifications_held",
+            "1 while a maintenance window or a mute holds the notifications of an integration "
+            "(reason: maintenance or mute); absent otherwise. The shipped rules end with "
+            "`unless on (...) integration_notifications_held == 1`.",
+            labels=["account", "integration_id", "reason"],
+        )
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        family = self._family()
+        for (account, integration_id), reason in sorted(self._holds().items()):
+            family.add_metric([account, str(integration_id), reason], 1.0)
+        return [family]

@@ -29,6 +29,9 @@ from monitor import __version__
 from monitor.exporter.status import Status, render_html
 
 StartResponse = Callable[..., Any]
+#: (method, path, user or None, body) -> (status, JSON document)
+MutesApi = Callable[[str, str, str | None, bytes], tuple[int, Any]]
+MAX_BODY_BYTES = 65536
 Environ = dict[str, Any]
 
 LANDING = """<!doctype html>
@@ -106,11 +109,13 @@ def make_app(
     api: Callable[[str, dict[str, list[str]]], tuple[int, Any]] | None = None,
     badges: Callable[[str, dict[str, list[str]]], tuple[int, str]] | None = None,
     pages: Callable[[str], tuple[int, str]] | None = None,
+    mutes: MutesApi | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
     rendering) or a WSGI exposition, the status page and /status.json from ``status``
-    (without it, ``/`` is a landing page), POST /-/reload to ``reload``, ``/api/v1/`` (the
-    history API) to ``api``."""
+    (without it, ``/`` is a landing page), POST /-/reload to ``reload``, ``/api/v1/mutes`` to
+    ``mutes`` (method, path, the user basic auth let in, the body), the rest of ``/api/v1/``
+    (the history API) to ``api``."""
     metrics_app = make_wsgi_app(metrics) if isinstance(metrics, CollectorRegistry) else metrics
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
@@ -135,6 +140,20 @@ def make_app(
                 svg,
                 "image/svg+xml",
                 [("Cache-Control", "max-age=60")],
+            )
+        if (path == "/api/v1/mutes" or path.startswith("/api/v1/mutes/")) and mutes is not None:
+            method = environ.get("REQUEST_METHOD", "GET")
+            try:
+                length = min(int(environ.get("CONTENT_LENGTH") or 0), MAX_BODY_BYTES)
+            except ValueError:
+                length = 0
+            body = environ["wsgi.input"].read(length) if length > 0 else b""
+            answer, document = mutes(method, path, environ.get("REMOTE_USER"), body)
+            return _text(
+                start_response,
+                f"{answer} {HTTPStatus(answer).phrase}",
+                json.dumps(document, indent=1),
+                "application/json",
             )
         if path.startswith("/api/v1/") and api is not None:
             answer, document = api(path, parse_qs(environ.get("QUERY_STRING", "")))

@@ -51,6 +51,8 @@ class Row:
     unreadable_since: str | None = None
     #: its last 30 days and availability over 24 h, 7 d and 30 d (with a history file)
     history: Summary | None = None
+    #: "in maintenance (NAME) until T" or "muted by WHO until T: WHY" while notifications wait
+    quiet: str | None = None
 
     @property
     def problem(self) -> bool:
@@ -72,6 +74,8 @@ class Status:
     accounts: tuple[AccountStatus, ...]
     firing_alerts: int
     integrations: tuple[Row, ...]
+    #: maintenance windows active now or starting within a week: "NAME: from T until T"
+    maintenance: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Stable keys, documented in the README (``/status.json``, ``check --output json``)."""
@@ -87,6 +91,7 @@ class Status:
 FiringAlerts = Mapping[tuple[str, int], Iterable[str]]  # (account, id) -> alert names
 Causes = Mapping[tuple[str, int], str]  # (account, id) -> cause text
 Histories = Mapping[tuple[str, int], Summary]  # (account, id) -> its last 30 days
+Holds = Mapping[tuple[str, int], str]  # (account, id) -> why its notifications wait
 
 
 def build(
@@ -97,12 +102,15 @@ def build(
     causes: Causes | None = None,
     firing_alerts: int = 0,
     history: Histories | None = None,
+    holds: Holds | None = None,
+    maintenance: tuple[str, ...] = (),
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
     history = history or {}
+    holds = holds or {}
     rows = [
-        _row(account, observation, now, firing, causes, history)
+        _row(account, observation, now, firing, causes, history, holds)
         for account, snapshot in snapshots.items()
         for observation in snapshot.integrations.values()
     ]
@@ -121,6 +129,7 @@ def build(
         ),
         firing_alerts=firing_alerts,
         integrations=tuple(rows),
+        maintenance=maintenance,
     )
 
 
@@ -131,6 +140,7 @@ def _row(
     firing: FiringAlerts,
     causes: Causes,
     history: Histories,
+    holds: Holds,
 ) -> Row:
     record, health = observation.record, observation.health
     at = observation.values_at(now)
@@ -150,6 +160,7 @@ def _row(
         cause=causes.get(key),
         unreadable_since=_iso(observation.unreadable_since),
         history=history.get(key),
+        quiet=holds.get(key),
     )
 
 
@@ -230,6 +241,7 @@ def render_html(status: Status, now: datetime) -> str:
         f"<p>{_counts_line(counts)} · {status.firing_alerts} alerts firing"
         f" · version {escape(status.version)} · generated {escape(status.generated_at)}</p>",
         *(_account_line(account, now) for account in status.accounts),
+        *(f"<p class='quiet'>Maintenance: {escape(m)}</p>" for m in status.maintenance),
         "<nav><a href='/metrics'>/metrics</a><a href='/healthz'>/healthz</a>"
         "<a href='/readyz'>/readyz</a><a href='/status.json'>/status.json</a></nav>",
         "</header><p><label>Filter <input id='filter' type='search' "
@@ -288,6 +300,8 @@ def _row_html(row: Row, now: datetime) -> str:
             "</span> <span class='muted unreadable'>unreadable since "
             f"{when(row.unreadable_since, now)}"
         )
+    if row.quiet is not None:
+        state_text += f"</span> <span class='muted quiet'>{escape(row.quiet)}"
     return (
         f"<tr class='{row.state}'><td><a href='{account_link(row.account)}'>"
         f"{escape(row.account)}</a></td>"

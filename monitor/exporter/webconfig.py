@@ -140,35 +140,40 @@ def protect(app: App, config: WebConfig) -> App:
     verified: set[tuple[str, bytes]] = set()  # bcrypt is slow on purpose: remember successes
     lock = threading.Lock()
 
-    def allowed(header: str) -> bool:
+    def allowed(header: str) -> str | None:
+        """The user a basic auth header lets in, or None."""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic":
-            return False
+            return None
         try:
             user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            return False
+            return None
         hashed = config.users.get(user)
         if hashed is None:
             bcrypt.checkpw(b"timing", _DUMMY_HASH)  # same cost for unknown users
-            return False
+            return None
         key = (user, hashlib.sha256(password.encode() + hashed).digest())
         with lock:
             if key in verified:
-                return True
+                return user
         if not bcrypt.checkpw(password.encode(), hashed):
-            return False
+            return None
         with lock:
             verified.add(key)
-        return True
+        return user
 
     def wrapped(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         def with_headers(status: str, headers: list[tuple[str, str]], *args: Any) -> Any:
             return start_response(status, headers + list(config.headers.items()), *args)
 
         path = environ.get("PATH_INFO", "/")
+        environ.pop("REMOTE_USER", None)  # only basic auth says who is asking
         protected = config.users and path not in UNPROTECTED
-        if protected and not allowed(environ.get("HTTP_AUTHORIZATION", "")):
+        user = allowed(environ.get("HTTP_AUTHORIZATION", "")) if protected else None
+        if user is not None:
+            environ["REMOTE_USER"] = user
+        if protected and user is None:
             body = b"unauthorized\n"
             with_headers(
                 "401 Unauthorized",

@@ -5,13 +5,15 @@ badges and reports.
 - ``store``: the SQLite history file — schema and migrations, the writer thread, the readers,
   and :class:`EpisodeRecorder`, the alerting sink that records alert episodes;
 - ``documents``: the JSON documents of the history API, from the store and the math;
-- ``report``: the report a merchant can be sent (JSON, CSV, Markdown, self-contained HTML).
+- ``report``: the report a merchant can be sent (JSON, CSV, Markdown, self-contained HTML);
+- ``mutes``: :class:`MuteStore`, the mutes in the same file (the CLI and the daemon share it).
 
 May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
-(the wording of causes) and the base modules.
+(the wording of causes), ``monitor.notify`` (the mute) and the base modules.
 """
 
 from monitor.history.availability import Availability, Interval, availability, combined
+from monitor.history.mutes import MuteStore
 from monitor.history.store import EpisodeRecorder, HistoryError, HistoryStore, recorded_state
 
 __all__ = [
@@ -20,6 +22,7 @@ __all__ = [
     "HistoryError",
     "HistoryStore",
     "Interval",
+    "MuteStore",
     "availability",
     "combined",
     "recorded_state",

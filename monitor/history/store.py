@@ -65,6 +65,20 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL NOT NULL);
     """,
+    # 2: mutes, made with `integration-monitor mute` or POST /api/v1/mutes
+    """
+    CREATE TABLE mutes (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        integration_id INTEGER,
+        integration_type TEXT,
+        created REAL NOT NULL,
+        until REAL NOT NULL,
+        reason TEXT NOT NULL,
+        author TEXT NOT NULL
+    );
+    CREATE INDEX mutes_by_until ON mutes (until);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
@@ -451,9 +465,19 @@ def migrate(db: sqlite3.Connection) -> None:
             f"{SCHEMA_VERSION}: upgrade the monitor, or move the file away"
         )
     for number in range(version, SCHEMA_VERSION):
-        db.executescript(
-            "BEGIN;" + MIGRATIONS[number] + f"PRAGMA user_version = {number + 1};COMMIT;"
-        )
+        # the daemon's writer and a CLI (mute) may both migrate: each step checks again under
+        # the write lock
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("PRAGMA user_version").fetchone()[0] == number:
+                for statement in MIGRATIONS[number].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number + 1}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
 
 
 def _open_intervals(db: sqlite3.Connection) -> dict[str, dict[int, str]]:

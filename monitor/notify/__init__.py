@@ -6,7 +6,9 @@
 - ``delivery``: the bounded queue with retries every sink and receiver sends through;
 - ``sinks``: stdout, grouped webhooks and Alertmanager;
 - ``receivers``: Apprise receivers (e-mail, Teams, ntfy, ...), sending off the event loop;
-- ``dispatch``: :class:`Router`, the routed receivers' sink: route, group, deliver.
+- ``dispatch``: :class:`Router`, the routed receivers' sink: route, group, deliver;
+- ``quiet``: maintenance windows and mutes, and what they hold (pure);
+- ``gate``: :class:`QuietGate`, which holds the notifications of what is quiet.
 
 May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
 and the base modules.

@@ -4,8 +4,10 @@ validated strictly (unknown keys are errors, secrets are ``SecretStr``)."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import httpx
 from pydantic import (
@@ -27,6 +29,15 @@ from pydantic_settings import (
 
 from monitor.alerting.rules import AlertRules
 from monitor.notify.grouping import GROUP_WAIT_SECONDS
+from monitor.notify.quiet import (
+    MONTHS,
+    WEEKDAYS,
+    TimeInterval,
+    TimeRange,
+    Window,
+    parse_minutes,
+    parse_ranges,
+)
 from monitor.notify.receivers import secret_parts
 from monitor.notify.routes import Matchers, RouteTree
 from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
@@ -218,6 +229,73 @@ class RouteSettings(_Strict):
     continue_: bool = Field(default=False, alias="continue")
 
 
+class TimeRangeSettings(_Strict):
+    start_time: str
+    end_time: str
+
+    @model_validator(mode="after")
+    def _order(self) -> TimeRangeSettings:
+        if parse_minutes(self.start_time) >= parse_minutes(self.end_time):
+            raise ValueError("start_time must be before end_time (HH:MM, end up to 24:00)")
+        return self
+
+
+class MaintenanceSettings(_Strict):
+    """A maintenance window: one-off (start, end) or recurring with the fields of
+    Alertmanager's time_intervals; notifications of the alerts it matches are held."""
+
+    name: str
+    match: MatchSettings = Field(default_factory=MatchSettings)
+    start: datetime | None = None
+    end: datetime | None = None
+    times: list[TimeRangeSettings] = Field(default_factory=list)
+    weekdays: list[str] = Field(default_factory=list)
+    days_of_month: list[str | int] = Field(default_factory=list)
+    months: list[str | int] = Field(default_factory=list)
+    years: list[str | int] = Field(default_factory=list)
+    #: The IANA time zone the recurring fields are read in.
+    location: str = "UTC"
+
+    @model_validator(mode="after")
+    def _shape(self) -> MaintenanceSettings:
+        one_off = self.start is not None or self.end is not None
+        recurring = any((self.times, self.weekdays, self.days_of_month, self.months, self.years))
+        if one_off == recurring:
+            raise ValueError(
+                "give either start and end (a one-off window) or at least one of times, "
+                "weekdays, days_of_month, months, years (a recurring one)"
+            )
+        if one_off:
+            if self.start is None or self.end is None:
+                raise ValueError("a one-off window needs both start and end")
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("start and end need a time zone offset (e.g. Z)")
+            if self.start >= self.end:
+                raise ValueError("start must be before end")
+        try:
+            ZoneInfo(self.location)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.location!r} (an IANA name)") from None
+        self.window()  # every range parses
+        return self
+
+    def window(self) -> Window:
+        interval = None
+        if self.start is None:
+            interval = TimeInterval(
+                times=tuple(
+                    TimeRange(parse_minutes(t.start_time), parse_minutes(t.end_time))
+                    for t in self.times
+                ),
+                weekdays=parse_ranges(self.weekdays, WEEKDAYS, 0, 6),
+                days_of_month=parse_ranges([str(d) for d in self.days_of_month], (), 1, 31),
+                months=parse_ranges([str(m) for m in self.months], MONTHS, 1, 12),
+                years=parse_ranges([str(y) for y in self.years], (), 1970, 9999),
+                location=self.location,
+            )
+        return Window(self.name, self.match.matchers(), self.start, self.end, interval)
+
+
 class AlertmanagerSettings(_Strict):
     """An Alertmanager to post alerts to (its base URL, e.g. http://alertmanager:9093)."""
 
@@ -264,6 +342,8 @@ class AlertingSettings(_Strict):
     default_receivers: list[str] | None = None
     #: How long a route gathers the events of every account into one message.
     group_wait_seconds: float = Field(default=GROUP_WAIT_SECONDS, ge=0, le=600)
+    #: Planned quiet: notifications of the alerts a window matches are held while it lasts.
+    maintenance: list[MaintenanceSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _unique_webhooks(self) -> AlertingSettings:
@@ -284,6 +364,9 @@ class AlertingSettings(_Strict):
                 + "; ".join(unknown)
             )
         return self
+
+    def windows(self) -> tuple[Window, ...]:
+        return tuple(m.window() for m in self.maintenance)
 
     def route_tree(self) -> RouteTree:
         default = self.default_receivers

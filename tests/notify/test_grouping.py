@@ -23,11 +23,11 @@ def event(
         "kind": kind,
         "severity": "warning",
         "account": account or f"account-{n % 4}",
+        "fingerprint": f"fp-{account or n % 4}-{n}",
         "integration_id": n,
         "shop_name": f"Shop {n}",
         "integration_type": integration_type,
         "starts_at": "2026-12-01T10:02:00Z",
-        "fingerprint": f"fp-{n}",
         "summary": f"Sendcloud cannot fetch orders from Shop {n}.",
         "runbook_url": "https://runbooks.example/#integrationfailing",
         "cause": {

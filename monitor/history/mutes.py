@@ -1,0 +1,214 @@
+"""Mutes, kept in the history file: the CLI (``mute``, ``unmute``, ``mutes``) and the daemon's
+``/api/v1/mutes`` write the same table the running daemon reads, so whoever may write the state
+directory may mute, and a mute survives restarts. Mutes expire by themselves (``until``);
+expired ones stay in the file as a record and are pruned with the history's retention.
+
+Without a history file (no state directory) the daemon keeps its mutes in memory only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import structlog
+
+from monitor.history.store import HistoryError, migrate
+from monitor.notify.quiet import Mute, Quiet, Window
+
+log = structlog.get_logger(__name__)
+
+#: The longest a mute may last (a forgotten mute must not silence a shop for good).
+MAX_MUTE_DAYS = 31
+
+
+class MuteStore:
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._memory: dict[str, Mute] = {}
+        self._lock = threading.Lock()
+
+    def add(
+        self,
+        *,
+        account: str,
+        until: datetime,
+        reason: str,
+        author: str,
+        now: datetime,
+        integration_id: int | None = None,
+        integration_type: str | None = None,
+    ) -> Mute:
+        if until <= now:
+            raise ValueError("a mute must end in the future")
+        if (until - now).days >= MAX_MUTE_DAYS:
+            raise ValueError(f"a mute lasts at most {MAX_MUTE_DAYS} days")
+        if not reason.strip():
+            raise ValueError("a mute needs a reason")
+        if integration_id is not None and integration_type is not None:
+            raise ValueError("mute one integration or one integration type, not both")
+        mute = Mute(
+            id=secrets.token_hex(4),
+            account=account,
+            until=until,
+            reason=reason.strip()[:500],
+            author=author,
+            created=now,
+            integration_id=integration_id,
+            integration_type=integration_type,
+        )
+        if self.path is None:
+            with self._lock:
+                self._memory[mute.id] = mute
+            return mute
+        with self._writer() as db:
+            db.execute(
+                "INSERT INTO mutes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    mute.id,
+                    mute.account,
+                    mute.integration_id,
+                    mute.integration_type,
+                    now.timestamp(),
+                    until.timestamp(),
+                    mute.reason,
+                    mute.author,
+                ),
+            )
+        return mute
+
+    def remove(self, mute_id: str, now: datetime) -> Mute | None:
+        """Ends a mute now (it stays on record, ended); None when no active mute has that id."""
+        found = [m for m in self.active(now) if m.id == mute_id]
+        if not found:
+            return None
+        if self.path is None:
+            with self._lock:
+                self._memory.pop(mute_id, None)
+        else:
+            with self._writer() as db:
+                db.execute("UPDATE mutes SET until = ? WHERE id = ?", (now.timestamp(), mute_id))
+        return found[0]
+
+    def active(self, now: datetime) -> list[Mute]:
+        """The mutes in force at ``now``, oldest first; raises HistoryError."""
+        if self.path is None:
+            with self._lock:
+                return sorted(
+                    (m for m in self._memory.values() if m.until > now), key=lambda m: m.created
+                )
+        if not self.path.exists():
+            return []
+        try:
+            db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot read the mutes: {exc}") from None
+        try:
+            rows = db.execute(
+                "SELECT id, account, integration_id, integration_type, created, until, reason, "
+                "author FROM mutes WHERE until > ? ORDER BY created",
+                (now.timestamp(),),
+            ).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):  # a file the daemon has not migrated yet
+                return []
+            raise HistoryError(f"cannot read the mutes: {exc}") from None
+        except sqlite3.Error as exc:
+            raise HistoryError(f"cannot read the mutes: {exc}") from None
+        finally:
+            db.close()
+        return [_mute(*row) for row in rows]
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[sqlite3.Connection]:
+        assert self.path is not None
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise HistoryError(f"cannot write the mutes to {self.path}: {exc}") from None
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            migrate(db)
+            db.execute("BEGIN IMMEDIATE")
+            yield db
+            db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+            raise HistoryError(f"cannot write the mutes to {self.path}: {exc}") from None
+        finally:
+            db.close()
+
+
+def _mute(
+    mute_id: str,
+    account: str,
+    integration_id: int | None,
+    integration_type: str | None,
+    created: float,
+    until: float,
+    reason: str,
+    author: str,
+) -> Mute:
+    return Mute(
+        id=mute_id,
+        account=account,
+        integration_id=integration_id,
+        integration_type=integration_type,
+        created=datetime.fromtimestamp(created, UTC),
+        until=datetime.fromtimestamp(until, UTC),
+        reason=reason,
+        author=author,
+    )
+
+
+#: How often the daemon reads the mutes again (a mute made by the CLI applies within this).
+REFRESH_SECONDS = 1.0
+
+
+class QuietSource:
+    """What is quiet now, for the daemon: the configured windows and the mutes of the store,
+    read again at most once a second. A store that cannot be read keeps the last mutes known
+    (one warning line), never none."""
+
+    def __init__(
+        self,
+        mutes: MuteStore,
+        windows: tuple[Window, ...],
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.mutes = mutes
+        self.windows = windows
+        self._clock = clock
+        self._monotonic = monotonic
+        self._known: tuple[Mute, ...] = ()
+        self._read_at: float | None = None
+        self._failing = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> Quiet:
+        with self._lock:
+            now = self._monotonic()
+            if self._read_at is None or now - self._read_at >= REFRESH_SECONDS:
+                self._read_at = now
+                try:
+                    self._known = tuple(self.mutes.active(self._clock()))
+                    self._failing = False
+                except HistoryError as exc:
+                    if not self._failing:
+                        log.warning("mutes_unreadable", error=str(exc), kept=len(self._known))
+                    self._failing = True
+            return Quiet(self.windows, self._known)
+
+    def refresh(self) -> None:
+        """Read the mutes at the next call (after a change through the API)."""
+        with self._lock:
+            self._read_at = None
