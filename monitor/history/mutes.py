@@ -112,7 +112,7 @@ class MuteStore:
         try:
             rows = db.execute(
                 "SELECT id, account, integration_id, integration_type, created, until, reason, "
-                "author FROM mutes WHERE until > ? ORDER BY created",
+                "author FROM mutes WHERE until > ? ORDER BY created, rowid",
                 (now.timestamp(),),
             ).fetchall()
         except sqlite3.OperationalError as exc:

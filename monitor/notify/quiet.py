@@ -278,7 +278,7 @@ def parse_ranges(
     for value in values:
         start, _, end = str(value).partition(":")
         bounds = [_one(x, names, low, high) for x in (start, end or start)]
-        if bounds[0] > 0 and bounds[1] > 0 and bounds[0] > bounds[1]:
+        if (bounds[0] >= 0) == (bounds[1] >= 0) and bounds[0] > bounds[1]:
             raise ValueError(f"a range must not run backwards: {value!r}")
         found.append((bounds[0], bounds[1]))
     return tuple(found)
