@@ -1,0 +1,292 @@
+"""Maintenance and mutes with everything they meet: a real Prometheus running the shipped rules
+and a real Alertmanager notifying a webhook, the daemon posting to the same Alertmanager; the
+CLI muting a running daemon through the history file; the mutes API behind basic auth."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import bcrypt
+import httpx
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from monitor.simulator import SimIntegration, Simulator
+from tests.conftest import free_port, require_binary
+from tests.daemon_process import DaemonProcess, monitor_env, run_once
+from tests.receivers import Receiver, running
+from tests.system.test_stack import JOB, fast_rules, process_group, ready, start, wait
+
+__all__ = ["process_group"]
+
+
+def notified(receiver: Receiver) -> list[tuple[str, str]]:
+    """(alertname, integration_id) of every firing alert Alertmanager notified, in order."""
+    return [
+        (a["labels"]["alertname"], a["labels"].get("integration_id", ""))
+        for body in receiver.bodies
+        for a in body["alerts"]
+        if a["status"] == "firing"
+    ]
+
+
+@pytest.mark.timeout(150)
+def test_during_a_window_neither_path_notifies_and_after_it_both_fire_once(
+    tmp_path: Path, process_group: list[subprocess.Popen[bytes]]
+) -> None:
+    prometheus = require_binary("prometheus")
+    alertmanager = require_binary("prometheus-alertmanager")
+    now = datetime.now(UTC)
+    failing_since = now - timedelta(minutes=20)  # past both graces (900 s), not critical
+    shops = [
+        SimIntegration(1, "failing", "Held shop", started_failing_at=failing_since),
+        SimIntegration(2, "failing", "Open shop", started_failing_at=failing_since),
+    ]
+    with Simulator(shops) as sim, running(Receiver()) as receiver:
+        monitor_port, prom_port, am_port = free_port(), free_port(), free_port()
+        am_config = tmp_path / "alertmanager.yml"
+        am_config.write_text(
+            yaml.safe_dump(
+                {
+                    "route": {
+                        "receiver": "test",
+                        "group_by": ["alertname", "integration_id"],
+                        "group_wait": "1s",
+                        "group_interval": "1s",
+                        "repeat_interval": "1h",
+                    },
+                    "receivers": [{"name": "test", "webhook_configs": [{"url": receiver.url}]}],
+                }
+            )
+        )
+        start(
+            process_group,
+            [
+                alertmanager,
+                f"--config.file={am_config}",
+                f"--storage.path={tmp_path / 'am'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                "--cluster.listen-address=",
+            ],
+            tmp_path / "alertmanager.log",
+        )
+        am = f"http://127.0.0.1:{am_port}"
+        wait(lambda: ready(am + "/-/ready"), 30, "alertmanager")
+        window_end = datetime.now(UTC) + timedelta(seconds=30)
+        config = tmp_path / "monitor.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "alerting": {
+                        "alertmanager": {"url": am, "resend_interval_seconds": 1},
+                        "maintenance": [
+                            {
+                                "name": "held shop migration",
+                                "match": {"integration_id": 1},
+                                "start": (now - timedelta(minutes=5)).isoformat(),
+                                "end": window_end.isoformat(),
+                            }
+                        ],
+                    }
+                }
+            )
+        )
+        env = monitor_env(sim, monitor_port, MONITOR_CONFIG_FILE=str(config))
+        daemon = DaemonProcess(["run"], env, monitor_port)
+        prom_config = tmp_path / "prometheus.yml"
+        prom_config.write_text(
+            yaml.safe_dump(
+                {
+                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                    "rule_files": [str(fast_rules(tmp_path / "rules.yml"))],
+                    "alerting": {
+                        "alertmanagers": [
+                            {"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}
+                        ]
+                    },
+                    "scrape_configs": [
+                        {
+                            "job_name": JOB,
+                            "static_configs": [{"targets": [f"127.0.0.1:{monitor_port}"]}],
+                        }
+                    ],
+                }
+            )
+        )
+        start(
+            process_group,
+            [
+                prometheus,
+                f"--config.file={prom_config}",
+                f"--storage.tsdb.path={tmp_path / 'prom'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+                "--rules.alert.resend-delay=1s",
+            ],
+            tmp_path / "prometheus.log",
+        )
+        try:
+            daemon.wait_ready()
+            wait(lambda: ready(f"http://127.0.0.1:{prom_port}/-/ready"), 30, "prometheus")
+            # the open shop fires through both paths: both work during the window
+            expected_open = {("SendcloudIntegrationFailing", "2"), ("IntegrationFailing", "2")}
+            wait(lambda: expected_open <= set(notified(receiver)), 40, "the open shop's alerts")
+            assert (
+                daemon.metric(
+                    "integration_notifications_held", integration_id="1", reason="maintenance"
+                )
+                == 1
+            )
+            assert daemon.metric("integration_notifications_held", integration_id="2") is None
+            rows = {
+                r["integration_id"]: r for r in daemon.get("/status.json").json()["integrations"]
+            }
+            assert rows[1]["quiet"].startswith("in maintenance (held shop migration) until")
+            assert rows[1]["state"] == "failing"  # still evaluated and shown
+            assert rows[2]["quiet"] is None
+            assert datetime.now(UTC) < window_end - timedelta(seconds=3), "the setup took too long"
+            # ... and nothing of the held shop reached Alertmanager from either path
+            active = httpx.get(am + "/api/v2/alerts", timeout=5).json()
+            assert {a["labels"].get("integration_id") for a in active} == {"2"}
+            assert all(i != "1" for _, i in notified(receiver))
+            [held] = [e for e in daemon.events("alert_held") if e["integration_id"] == 1]
+            assert held["reason"] == "maintenance"
+
+            # after the window: both paths fire the held shop's alert, once each
+            expected_held = {("SendcloudIntegrationFailing", "1"), ("IntegrationFailing", "1")}
+            wait(
+                lambda: expected_held <= set(notified(receiver)), 40, "the alerts after the window"
+            )
+            time.sleep(4)
+            counts = {key: notified(receiver).count(key) for key in expected_held | expected_open}
+            assert counts == dict.fromkeys(expected_held | expected_open, 1)
+            assert daemon.metric("integration_notifications_held", integration_id="1") is None
+        finally:
+            daemon.terminate()
+
+
+@pytest.mark.timeout(90)
+def test_the_cli_mutes_a_running_daemon_and_the_api_needs_a_user(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "alerts.json"
+    web = tmp_path / "web.yml"
+    hashed = bcrypt.hashpw(b"s3cret-pw", bcrypt.gensalt(rounds=4)).decode()
+    web.write_text(f"basic_auth_users: {{alice: '{hashed}'}}\n")
+    shops = [
+        SimIntegration(1, "healthy", "Shop one", type="shopify"),
+        SimIntegration(2, "healthy", "Shop two", type="woocommerce"),
+    ]
+    with Simulator(shops) as sim:
+        port = free_port()
+        env = monitor_env(sim, port, MONITOR_STATE_FILE=str(state))
+        daemon = DaemonProcess(["run", "--web.config.file", str(web)], env, port)
+        auth = ("alice", "s3cret-pw")
+        try:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: (state.parent / "history.db").exists(), 10, "the history file")
+            cli_env = {"MONITOR_STATE_FILE": str(state)}
+            made = run_once(
+                [
+                    "mute",
+                    "--account",
+                    "default",
+                    "--integration",
+                    "1",
+                    "--for",
+                    "2h",
+                    "--reason",
+                    "re-keying the shop",
+                ],
+                cli_env,
+            )
+            assert made.returncode == 0, made.stderr
+            mute_id = made.stdout.split(":", 1)[0]
+            audit = json.loads(made.stderr.splitlines()[-1])
+            assert (audit["event"], audit["via"], audit["id"]) == ("mute_created", "cli", mute_id)
+
+            def held(integration_id: str) -> float | None:
+                response = httpx.get(f"{daemon.base}/metrics", auth=auth, timeout=5)
+                for family in text_string_to_metric_families(response.text):
+                    for sample in family.samples:
+                        if (
+                            sample.name == "integration_notifications_held"
+                            and sample.labels["integration_id"] == integration_id
+                        ):
+                            return float(sample.value)
+                return None
+
+            daemon.wait_for(lambda: held("1") == 1, 5, "the mute applied")  # within a second
+            assert held("2") is None
+            page = httpx.get(f"{daemon.base}/", auth=auth, timeout=5).text
+            assert "muted by " in page
+            assert "re-keying the shop" in page
+            listed = httpx.get(f"{daemon.base}/api/v1/mutes", auth=auth, timeout=5).json()
+            assert [m["id"] for m in listed["mutes"]] == [mute_id]
+
+            # over HTTP: a user is needed and named
+            anonymous = httpx.post(f"{daemon.base}/api/v1/mutes", json={}, timeout=5)
+            assert anonymous.status_code == 401
+            bad = httpx.post(
+                f"{daemon.base}/api/v1/mutes", auth=auth, json={"account": "default"}, timeout=5
+            )
+            assert bad.status_code == 400
+            assert "reason" in bad.json()["error"]
+            created = httpx.post(
+                f"{daemon.base}/api/v1/mutes",
+                auth=auth,
+                json={
+                    "account": "default",
+                    "integration_type": "woocommerce",
+                    "for": "30m",
+                    "reason": "nightly import",
+                },
+                timeout=5,
+            )
+            assert created.status_code == 201, created.text
+            second = created.json()["mute"]
+            assert second["author"] == "alice"
+            daemon.wait_for(lambda: held("2") == 1, 5, "the API's mute applied")
+            [line] = daemon.events("mute_created")
+            assert (line["user"], line["via"], line["id"]) == ("alice", "api", second["id"])
+
+            listed_cli = run_once(["mutes", "--output", "json"], cli_env)
+            assert {m["id"] for m in json.loads(listed_cli.stdout)["mutes"]} == {
+                mute_id,
+                second["id"],
+            }
+            ended = httpx.delete(f"{daemon.base}/api/v1/mutes/{mute_id}", auth=auth, timeout=5)
+            assert ended.status_code == 200
+            assert (
+                httpx.delete(
+                    f"{daemon.base}/api/v1/mutes/{mute_id}", auth=auth, timeout=5
+                ).status_code
+                == 404
+            )
+            daemon.wait_for(lambda: held("1") is None, 5, "the unmute applied")
+            assert run_once(["unmute", "--account", "default"], cli_env).returncode == 0
+            daemon.wait_for(lambda: held("2") is None, 5, "the CLI's unmute applied")
+        finally:
+            daemon.terminate()
+
+
+@pytest.mark.timeout(60)
+def test_without_web_users_the_mutes_api_refuses_to_write(tmp_path: Path) -> None:
+    with Simulator([SimIntegration(1, "healthy", "Shop")]) as sim:
+        port = free_port()
+        daemon = DaemonProcess(["run"], monitor_env(sim, port), port)
+        try:
+            daemon.wait_ready()
+            refused = httpx.post(
+                f"{daemon.base}/api/v1/mutes",
+                json={"account": "default", "for": "1h", "reason": "x"},
+                timeout=5,
+            )
+            assert refused.status_code == 403
+            assert "basic_auth_users" in refused.json()["error"]
+            assert httpx.get(f"{daemon.base}/api/v1/mutes", timeout=5).json() == {"mutes": []}
+            assert httpx.delete(f"{daemon.base}/api/v1/mutes/abc", timeout=5).status_code == 403
+        finally:
+            daemon.terminate()
