@@ -39,6 +39,8 @@ def message(events: Sequence[Event], *, note: str | None = None) -> Message:
     note (a likely platform incident), and the first LISTED_SHOPS shops with cause and runbook."""
     firing = [e for e in events if e["status"] == "firing"]
     status = "FIRING" if firing else "RESOLVED"
+    if firing and all(e["kind"] == "cause" for e in events):
+        status = "CAUSE"  # follow-ups: the cause of alerts already notified
     alerts = sorted({e["alert"] for e in events})
     accounts = sorted({e["account"] for e in events})
     where = accounts[0] if len(accounts) == 1 else f"{len(accounts)} accounts"

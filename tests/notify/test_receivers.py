@@ -311,3 +311,34 @@ def test_config_errors_name_the_receiver_not_its_value(tmp_path: Path) -> None:
     assert TOKEN not in result.stderr
     parsed = [json.loads(x) for x in result.stdout.splitlines() if x.startswith("{")]
     assert all(TOKEN not in json.dumps(x) for x in parsed)
+
+
+async def test_a_thousand_shops_in_five_accounts_failing_at_once_are_one_email(
+    smtp: tuple[Mailbox, int],
+) -> None:
+    box, port = smtp
+    _, observe, depth = observed()
+    mail = AppriseReceiver("oncall-mail", mail_url(port), observe=observe, depth=depth)
+    router = Router(
+        RouteTree.of([], ["oncall-mail"]),
+        {"oncall-mail": mail},
+        group_wait_seconds=0.5,
+        fleet=lambda: [(f"account-{n % 5}", n, "shopify") for n in range(1200)],
+    )
+    for account in range(5):
+        router.submit(
+            f"account-{account}",
+            [event(n, account=f"account-{account}") for n in range(account, 1000, 5)],
+            [],
+        )
+    await wait_until(lambda: box.messages)
+    await asyncio.sleep(1)
+    await router.aclose()
+    [message] = box.messages
+    assert message["Subject"] == "[FIRING:1000] IntegrationFailing (5 accounts)"
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert "1000 shopify integrations in 5 accounts failing since 10:02 UTC" in text
+    assert "Likely a platform-side incident: 1000 of 1200 shopify" in text
+    assert "…and 990 more" in text

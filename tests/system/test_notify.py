@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 from tests.conftest import free_port
-from tests.daemon_process import DaemonProcess
+from tests.daemon_process import DaemonProcess, run_once
 from tests.receivers import Receiver, running
 
 TOKEN = "route-token-9b1e77"  # in the receivers' URL paths: never in the output
@@ -118,3 +119,96 @@ def test_a_platform_incident_is_one_message_per_route_and_holds_its_follow_ups(
         finally:
             daemon.terminate()
         assert TOKEN not in daemon.output
+
+
+@pytest.mark.timeout(120)
+def test_a_reload_rotates_a_receiver_and_adds_a_window_and_mutes_survive_a_restart(
+    tmp_path: Path,
+) -> None:
+    """Where receivers meet reload (a rotated URL file, a new window) and restart (a mute)."""
+    shops = [SimIntegration(i, "healthy", f"Shop {i}", type="shopify") for i in (1, 2)]
+    state = tmp_path / "state" / "alerts.json"
+    url_file = tmp_path / "receiver-url"
+    old_token, new_token = "old-token-1c4f9e", "new-token-77ab02"
+    with Simulator(shops) as sim, running(Receiver()) as old, running(Receiver()) as new:
+        port = free_port()
+        url_file.write_text(f"json://127.0.0.1:{old.server.server_address[1]}/{old_token}\n")
+        document: dict[str, Any] = {
+            "listen_address": f"127.0.0.1:{port}",
+            "defaults": {"poll_interval_seconds": 5},
+            "sendcloud": {
+                "api_url": sim.url,
+                "public_key": DEMO_PUBLIC_KEY,
+                "secret_key": DEMO_SECRET_KEY,
+                "integration_ids": "all",
+            },
+            "alerting": {
+                "state_file": str(state),
+                "failing_for_seconds": 0,
+                "group_wait_seconds": 0,
+                "receivers": [{"name": "hook", "url_file": str(url_file)}],
+            },
+        }
+        path = tmp_path / "monitor.yaml"
+        path.write_text(yaml.safe_dump(document))
+        daemon = DaemonProcess(["run", "--config", str(path)], {}, port)
+        try:
+            daemon.wait_ready(timeout=30)
+            # the secret rotates and a window for shop 2 arrives with one reload
+            url_file.write_text(f"json://127.0.0.1:{new.server.server_address[1]}/{new_token}\n")
+            document["alerting"]["maintenance"] = [
+                {
+                    "name": "shop 2 migration",
+                    "match": {"integration_id": 2},
+                    "start": "2026-01-01T00:00:00Z",
+                    "end": "2030-01-01T00:00:00Z",
+                }
+            ]
+            path.write_text(yaml.safe_dump(document))
+            reloaded = httpx.post(daemon.base + "/-/reload", timeout=10)
+            assert reloaded.status_code == 200, reloaded.text
+            assert daemon.metric("integration_notifications_held", integration_id="2") == 1
+            sim.update(1, scenario="failing")
+            sim.update(2, scenario="failing")
+            wait(lambda: new.bodies, 20, "the alert at the rotated receiver")
+            time.sleep(6)  # another evaluation: shop 2 stays held
+            titles = [b["title"] for b in new.bodies]
+            assert titles[0] == "[FIRING:1] IntegrationFailing (default)"
+            assert set(titles[1:]) <= {"[CAUSE:1] IntegrationFailing (default)"}
+            assert all("Shop 1" in b["message"] for b in new.bodies)
+            assert not any("Shop 2" in b["message"] for b in new.bodies)
+            assert old.bodies == []
+
+            muted = run_once(
+                [
+                    "mute",
+                    "--account",
+                    "default",
+                    "--integration",
+                    "1",
+                    "--for",
+                    "1h",
+                    "--reason",
+                    "calling the merchant",
+                ],
+                {"MONITOR_STATE_FILE": str(state)},
+            )
+            assert muted.returncode == 0, muted.stderr
+            daemon.terminate()
+            output = daemon.output
+            daemon = DaemonProcess(["run", "--config", str(path)], {}, port)
+            daemon.wait_ready(timeout=30)
+            daemon.wait_for(
+                lambda: daemon.metric("integration_notifications_held", integration_id="1") == 1,
+                10,
+                "the mute after the restart",
+            )
+            rows = {
+                r["integration_id"]: r for r in daemon.get("/status.json").json()["integrations"]
+            }
+            assert "calling the merchant" in rows[1]["quiet"]
+            assert rows[2]["quiet"].startswith("in maintenance (shop 2 migration)")
+        finally:
+            daemon.terminate()
+        for token in (old_token, new_token):
+            assert token not in output + daemon.output
