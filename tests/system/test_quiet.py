@@ -142,9 +142,11 @@ def test_during_a_window_neither_path_notifies_and_after_it_both_fire_once(
                 == 1
             )
             assert daemon.metric("integration_notifications_held", integration_id="2") is None
-            rows = {
-                r["integration_id"]: r for r in daemon.get("/status.json").json()["integrations"]
-            }
+            document = daemon.get("/status.json").json()
+            [window] = document["maintenance"]
+            assert window.startswith("held shop migration: now, until ")
+            assert "Maintenance: held shop migration: now" in daemon.get("/").text
+            rows = {r["integration_id"]: r for r in document["integrations"]}
             assert rows[1]["quiet"].startswith("in maintenance (held shop migration) until")
             assert rows[1]["state"] == "failing"  # still evaluated and shown
             assert rows[2]["quiet"] is None
