@@ -54,6 +54,7 @@ from monitor.poller import AccountPoller
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
+from monitor.sendcloud.stream import ExceptionStream, Position
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -251,6 +252,10 @@ class Daemon:
         self.mutes = MuteStore(self.history.path if self.history is not None else None)
         self.quiet = QuietSource(self.mutes, self.alerting.windows(), clock)
         self.metrics.holds = self._holds
+        #: account -> its exception-log stream; kept across reloads (position, counts)
+        self.streams: dict[str, ExceptionStream] = {}
+        self.metrics.streams = lambda: dict(self.streams)
+        self._positions: dict[str, tuple[int, datetime]] | None = None
         #: (when, summaries): the strips change by the day, the windows by the minute
         self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
         app = make_app(
@@ -520,6 +525,7 @@ class Daemon:
             account, self.store, self.metrics, clock=self._clock, transport=self._transport
         )
         worker.poller.after_cycle = self._after_cycle
+        worker.poller.stream = self._stream(account)
         self._workers[account.name] = worker
         self.store.add(account.name)
         worker.poller.announce_plan()
@@ -530,6 +536,38 @@ class Daemon:
             next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
             **job_options(account.poll_interval_seconds),
         )
+
+    def _stream(self, account: AccountConfig) -> ExceptionStream | None:
+        """The account's exception-log stream (None when off), resumed where it stood: the
+        same object after a reload, the saved position after a restart."""
+        if account.exception_logs_max_pages == 0:
+            self.streams.pop(account.name, None)
+            return None
+        stream = self.streams.get(account.name)
+        if stream is None:
+            stream = ExceptionStream(
+                horizon=timedelta(seconds=account.exception_logs_first_read_seconds)
+            )
+            saved = self._saved_positions().get(account.name)
+            if saved is not None:
+                stream.position = Position(*saved)
+            history = self.history
+            if history is not None:
+                name = account.name
+                stream.on_position = lambda p: history.stream_position(name, p.last_id, p.last_time)
+            self.streams[account.name] = stream
+        stream.max_pages = account.exception_logs_max_pages
+        return stream
+
+    def _saved_positions(self) -> dict[str, tuple[int, datetime]]:
+        if self._positions is None:
+            self._positions = {}
+            if self.history is not None:
+                try:
+                    self._positions = self.history.stream_positions()
+                except HistoryError as exc:
+                    log.warning("exception_log_positions_unreadable", error=str(exc))
+        return self._positions
 
     async def _stop(self, workers: list[Worker], *, reason: str) -> None:
         """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
@@ -596,6 +634,7 @@ class Daemon:
             self._scheduler.remove_job(worker.config.name)
         await self._stop(leaving, reason="reload")
         for name in removed:
+            self.streams.pop(name, None)
             self.store.remove(name)
             self.metrics.remove_account(name)
             self.alerter.end_account(name)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, Protocol
 
+import httpx
 import structlog
 
 from monitor.health import derive, transitions, utcnow
@@ -26,8 +27,12 @@ from monitor.sendcloud import (
     NotFound,
 )
 from monitor.sendcloud.budget import RequestBudget, smallest_interval
+from monitor.sendcloud.stream import Activity, ExceptionStream
 from monitor.settings import AccountConfig
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+
+#: The longest a cycle's read of the exception-log stream may take.
+STREAM_SECONDS = 10.0
 
 log = structlog.get_logger(__name__)
 
@@ -52,6 +57,10 @@ class IntegrationSource(Protocol):
     async def integration_logs(
         self, integration_id: int, *, page_size: int = 10
     ) -> list[dict[str, Any]]: ...
+
+    async def account_logs(
+        self, url: httpx.URL | None = None, *, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], httpx.URL | None]: ...
 
 
 @dataclass(frozen=True)
@@ -130,6 +139,9 @@ class AccountPoller:
         self._warned_budget = False
         self.client = client
         self.after_cycle: AfterCycle | None = None  # e.g. the alerter
+        #: the account's exception-log stream, read once a cycle after the poll (None: off)
+        self.stream: ExceptionStream | None = None
+        self._stream_error: str | None = None
         self._store = store
         self._clock = clock
         self._on_cycle = on_cycle
@@ -299,6 +311,9 @@ class AccountPoller:
             account_error = _account_wide_error(r.outcome for r in reads.values())
         self._announce_account(account_error)
         observations = self._observe(previous, reads)
+        exceptions = previous.exceptions
+        if self.stream is not None and account_error is None:
+            exceptions = await self._read_stream()
         snapshot = AccountSnapshot(
             account=self.account.name,
             integrations=observations,
@@ -309,9 +324,37 @@ class AccountPoller:
             auth_ok=not isinstance(account_error, AuthFailed),
             account_error=account_error.reason if account_error is not None else None,
             list_pages=fetch.list_pages,
+            exceptions=exceptions,
         )
         self._store.put(snapshot)
         return snapshot
+
+    async def _read_stream(self) -> Mapping[int, Activity]:
+        """The cycle's read of the exception-log stream (after the poll, within the same
+        budget, bounded in pages and time); its failure is one warning and costs the poll
+        nothing: the activity known stays."""
+        assert self.stream is not None
+        try:
+            async with asyncio.timeout(STREAM_SECONDS):
+                result = await self.stream.read(self.client, self._clock())
+        except (ApiError, TimeoutError) as exc:
+            reason = exc.reason if isinstance(exc, ApiError) else "timeout"
+            if self._stream_error != reason:
+                self._log.warning("exception_logs_unreadable", reason=reason)
+            self._stream_error = reason
+            return self.stream.activity()
+        if self._stream_error is not None:
+            self._log.info("exception_logs_readable")
+            self._stream_error = None
+        if result.skipped:
+            self._log.warning(
+                "exception_logs_skipped",
+                skipped=result.skipped,
+                pages=result.pages,
+                hint="more new exception logs than stream_max_pages allow in one cycle: the "
+                "newest were read",
+            )
+        return self.stream.activity()
 
     def _deadline_seconds(self) -> float:
         """90 % of the interval — or of the interval the request budget makes necessary, so a

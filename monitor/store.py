@@ -15,6 +15,7 @@ from enum import Enum
 
 from monitor.health import Health, State
 from monitor.sendcloud import Integration
+from monitor.sendcloud.stream import Activity
 
 
 class ReadOutcome(Enum):
@@ -79,6 +80,8 @@ class AccountSnapshot:
     auth_ok: bool = True
     account_error: str | None = None  # reason of an account-wide failure in the last cycle
     list_pages: int | None = None  # pages of the last complete list walk (request planning)
+    #: integrations with exception logs in the last hour, from the account's log stream
+    exceptions: Mapping[int, Activity] = field(default_factory=dict)
 
 
 class Store:

@@ -19,6 +19,7 @@ from monitor.alerting.rules import ALERTS
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import Integration
+from monitor.sendcloud.stream import ExceptionStream
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 from tests.conftest import T0, free_port, require_binary, scraped
@@ -89,6 +90,11 @@ def exported_metric_names() -> set[str]:
     events.throttled(1.0)
     metrics.observe_cycle("default", 0.1, True)
     metrics.holds = lambda: {("default", 1): "mute"}  # only while something is held
+    stream = ExceptionStream()
+    stream.totals[1] = 3
+    stream.last_at[1] = T0
+    stream.kinds[("requests.exceptions.SSLError", "5xx")] = 3
+    metrics.streams = lambda: {"default": stream}
     text = scraped(metrics)
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))
 

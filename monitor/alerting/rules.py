@@ -23,10 +23,12 @@ INTEGRATION_FETCH_STALE = "IntegrationFetchStale"
 INTEGRATION_NOT_FOUND = "IntegrationNotFound"
 AUTH_FAILING = "SendcloudAuthFailing"
 API_UNREACHABLE = "SendcloudAPIUnreachable"
+INTEGRATION_ERRORS_RISING = "IntegrationErrorsRising"
 ALERTS = (
     INTEGRATION_FAILING,
     INTEGRATION_FETCH_STALE,
     INTEGRATION_NOT_FOUND,
+    INTEGRATION_ERRORS_RISING,
     AUTH_FAILING,
     API_UNREACHABLE,
 )
@@ -45,6 +47,10 @@ class AlertRules:
     unreachable_for_seconds: float = 300.0
     repeat_interval_seconds: float = 4 * 3600.0  # 0: never repeat
     runbook_base_url: str = "docs/runbook.md"
+    #: IntegrationErrorsRising: at least this many exception logs within the window, for an
+    #: integration that is not failing
+    errors_rising_count: int = 5
+    errors_rising_window_seconds: float = 900.0
 
     def grace(self, alert: str) -> float:
         return {
@@ -126,7 +132,7 @@ class Evaluation:
 
 
 def conditions_for(
-    snapshot: AccountSnapshot, *, ids_configured: bool
+    snapshot: AccountSnapshot, *, ids_configured: bool, rules: AlertRules | None = None
 ) -> tuple[list[Condition], set[AlertKey]]:
     """Conditions holding in ``snapshot`` (from each integration's health as derived at its
     read), and the keys whose state is unknown this time (integrations that could not be
@@ -148,7 +154,12 @@ def conditions_for(
     for integration_id, observation in snapshot.integrations.items():
         keys = [
             AlertKey(alert, account, integration_id)
-            for alert in (INTEGRATION_FAILING, INTEGRATION_FETCH_STALE, INTEGRATION_NOT_FOUND)
+            for alert in (
+                INTEGRATION_FAILING,
+                INTEGRATION_FETCH_STALE,
+                INTEGRATION_NOT_FOUND,
+                INTEGRATION_ERRORS_RISING,
+            )
         ]
         if observation.status is ReadOutcome.ERROR or snapshot.account_error is not None:
             unknown.update(keys)
@@ -173,6 +184,14 @@ def conditions_for(
             conditions.append(
                 Condition(keys[0], health.failing_since, context, record.started_failing_at)
             )
+        activity = snapshot.exceptions.get(integration_id)
+        if activity is not None and health.failing_since is None and rules is not None:
+            since = health.read_at - timedelta(seconds=rules.errors_rising_window_seconds)
+            count = activity.count_since(since)
+            if count >= rules.errors_rising_count:
+                rising = replace(context, detail=f"{count} exception logs")
+                key = AlertKey(INTEGRATION_ERRORS_RISING, account, integration_id)
+                conditions.append(Condition(key, None, rising))
         if health.stale and health.fetched_since is not None:
             since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)
             episode = record.last_fetched_at or record.created_at
@@ -297,6 +316,11 @@ def summary(state: AlertState) -> str:
         return f"No orders fetched from {shop} for {_human(ctx.staleness_seconds)}."
     if key.alert == INTEGRATION_NOT_FOUND:
         return f"Integration {key.integration_id} is configured but Sendcloud does not know it."
+    if key.alert == INTEGRATION_ERRORS_RISING:
+        return (
+            f"Sendcloud keeps failing to talk to {shop}: {ctx.detail} in the last minutes, "
+            "not failing yet."
+        )
     if key.alert == AUTH_FAILING:
         return (
             f"Sendcloud rejects the API keys of account {key.account}: check them in the "

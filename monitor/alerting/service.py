@@ -23,6 +23,7 @@ from monitor.alerting import persistence
 from monitor.alerting.cause import cause_from_logs, cause_text
 from monitor.alerting.rules import (
     ALERTS,
+    INTEGRATION_ERRORS_RISING,
     INTEGRATION_FAILING,
     AlertEvent,
     AlertKey,
@@ -57,9 +58,12 @@ class Sink(Protocol):
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
 Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)
 CAUSE_PENDING = "the exception logs are being looked up; the cause follows as a 'cause' event"
+NO_LOG = "no exception log of this integration was read"
 CAUSE_FAILED = "the exception logs could not be looked up; tried again at the next evaluation"
 #: Cause lookups in flight at once, over all accounts.
 CAUSE_CONCURRENCY = 4
+#: The alerts whose events carry a cause (from the stream, or IntegrationFailing's lookup).
+CAUSED = frozenset({INTEGRATION_FAILING, INTEGRATION_ERRORS_RISING})
 AlertObserver = Callable[[str, str], None]  # (alert, status)
 FiringObserver = Callable[[Mapping[str, int]], None]
 
@@ -149,8 +153,9 @@ class Alerter:
         now = self._clock()
         account = snapshot.account
         conditions, unknown = conditions_for(
-            snapshot, ids_configured=self.ids_configured.get(account, False)
+            snapshot, ids_configured=self.ids_configured.get(account, False), rules=self.rules
         )
+        self._stream_causes(snapshot)
         previous = self._states.get(account, {})
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
         changed = _persistent(previous) != _persistent(evaluation.states)
@@ -245,11 +250,29 @@ class Alerter:
             sink.submit(account, events, firing)
         self._on_firing(self.firing_counts())
 
+    def _stream_causes(self, snapshot: AccountSnapshot) -> None:
+        """Causes from the account's log stream: an alert with a cause whose integration has
+        a log already read takes the newest at once, with no request (in an incident of a
+        thousand shops: none). The lookup remains for those the stream has nothing of."""
+        for integration_id, activity in snapshot.exceptions.items():
+            for alert in (INTEGRATION_FAILING, INTEGRATION_ERRORS_RISING):
+                key = AlertKey(alert, snapshot.account, integration_id)
+                if key in self.causes and self.causes[key][0] is not None:
+                    continue
+                observation = snapshot.integrations.get(integration_id)
+                since = None
+                if observation is not None and observation.record is not None:
+                    since = observation.record.started_failing_at
+                cause = cause_from_logs([dict(activity.newest)], since)
+                if cause is not None:
+                    self.causes[key] = (cause, None)
+
     def _fields(self, event: AlertEvent) -> dict[str, Any]:
         fields = event_fields(event, self.rules)
-        if event.state.key.alert == INTEGRATION_FAILING and event.status == "firing":
+        if event.state.key.alert in CAUSED and event.status == "firing":
+            pending = CAUSE_PENDING if event.state.key.alert == INTEGRATION_FAILING else NO_LOG
             fields["cause"], fields["cause_error"] = self.causes.get(
-                event.state.key, (None, CAUSE_PENDING)
+                event.state.key, (None, pending)
             )
         return fields
 

@@ -17,12 +17,13 @@ from prometheus_client import (
     Info,
     disable_created_metrics,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from monitor import __version__
 from monitor.exporter.exposition import Exposition
 from monitor.health import utcnow
 from monitor.sendcloud import INTERNAL_ERROR, INVALID_ANSWER_REASONS, ClientEvents
+from monitor.sendcloud.stream import ExceptionStream
 from monitor.store import Store
 
 REQUEST_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -66,6 +67,9 @@ class Metrics:
             self._interval,
             self._polling_start,
         )
+        #: account -> its exception-log stream (the daemon sets it)
+        self.streams: Callable[[], Mapping[str, ExceptionStream]] = dict
+        self.own.register(_Exceptions(lambda: self.streams(), store))
         self.exposition = Exposition(store, self.own, clock)
         for name in accounts:
             self.add_account(name, (poll_intervals or {}).get(name))
@@ -343,3 +347,63 @@ class _Holds:
         for (account, integration_id), reason in sorted(self._holds().items()):
             family.add_metric([account, str(integration_id), reason], 1.0)
         return [family]
+
+
+class _Exceptions:
+    """The exception-log stream's counters: per integration (every watched integration, zero
+    from the start), and per account by bounded exception type and response code class."""
+
+    def __init__(self, streams: Callable[[], Mapping[str, ExceptionStream]], store: Store) -> None:
+        self._streams = streams
+        self._store = store
+
+    def describe(self) -> list[Metric]:
+        return list(self._families())
+
+    def _families(
+        self,
+    ) -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+        return (
+            CounterMetricFamily(
+                "integration_exceptions",
+                "Exception logs Sendcloud wrote for the integration, read from the account's "
+                "log stream since the monitor started.",
+                labels=["account", "integration_id"],
+            ),
+            GaugeMetricFamily(
+                "integration_last_exception_timestamp_seconds",
+                "created_at of the integration's newest exception log read (absent before one).",
+                labels=["account", "integration_id"],
+            ),
+            CounterMetricFamily(
+                "sendcloud_exception_logs",
+                "Exception logs read from the account's stream, by exception type (the first "
+                "10 types of the account; the rest: other) and response code class "
+                "(4xx, 5xx, other, none).",
+                labels=["account", "exception_type", "response_code"],
+            ),
+            CounterMetricFamily(
+                "sendcloud_exception_logs_skipped",
+                "Exception logs skipped because a cycle had more new ones than "
+                "exception_logs_max_pages allow (estimated from the log IDs).",
+                labels=["account"],
+            ),
+        )
+
+    def collect(self) -> list[Metric]:
+        totals, last, kinds, skipped = self._families()
+        streams = self._streams()
+        for account, snapshot in sorted(self._store.snapshots().items()):
+            stream = streams.get(account)
+            if stream is None:
+                continue
+            for integration_id in sorted(snapshot.integrations):
+                labels = [account, str(integration_id)]
+                totals.add_metric(labels, float(stream.totals.get(integration_id, 0)))
+                at = stream.last_at.get(integration_id)
+                if at is not None:
+                    last.add_metric(labels, at.timestamp())
+            for (kind, code), count in sorted(stream.kinds.items()):
+                kinds.add_metric([account, kind, code], float(count))
+            skipped.add_metric([account], float(stream.skipped))
+        return [totals, last, kinds, skipped]

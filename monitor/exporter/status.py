@@ -300,6 +300,8 @@ def _row_html(row: Row, now: datetime) -> str:
             "</span> <span class='muted unreadable'>unreadable since "
             f"{when(row.unreadable_since, now)}"
         )
+    if "IntegrationErrorsRising" in row.alerts:
+        state_text += "</span> <span class='state stale rising'>errors rising"
     if row.quiet is not None:
         state_text += f"</span> <span class='muted quiet'>{escape(row.quiet)}"
     return (

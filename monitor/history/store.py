@@ -79,6 +79,14 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX mutes_by_until ON mutes (until);
     """,
+    # 3: where each account's exception-log stream stands
+    """
+    CREATE TABLE stream_positions (
+        account TEXT PRIMARY KEY,
+        last_id INTEGER NOT NULL,
+        last_time REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
@@ -121,12 +129,20 @@ class _Episode:
 
 
 @dataclass(frozen=True, slots=True)
+class _Position:
+    account: str
+    last_id: int
+    last_time: datetime
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class _Flush:
     done: threading.Event
     at: datetime
 
 
-_Item = _Poll | _Forget | _Episode | _Flush
+_Item = _Poll | _Forget | _Episode | _Position | _Flush
 
 
 class HistoryError(Exception):
@@ -189,6 +205,25 @@ class HistoryStore:
         """An alert event (fired, escalated, resolved, cause) of an integration's alert."""
         self._put(_Episode(dict(event), at))
 
+    def stream_position(self, account: str, last_id: int, last_time: datetime) -> None:
+        """Where an account's exception-log stream stands (written with the next batch)."""
+        self._put(_Position(account, last_id, last_time, self._clock()))
+
+    def stream_positions(self) -> dict[str, tuple[int, datetime]]:
+        """Every account's saved stream position; empty when there is none (or no file)."""
+        if not self.path.exists():
+            return {}
+        try:
+            with self._reader() as db:
+                rows = db.execute(
+                    "SELECT account, last_id, last_time FROM stream_positions"
+                ).fetchall()
+        except HistoryError as exc:
+            if "no such table" in str(exc):
+                return {}
+            raise
+        return {a: (i, datetime.fromtimestamp(t, UTC)) for a, i, t in rows}
+
     def close(self, at: datetime, timeout: float = 2.0) -> None:
         """At shutdown: what is queued is written, open intervals end at ``at``."""
         if not self._thread.is_alive():
@@ -226,7 +261,7 @@ class HistoryStore:
             # polls of many accounts arrive one by one: gather what comes within a moment into
             # one transaction (a commit costs more than the rows of a small account)
             deadline = time.monotonic() + BATCH_SECONDS
-            while len(batch) < 500 and isinstance(batch[-1], _Poll | _Episode):
+            while len(batch) < 500 and isinstance(batch[-1], _Poll | _Episode | _Position):
                 try:
                     batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
                 except queue.Empty:
@@ -327,6 +362,11 @@ class HistoryStore:
                     _close(db, account, integration_id, at)
         elif isinstance(item, _Episode):
             _write_episode(db, item.event, at)
+        elif isinstance(item, _Position):
+            db.execute(
+                "INSERT OR REPLACE INTO stream_positions VALUES (?, ?, ?)",
+                (item.account, item.last_id, _ts(item.last_time)),
+            )
 
     def _prune(self, db: sqlite3.Connection, at: datetime) -> None:
         """Once a day: intervals and episodes older than the retention go."""

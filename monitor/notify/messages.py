@@ -108,6 +108,7 @@ _VERBS = {
     "IntegrationFailing": "failing",
     "IntegrationFetchStale": "not fetched for longer than their threshold",
     "IntegrationNotFound": "not found",
+    "IntegrationErrorsRising": "logging exceptions (errors rising)",
     "SendcloudAuthFailing": "rejecting the API keys",
     "SendcloudAPIUnreachable": "unreadable",
 }

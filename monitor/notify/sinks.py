@@ -273,6 +273,7 @@ AM_SEVERITY = {
     "IntegrationFailingCritical": "critical",
     "IntegrationFetchStale": "warning",
     "IntegrationNotFound": "warning",
+    "IntegrationErrorsRising": "warning",
     "SendcloudAuthFailing": "critical",
     "SendcloudAPIUnreachable": "critical",
 }

@@ -213,6 +213,21 @@ class SendcloudClient:
         with self._counted("integration_logs"):
             return [item for item in _data_list(response, raw) if isinstance(item, dict)]
 
+    async def account_logs(
+        self, url: httpx.URL | None = None, *, page_size: int = 100
+    ) -> tuple[list[dict[str, Any]], httpx.URL | None]:
+        """One page of the account's exception logs (newest first; ``url`` is a next page),
+        as raw objects, and the next page's URL (on the API's origin, or InvalidResponse)."""
+        if url is None:
+            response, raw = await self._request(
+                "account_logs", "integrations/logs", {"page_size": page_size}
+            )
+        else:
+            response, raw = await self._request("account_logs", url)
+        with self._counted("account_logs"):
+            items = [item for item in _data_list(response, raw) if isinstance(item, dict)]
+            return items, self._next_link(response)
+
     def _parse(self, endpoint: str, data: object) -> Integration:
         """A record, with each invalid optional field set to null and counted."""
         record, dropped = parse_integration(data)

@@ -84,6 +84,10 @@ class Defaults(_Strict):
     #: This replica's share of each account's request budget (0.5 for two replicas that both
     #: poll, for high availability).
     budget_share: float = Field(default=1.0, gt=0, le=1)
+    #: Pages (100 logs each) of the account's exception-log stream read a cycle; 0: off.
+    exception_logs_max_pages: int = Field(default=3, ge=0, le=20)
+    #: How far back a first start reads the stream.
+    exception_logs_first_read_seconds: float = Field(default=3600.0, ge=0, le=86400)
 
 
 class AccountSettings(_Strict):
@@ -332,6 +336,9 @@ class AlertingSettings(_Strict):
     unreachable_for_seconds: float = Field(default=300.0, ge=0)
     cause_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
     cause_logs_page_size: int = Field(default=10, ge=1, le=100)
+    #: IntegrationErrorsRising: this many exception logs within the window, not failing.
+    errors_rising_count: int = Field(default=5, ge=1, le=10_000)
+    errors_rising_window_seconds: float = Field(default=900.0, ge=60, le=3600)
     webhooks: list[WebhookSettings] = Field(default_factory=list)
     alertmanager: AlertmanagerSettings | None = None
     #: Apprise receivers, reached through ``routes`` (all of them when there are no routes).
@@ -394,6 +401,8 @@ class AlertingSettings(_Strict):
             unreachable_for_seconds=self.unreachable_for_seconds,
             repeat_interval_seconds=self.repeat_interval_seconds,
             runbook_base_url=self.runbook_base_url.rstrip("#"),
+            errors_rising_count=self.errors_rising_count,
+            errors_rising_window_seconds=self.errors_rising_window_seconds,
         )
 
     def resolved_webhooks(self) -> list[WebhookConfig]:

@@ -71,6 +71,8 @@ class AccountConfig:
     stale_overrides: Mapping[int, float] = field(default_factory=dict)
     max_requests_per_minute: int = 900
     auth_retry_seconds: float = 300.0
+    exception_logs_max_pages: int = 3  # 0: the stream is off
+    exception_logs_first_read_seconds: float = 3600.0
     auth: str = "basic"  # or "oauth2": client credentials at oauth2_token_url
     oauth2_token_url: str = DEFAULT_TOKEN_URL
     oauth2_scope: str = "api"
@@ -120,6 +122,8 @@ def resolve_account(account: AccountSettings, defaults: Defaults) -> AccountConf
             ),
         ),
         auth_retry_seconds=_first(account.auth_retry_seconds, defaults.auth_retry_seconds),
+        exception_logs_max_pages=defaults.exception_logs_max_pages,
+        exception_logs_first_read_seconds=defaults.exception_logs_first_read_seconds,
         clock_skew_tolerance_seconds=_first(
             account.clock_skew_tolerance_seconds, defaults.clock_skew_tolerance_seconds
         ),

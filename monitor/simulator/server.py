@@ -1,8 +1,9 @@
 """A Sendcloud v3 Integrations API simulator: a real HTTP server on loopback.
 
-It serves ``GET /integrations``, ``GET /integrations/{id}`` and ``GET /integrations/{id}/logs``
-as the spec describes them (Basic auth, JSON:API errors, cursor pagination with a ``Link``
-header), from scripted scenarios whose timestamps follow the simulator's clock. It powers
+It serves ``GET /integrations``, ``GET /integrations/{id}``, ``GET /integrations/{id}/logs`` and
+``GET /integrations/logs`` (every exception log of the account, newest first, a date-time
+``cursor``) as the spec describes them (Basic auth, JSON:API errors, cursor pagination with a
+``Link`` header), from scripted scenarios whose timestamps follow the simulator's clock. It powers
 ``integration-monitor demo`` and the test suite.
 
 Tests change it while it runs through the Python methods, or over HTTP through the control
@@ -10,6 +11,8 @@ endpoints under ``/_simulator/`` (no auth; loopback tool only):
 
 - ``PATCH /_simulator/integrations/{id}``: JSON with ``scenario`` and/or fields to set
 - ``DELETE /_simulator/integrations/{id}``: the integration answers 404 from then on
+- ``POST /_simulator/logs``: JSON ``{"integration_id": N, ...}`` appends an exception log
+  (``{"integration_ids": [...]}`` many at once)
 - ``POST /_simulator/faults``: ``{"status": 503, "count": 2, "integration_id": null}``
 - ``GET /_simulator/requests``: the API requests served so far
 """
@@ -127,7 +130,11 @@ class SimIntegration:
                     "headers": {"Authorization": f"Bearer shop-secret-{self.id}"},
                     "payload": None,
                 },
-                "created_at": _iso(since + timedelta(minutes=5 * n)),
+                # distinct times (a date-time cursor cannot tell equal ones apart)
+                "created_at": (since + timedelta(minutes=5 * n, milliseconds=self.id % 1000))
+                .astimezone(UTC)
+                .isoformat(timespec="milliseconds")
+                .replace("+00:00", "Z"),
                 "exception_type": "requests.exceptions.HTTPError",
                 "exception": f"503 Server Error: Service Unavailable for url: {self.shop_url}",
                 "protected": False,
@@ -267,6 +274,10 @@ class Simulator:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._lock = threading.Lock()
+        #: exception logs appended by tests (append_log), beside the generated ones of failing
+        #: shops; newest last
+        self._logs: list[dict[str, Any]] = []
+        self._next_log_id = 10_000_000
         self.rate_limit_per_minute = rate_limit_per_minute
         self._monotonic = monotonic
         self._window: collections.deque[float] = collections.deque()
@@ -364,8 +375,8 @@ class Simulator:
         """Misbehave for the next ``count`` matching API requests (see :class:`Fault`)."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"fault kind must be one of {', '.join(sorted(FAULT_KINDS))}")
-        if endpoint not in (None, "list", "get", "logs"):
-            raise ValueError("endpoint must be list, get or logs")
+        if endpoint not in (None, "list", "get", "logs", "account_logs"):
+            raise ValueError("endpoint must be list, get, logs or account_logs")
         with self._lock:
             self._faults.append(Fault(kind, status, count, integration_id, delay, endpoint))
 
@@ -430,6 +441,11 @@ class Simulator:
             limited = self._rate_limited()
             if limited is not None:
                 return limited
+            if re.fullmatch(r"/integrations/logs/?", path):
+                fault = self._take_fault(None, record=False, endpoint="account_logs")
+                if fault is not None and fault.kind not in ("slow", "bad_link"):
+                    return _fault_reply(fault)
+                return self._log_page(path, query, self._account_logs(self.clock()))
             match = re.fullmatch(r"/integrations(?:/(\d+))?(/logs)?/?", path)
             if match is None:
                 return _error(404, "not_found", "Unknown endpoint.")
@@ -461,8 +477,89 @@ class Simulator:
                 "The Integration could not be found with the search criteria given",
             )
         if logs:
-            return self._page(path, query, integration.logs(now), lambda item: item)
+            mine = [x for x in self._account_logs(now) if x["integration_id"] == integration_id]
+            return self._log_page(path, query, mine)
         return Reply(200, {"data": record})
+
+    def _account_logs(self, now: datetime) -> list[dict[str, Any]]:
+        """Every exception log of the account, newest first: the failing shops' own and the
+        appended ones."""
+        found = [log for i in self._integrations.values() for log in i.logs(now)]
+        found += self._logs
+        return sorted(
+            found, key=lambda x: (datetime.fromisoformat(x["created_at"]), x["id"]), reverse=True
+        )
+
+    def _log_page(
+        self, path: str, query: dict[str, list[str]], logs: list[dict[str, Any]]
+    ) -> Reply:
+        """Exception logs as the spec pages them: newest first, ``cursor`` a date-time (the
+        logs older than it), ``page_size`` 1-100, the next page in a ``Link`` header."""
+        try:
+            size = int(query.get("page_size", [str(DEFAULT_PAGE_SIZE)])[0])
+        except ValueError:
+            return _error(400, "invalid", "page_size must be a number.")
+        if not 1 <= size <= 100:
+            return _error(400, "invalid", "page_size must be between 1 and 100.")
+        cursor = query.get("cursor", [""])[0]
+        if cursor:
+            try:
+                before = datetime.fromisoformat(cursor)
+            except ValueError:
+                return _error(400, "invalid", "cursor must be a date-time.")
+            if before.tzinfo is None:
+                return _error(400, "invalid", "cursor needs a time zone offset.")
+            logs = [x for x in logs if datetime.fromisoformat(x["created_at"]) < before]
+        page = logs[:size]
+        headers: dict[str, str] = {}
+        if len(logs) > size:
+            base = self.next_link_base or self.origin
+            params = urlencode({"cursor": page[-1]["created_at"], "page_size": size})
+            headers["Link"] = f'<{base}{API_PREFIX}{path}?{params}>; rel="next"'
+        return Reply(200, {"data": page}, headers)
+
+    def append_log(
+        self,
+        integration_id: int,
+        *,
+        exception_type: str = "requests.exceptions.ConnectionError",
+        exception: str = "Connection refused",
+        response_code: int | None = None,
+        created_at: datetime | None = None,
+        log_id: int | None = None,
+    ) -> dict[str, Any]:
+        """A new exception log (while it runs): now, or at ``created_at`` (late, out of
+        order); ``log_id`` again makes a duplicate."""
+        with self._lock:
+            if log_id is None:
+                self._next_log_id += 1
+                log_id = self._next_log_id
+            at = created_at or self.clock()
+            shop = self._integrations.get(integration_id)
+            base = shop.shop_url if shop else "https://shop.example.com/"
+            entry = {
+                "id": log_id,
+                "integration_id": integration_id,
+                "base_url": base,
+                "full_url": f"{base.rstrip('/')}/orders.json?token=shop-token-{integration_id}",
+                "method": "GET",
+                "response_code": response_code,
+                "response": None,
+                "request": {"headers": {"Authorization": f"Bearer shop-secret-{integration_id}"}},
+                "created_at": at.astimezone(UTC).isoformat(timespec="microseconds"),
+                "exception_type": exception_type,
+                "exception": exception,
+                "protected": False,
+                "additional_data": "",
+            }
+            self._logs.append(entry)
+            return entry
+
+    def append_logs(self, integration_ids: list[int], **fields: Any) -> None:
+        """Many at once (a storm), each a microsecond after the one before."""
+        start = self.clock()
+        for n, integration_id in enumerate(integration_ids):
+            self.append_log(integration_id, created_at=start + timedelta(microseconds=n), **fields)
 
     def _record(self, integration: SimIntegration, now: datetime) -> dict[str, Any] | None:
         record = integration.render(now, self.epoch)
@@ -541,6 +638,14 @@ class Simulator:
             return 200, {"ok": True}
         if path == "/faults" and method == "DELETE":
             self.clear_faults()
+            return 200, {"ok": True}
+        if path == "/logs" and method == "POST":
+            fields = dict(body or {})
+            ids = fields.pop("integration_ids", None)
+            if ids is not None:
+                self.append_logs([int(i) for i in ids], **fields)
+            else:
+                self.append_log(int(fields.pop("integration_id")), **fields)
             return 200, {"ok": True}
         if path == "/requests" and method == "GET":
             with self._lock:

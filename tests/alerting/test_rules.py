@@ -189,7 +189,7 @@ def test_account_error_makes_integrations_unknown() -> None:
     snap = snapshot(obs(1, ReadOutcome.ERROR), auth_ok=False, account_error="auth_failed")
     conditions, unknown = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [AUTH_FAILING]
-    assert len(unknown) == 3
+    assert len(unknown) == 4  # each alert of the integration, the early warning too
     snap = snapshot(obs(1, ReadOutcome.ERROR), account_error="unreachable")
     conditions, _ = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [API_UNREACHABLE]

@@ -1,0 +1,222 @@
+"""The account's exception logs as a stream: ``GET /integrations/logs``, read incrementally.
+
+Sendcloud writes an exception log each time it fails to talk to a shop, long before it gives
+up and sets ``started_failing_at``. Each cycle reads the newest pages (100 logs a page, at most
+``max_pages``) until it reaches the logs it has seen: the pages come newest first, so it stops
+at the first page that reaches back to the position (the newest log time seen, less a grace
+for logs that arrive late). Logs are taken once by their ID, whatever their order or how often
+they come. When a storm has more new logs than the pages allow, the newest are read and the
+rest are skipped and counted (estimated from the log IDs, which increase with time), never
+silently lost: the position jumps to what was read, so a storm never takes the budget from
+polling. A first start reads back ``horizon`` (1 h) only.
+
+Only what the monitor needs is kept of a log: its ID, integration, time, exception type and
+response code; and, of each integration's newest log, the raw object for its cause (the
+alerting redacts and allowlists it before anything is shown).
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import httpx
+
+PAGE_SIZE = 100
+MAX_PAGES = 3
+HORIZON = timedelta(hours=1)
+#: How late a log may arrive (its ``created_at`` older than the newest seen) and still be read.
+LATE_GRACE = timedelta(minutes=5)
+#: How long each integration's log times are kept (the longest early-warning window).
+KEEP = timedelta(hours=1)
+#: Exception types with a label of their own per account; the rest are ``other``.
+TOP_TYPES = 10
+SEEN_IDS = 50_000
+
+
+class LogSource(Protocol):
+    async def account_logs(
+        self, url: httpx.URL | None = None, *, page_size: int = PAGE_SIZE
+    ) -> tuple[list[dict[str, Any]], httpx.URL | None]: ...
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where the stream stands: the newest log read (persisted across restarts)."""
+
+    last_id: int
+    last_time: datetime
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One integration's recent exception logs: their times (within KEEP) and the newest."""
+
+    times: tuple[datetime, ...]
+    newest: Mapping[str, Any]
+
+    def count_since(self, since: datetime) -> int:
+        return sum(1 for t in self.times if t >= since)
+
+
+@dataclass(frozen=True)
+class _Log:
+    id: int
+    integration_id: int
+    created_at: datetime
+    exception_type: str
+    code_class: str
+    raw: Mapping[str, Any]
+
+
+@dataclass
+class ReadResult:
+    new: int = 0
+    pages: int = 0
+    skipped: int = 0
+    invalid: int = 0
+    reached: bool = True
+
+
+@dataclass
+class ExceptionStream:
+    """One account's stream: position, recent activity per integration, and counts."""
+
+    max_pages: int = MAX_PAGES
+    horizon: timedelta = HORIZON
+    position: Position | None = None
+    on_position: Callable[[Position], None] = lambda position: None
+    #: integration -> logs read since start (the counters of /metrics)
+    totals: collections.Counter[int] = field(default_factory=collections.Counter)
+    #: (exception type label, response code class) -> logs read since start
+    kinds: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    skipped: int = 0
+    last_at: dict[int, datetime] = field(default_factory=dict)
+    _times: dict[int, collections.deque[datetime]] = field(default_factory=dict)
+    _newest: dict[int, _Log] = field(default_factory=dict)
+    _seen: collections.OrderedDict[int, None] = field(default_factory=collections.OrderedDict)
+    _types: set[str] = field(default_factory=set)
+
+    async def read(
+        self,
+        source: LogSource,
+        now: datetime,
+    ) -> ReadResult:
+        """One cycle's read; raises the API's errors (the caller counts and logs them)."""
+        stop = (self.position.last_time - LATE_GRACE) if self.position else now - self.horizon
+        result = ReadResult(reached=False)
+        fresh: list[_Log] = []
+        url: httpx.URL | None = None
+        oldest: _Log | None = None
+        while result.pages < self.max_pages:
+            items, following = await source.account_logs(url, page_size=PAGE_SIZE)
+            result.pages += 1
+            for item in items:
+                parsed = _parse(item)
+                if parsed is None:
+                    result.invalid += 1
+                    continue
+                if parsed.created_at < stop:
+                    result.reached = True  # the page reaches back to what was read before
+                    continue
+                if oldest is None or parsed.created_at < oldest.created_at:
+                    oldest = parsed
+                if parsed.id not in self._seen:
+                    fresh.append(parsed)
+            if result.reached or following is None:
+                result.reached = True
+                break
+            url = following
+        if not result.reached and self.position is not None and oldest is not None:
+            result.skipped = max(0, oldest.id - self.position.last_id - 1)
+            self.skipped += result.skipped
+        for entry in sorted(fresh, key=lambda e: (e.created_at, e.id)):
+            self._take(entry)
+        result.new = len(fresh)
+        self._prune(now)
+        newest = max(fresh, key=lambda e: (e.created_at, e.id), default=None)
+        if newest is not None and (
+            self.position is None or newest.created_at >= self.position.last_time
+        ):
+            self.position = Position(newest.id, newest.created_at)
+            self.on_position(self.position)
+        return result
+
+    def activity(self) -> dict[int, Activity]:
+        """Each integration with logs within KEEP: the snapshot's ``exceptions``."""
+        return {
+            integration_id: Activity(tuple(times), self._newest[integration_id].raw)
+            for integration_id, times in self._times.items()
+            if times
+        }
+
+    def _take(self, entry: _Log) -> None:
+        self._seen[entry.id] = None
+        while len(self._seen) > SEEN_IDS:
+            self._seen.popitem(last=False)
+        self.totals[entry.integration_id] += 1
+        self.kinds[(self._type_label(entry.exception_type), entry.code_class)] += 1
+        self._times.setdefault(entry.integration_id, collections.deque()).append(entry.created_at)
+        known = self._newest.get(entry.integration_id)
+        if known is None or entry.created_at >= known.created_at:
+            self._newest[entry.integration_id] = entry
+            self.last_at[entry.integration_id] = entry.created_at
+
+    def _type_label(self, exception_type: str) -> str:
+        """The type as a label: the first TOP_TYPES types of the account keep theirs."""
+        if exception_type in self._types:
+            return exception_type
+        if len(self._types) < TOP_TYPES:
+            self._types.add(exception_type)
+            return exception_type
+        return "other"
+
+    def _prune(self, now: datetime) -> None:
+        horizon = now - KEEP
+        for integration_id in list(self._times):
+            times = self._times[integration_id]
+            while times and times[0] < horizon:
+                times.popleft()
+            if not times:
+                del self._times[integration_id]
+                self._newest.pop(integration_id, None)
+
+
+def _parse(item: Mapping[str, Any]) -> _Log | None:
+    """The fields the stream needs, or None for a log it cannot use."""
+    log_id, integration_id = item.get("id"), item.get("integration_id")
+    if not isinstance(log_id, int) or isinstance(log_id, bool) or log_id < 1:
+        return None
+    if not isinstance(integration_id, int) or isinstance(integration_id, bool):
+        return None
+    created = item.get("created_at")
+    try:
+        created_at = datetime.fromisoformat(created) if isinstance(created, str) else None
+    except ValueError:
+        created_at = None
+    if created_at is None or created_at.tzinfo is None:
+        return None
+    kind = item.get("exception_type")
+    exception_type = kind[:100] if isinstance(kind, str) and kind else "unknown"
+    return _Log(
+        log_id,
+        integration_id,
+        created_at,
+        exception_type,
+        code_class(item.get("response_code")),
+        item,
+    )
+
+
+def code_class(code: object) -> str:
+    """A response code as a bounded label: ``4xx``, ``5xx``, ``other`` or ``none``."""
+    if not isinstance(code, int) or isinstance(code, bool):
+        return "none"
+    if 400 <= code < 500:
+        return "4xx"
+    if 500 <= code < 600:
+        return "5xx"
+    return "other"
