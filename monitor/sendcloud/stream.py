@@ -107,6 +107,9 @@ class ExceptionStream:
     ) -> ReadResult:
         """One cycle's read; raises the API's errors (the caller counts and logs them)."""
         stop = (self.position.last_time - LATE_GRACE) if self.position else now - self.horizon
+        resumed = None
+        if self.position is not None and not self._seen:  # a restart: strictly after it
+            resumed = (self.position.last_time, self.position.last_id)
         result = ReadResult(reached=False)
         fresh: list[_Log] = []
         url: httpx.URL | None = None
@@ -124,8 +127,11 @@ class ExceptionStream:
                     continue
                 if oldest is None or parsed.created_at < oldest.created_at:
                     oldest = parsed
-                if parsed.id not in self._seen:
-                    fresh.append(parsed)
+                if parsed.id in self._seen:
+                    continue
+                if resumed and (parsed.created_at, parsed.id) <= resumed:
+                    continue  # read before the restart (the IDs seen then are not kept)
+                fresh.append(parsed)
             if result.reached or following is None:
                 result.reached = True
                 break
