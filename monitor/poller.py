@@ -286,9 +286,21 @@ class AccountPoller:
             self._log.exception("after_cycle_failed")
 
     async def _cycle(self) -> AccountSnapshot:
+        # the exception-log stream is read beside the poll, within the same deadline
+        streaming = asyncio.create_task(self._read_stream()) if self.stream is not None else None
+        try:
+            return await self._poll_cycle(streaming)
+        finally:
+            if streaming is not None and not streaming.done():
+                streaming.cancel()  # a poll cancelled (shutdown, reload) ends its read too
+
+    async def _poll_cycle(
+        self, streaming: asyncio.Task[Mapping[int, Activity]] | None
+    ) -> AccountSnapshot:
         previous = self._store.get(self.account.name)
         reads: dict[int, Read] = {}
         fetch = _Fetch(list_pages=previous.list_pages)
+        deadline = self._monotonic() + self._deadline_seconds()
         try:
             async with asyncio.timeout(self._deadline_seconds()):
                 await self._fetch(previous, reads, fetch)
@@ -312,8 +324,8 @@ class AccountPoller:
         self._announce_account(account_error)
         observations = self._observe(previous, reads)
         exceptions = previous.exceptions
-        if self.stream is not None and account_error is None:
-            exceptions = await self._read_stream()
+        if streaming is not None:
+            exceptions = await self._stream_result(streaming, deadline - self._monotonic())
         snapshot = AccountSnapshot(
             account=self.account.name,
             integrations=observations,
@@ -329,8 +341,25 @@ class AccountPoller:
         self._store.put(snapshot)
         return snapshot
 
+    async def _stream_result(
+        self, streaming: asyncio.Task[Mapping[int, Activity]], remaining: float
+    ) -> Mapping[int, Activity]:
+        """The stream's read, given what is left of the cycle's deadline: a read that does
+        not finish in time is dropped (its logs come with the next cycle's)."""
+        assert self.stream is not None
+        try:
+            return await asyncio.wait_for(streaming, max(0.0, remaining))
+        except TimeoutError:
+            self._stream_failed("deadline")
+            return self.stream.activity()
+
+    def _stream_failed(self, reason: str) -> None:
+        if self._stream_error != reason:
+            self._log.warning("exception_logs_unreadable", reason=reason)
+        self._stream_error = reason
+
     async def _read_stream(self) -> Mapping[int, Activity]:
-        """The cycle's read of the exception-log stream (after the poll, within the same
+        """The cycle's read of the exception-log stream (beside the poll, within the same
         budget, bounded in pages and time); its failure is one warning and costs the poll
         nothing: the activity known stays."""
         assert self.stream is not None
@@ -338,10 +367,7 @@ class AccountPoller:
             async with asyncio.timeout(STREAM_SECONDS):
                 result = await self.stream.read(self.client, self._clock())
         except (ApiError, TimeoutError) as exc:
-            reason = exc.reason if isinstance(exc, ApiError) else "timeout"
-            if self._stream_error != reason:
-                self._log.warning("exception_logs_unreadable", reason=reason)
-            self._stream_error = reason
+            self._stream_failed(exc.reason if isinstance(exc, ApiError) else "timeout")
             return self.stream.activity()
         if self._stream_error is not None:
             self._log.info("exception_logs_readable")

@@ -46,7 +46,15 @@ def test_an_incident_warns_early_in_both_paths_and_its_causes_cost_no_lookup(
     with Simulator(shops) as sim:
         port, prom_port = free_port(), free_port()
         config = tmp_path / "monitor.yaml"
-        config.write_text(yaml.safe_dump({"alerting": {"failing_for_seconds": 900}}))
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    # two rounds may land in one cycle on a busy machine: room for them
+                    "defaults": {"exception_logs_max_pages": 10},
+                    "alerting": {"failing_for_seconds": 900},
+                }
+            )
+        )
         env = monitor_env(sim, port, MONITOR_CONFIG_FILE=str(config))
         daemon = DaemonProcess(["run"], env, port)
         prom_config = tmp_path / "prometheus.yml"
@@ -103,15 +111,15 @@ def test_an_incident_warns_early_in_both_paths_and_its_causes_cost_no_lookup(
                     )
                     == SHOPS
                 ),
-                10,
+                30,
                 "the daemon's early warnings",
             )
             wait(
                 lambda: firing(prom, "SendcloudIntegrationErrorsRising") == expected,
-                15,
+                30,
                 "Prometheus's early warnings",
             )
-            assert time.monotonic() - started < 15  # within about one interval
+            assert time.monotonic() - started < 20  # about one interval (5 s), on a busy machine
             assert firing(prom, "SendcloudIntegrationFailing") == set()  # before any failure
             rising = [e for e in daemon.events("alert") if e["alert"] == "IntegrationErrorsRising"]
             assert {e["cause"]["exception_type"] for e in rising} == {
