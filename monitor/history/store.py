@@ -84,7 +84,7 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE stream_positions (
         account TEXT PRIMARY KEY,
         last_id INTEGER NOT NULL,
-        last_time REAL NOT NULL
+        last_time TEXT NOT NULL -- RFC 3339: the exact microsecond the stream compares with
     );
     """,
 )
@@ -222,7 +222,7 @@ class HistoryStore:
             if "no such table" in str(exc):
                 return {}
             raise
-        return {a: (i, datetime.fromtimestamp(t, UTC)) for a, i, t in rows}
+        return {a: (i, datetime.fromisoformat(t)) for a, i, t in rows}
 
     def close(self, at: datetime, timeout: float = 2.0) -> None:
         """At shutdown: what is queued is written, open intervals end at ``at``."""
@@ -365,7 +365,7 @@ class HistoryStore:
         elif isinstance(item, _Position):
             db.execute(
                 "INSERT OR REPLACE INTO stream_positions VALUES (?, ?, ?)",
-                (item.account, item.last_id, _ts(item.last_time)),
+                (item.account, item.last_id, item.last_time.isoformat()),
             )
 
     def _prune(self, db: sqlite3.Connection, at: datetime) -> None:

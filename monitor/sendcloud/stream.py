@@ -99,6 +99,7 @@ class ExceptionStream:
     _newest: dict[int, _Log] = field(default_factory=dict)
     _seen: collections.OrderedDict[int, None] = field(default_factory=collections.OrderedDict)
     _types: set[str] = field(default_factory=set)
+    _floor: tuple[datetime, int] | None = None
 
     async def read(
         self,
@@ -107,9 +108,10 @@ class ExceptionStream:
     ) -> ReadResult:
         """One cycle's read; raises the API's errors (the caller counts and logs them)."""
         stop = (self.position.last_time - LATE_GRACE) if self.position else now - self.horizon
-        resumed = None
-        if self.position is not None and not self._seen:  # a restart: strictly after it
-            resumed = (self.position.last_time, self.position.last_id)
+        if self.position is not None and self._floor is None and not self._seen:
+            # a restart: what was read before it is at or before its position (the IDs seen
+            # then are not kept), late logs included
+            self._floor = (self.position.last_time, self.position.last_id)
         result = ReadResult(reached=False)
         fresh: list[_Log] = []
         url: httpx.URL | None = None
@@ -129,8 +131,8 @@ class ExceptionStream:
                     oldest = parsed
                 if parsed.id in self._seen:
                     continue
-                if resumed and (parsed.created_at, parsed.id) <= resumed:
-                    continue  # read before the restart (the IDs seen then are not kept)
+                if self._floor is not None and (parsed.created_at, parsed.id) <= self._floor:
+                    continue  # read before the restart
                 fresh.append(parsed)
             if result.reached or following is None:
                 result.reached = True

@@ -40,9 +40,16 @@ def test_logs_and_errors_match_the_spec(sim: Simulator) -> None:
     error_validator = spec_validator("errors")
     logs = httpx.get(sim.url + "/integrations/2/logs", auth=AUTH).json()["data"]
     assert logs
-    for entry in logs:
+    httpx.post(sim.origin + "/_simulator/logs", json={"integration_id": 1, "response_code": 401})
+    httpx.post(sim.origin + "/_simulator/logs", json={"integration_ids": [3, 4]})
+    streamed = httpx.get(sim.url + "/integrations/logs", auth=AUTH).json()["data"]
+    assert {entry["integration_id"] for entry in streamed} >= {1, 2, 3, 4}
+    for entry in logs + streamed:
         log_validator.validate(entry)
     for response in (
+        httpx.get(sim.url + "/integrations/logs?page_size=0", auth=AUTH),
+        httpx.get(sim.url + "/integrations/logs?cursor=soon", auth=AUTH),
+        httpx.get(sim.url + "/integrations/logs", auth=("x", "y")),
         httpx.get(sim.url + "/integrations/5", auth=AUTH),
         httpx.get(sim.url + "/integrations/1", auth=("x", "y")),
         httpx.get(sim.url + "/integrations?page_size=500", auth=AUTH),

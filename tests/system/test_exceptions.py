@@ -121,6 +121,7 @@ def test_an_incident_warns_early_in_both_paths_and_its_causes_cost_no_lookup(
             )
             assert time.monotonic() - started < 20  # about one interval (5 s), on a busy machine
             assert firing(prom, "SendcloudIntegrationFailing") == set()  # before any failure
+            assert daemon.get("/").text.count("errors rising") >= SHOPS  # on the status page
             rising = [e for e in daemon.events("alert") if e["alert"] == "IntegrationErrorsRising"]
             assert {e["cause"]["exception_type"] for e in rising} == {
                 "requests.exceptions.ConnectTimeout"
@@ -223,5 +224,37 @@ def test_a_storm_of_ten_thousand_logs_is_bounded_counted_and_delays_no_poll(tmp_
             durations = daemon.metric("integration_monitor_poll_duration_seconds_sum") or 0
             count = daemon.metric("integration_monitor_poll_duration_seconds_count") or 1
             assert durations / count < 2.0
+        finally:
+            daemon.terminate()
+
+
+@pytest.mark.timeout(90)
+def test_a_restart_goes_on_where_the_stream_stood(tmp_path: Path) -> None:
+    state = tmp_path / "state" / "alerts.json"
+    with Simulator([SimIntegration(i, "healthy", f"Shop {i}") for i in (1, 2)]) as sim:
+        port = free_port()
+        env = monitor_env(sim, port, MONITOR_STATE_FILE=str(state))
+
+        def read(daemon: DaemonProcess, integration_id: int) -> float:
+            return (
+                daemon.metric("integration_exceptions_total", integration_id=str(integration_id))
+                or 0
+            )
+
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_ready()
+            sim.append_logs([1, 1, 2])
+            daemon.wait_for(lambda: read(daemon, 1) == 2, 15, "the logs read")
+            time.sleep(1)  # the position reaches the history file with the writer's next batch
+        finally:
+            daemon.terminate()
+        sim.append_logs([2, 2])  # while it is down
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: read(daemon, 2) == 2, 15, "the logs since the stop")
+            time.sleep(6)  # another cycle: nothing read twice
+            assert (read(daemon, 1), read(daemon, 2)) == (0, 2)
         finally:
             daemon.terminate()
