@@ -286,8 +286,14 @@ class AccountPoller:
             self._log.exception("after_cycle_failed")
 
     async def _cycle(self) -> AccountSnapshot:
-        # the exception-log stream is read beside the poll, within the same deadline
-        streaming = asyncio.create_task(self._read_stream()) if self.stream is not None else None
+        # the exception-log stream is read beside the poll, within the same deadline, once a
+        # poll has shown the account readable (never beside the first poll, nor after an
+        # account-wide failure: rejected keys cost one request a back-off, not two)
+        previous = self._store.get(self.account.name)
+        readable = previous.cycles_completed > 0 and previous.account_error is None
+        streaming = None
+        if self.stream is not None and readable:
+            streaming = asyncio.create_task(self._read_stream())
         try:
             return await self._poll_cycle(streaming)
         finally:
@@ -324,7 +330,9 @@ class AccountPoller:
         self._announce_account(account_error)
         observations = self._observe(previous, reads)
         exceptions = previous.exceptions
-        if streaming is not None:
+        if streaming is not None and account_error is not None:
+            streaming.cancel()  # the account cannot be read: neither can its stream
+        elif streaming is not None:
             exceptions = await self._stream_result(streaming, deadline - self._monotonic())
         snapshot = AccountSnapshot(
             account=self.account.name,

@@ -214,6 +214,10 @@ class Fault:
     endpoint: str | None = None  # "list", "get" or "logs"; None: any
 
     def remaining_for(self, integration_id: int | None, endpoint: str | None = None) -> bool:
+        """Whether this fault hits a request: a fault for no endpoint hits the poll's (list,
+        get, logs); the account's log stream only when named (``account_logs``)."""
+        if self.endpoint is None and endpoint == "account_logs":
+            return False
         return (
             self.count > 0
             and self.integration_id in (None, integration_id)
