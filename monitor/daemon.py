@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from monitor.alerting.service import Alerter
 from monitor.config_errors import ConfigError
 from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
+from monitor.exporter.mutes import MutesApi
 from monitor.exporter.pages import account_page, integration_page, not_found_page
 from monitor.exporter.server import HttpServer, make_app
 from monitor.exporter.status import Status
@@ -47,7 +47,7 @@ from monitor.history.documents import route as history_route
 from monitor.history.mutes import MuteStore, QuietSource
 from monitor.notify.dispatch import Fleet, Router
 from monitor.notify.gate import QuietGate
-from monitor.notify.quiet import Hold, parse_duration
+from monitor.notify.quiet import Hold
 from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
@@ -258,6 +258,7 @@ class Daemon:
         self._positions: dict[str, tuple[int, datetime]] | None = None
         #: (when, summaries): the strips change by the day, the windows by the minute
         self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
+        web = web_config or WebConfig()
         app = make_app(
             self.metrics.exposition,
             self.store.ready,
@@ -266,10 +267,9 @@ class Daemon:
             api=lambda path, query: history_route(self.history, path, query, self._clock()),
             badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
             pages=self._page,
-            mutes=self._mutes_api,
+            # writing mutes needs basic auth users: each change names who made it
+            mutes=MutesApi(self.mutes, clock, bool(web.users), self.quiet.refresh),
         )
-        web = web_config or WebConfig()
-        self._writers_known = bool(web.users)  # writing mutes needs to know who writes
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 
     def _history(self, settings: HistorySettings) -> HistoryStore | None:
@@ -353,41 +353,6 @@ class Daemon:
         except HistoryError:
             return None
         return availability(intervals, now - span, now, now).ratio
-
-    def _mutes_api(self, method: str, path: str, user: str | None, body: bytes) -> tuple[int, Any]:
-        """GET/POST /api/v1/mutes, DELETE /api/v1/mutes/{id} (server threads). Writing needs
-        basic auth users in the web config, so that each change names who made it."""
-        now = self._clock()
-        mute_id = path.removeprefix("/api/v1/mutes").strip("/")
-        if method == "GET" and not mute_id:
-            try:
-                return 200, {"mutes": [m.to_json() for m in self.mutes.active(now)]}
-            except HistoryError as exc:
-                return 503, {"error": str(exc)}
-        if method not in ("POST", "DELETE") or (method == "POST") == bool(mute_id):
-            return 405, {"error": "GET or POST /api/v1/mutes, DELETE /api/v1/mutes/{id}"}
-        if not self._writers_known or user is None:
-            return 403, {
-                "error": "changing mutes needs basic_auth_users in the web config "
-                "(--web.config.file), so that each change names who made it; use "
-                "`integration-monitor mute` where the state directory is writable"
-            }
-        try:
-            if method == "DELETE":
-                removed = self.mutes.remove(mute_id, now)
-                if removed is None:
-                    return 404, {"error": f"no active mute {mute_id!r}"}
-                log.info("mute_removed", user=user, via="api", **removed.to_json())
-                self.quiet.refresh()
-                return 200, {"mute": removed.to_json()}
-            mute = self.mutes.add(author=user, now=now, **mute_request(body, now))
-        except ValueError as exc:
-            return 400, {"error": str(exc)}
-        except HistoryError as exc:
-            return 503, {"error": str(exc)}
-        log.info("mute_created", user=user, via="api", **mute.to_json())
-        self.quiet.refresh()
-        return 201, {"mute": mute.to_json()}
 
     def _holds(self) -> dict[tuple[str, int], str]:
         """Why each held integration's notifications wait (scrapes: the reason only)."""
@@ -783,52 +748,6 @@ def receivers(configs: Sequence[ReceiverConfig], metrics: Metrics) -> dict[str, 
             depth=metrics.queue_depth,
         )
         for r in configs
-    }
-
-
-def mute_request(body: bytes, now: datetime) -> dict[str, Any]:
-    """The fields of a POST /api/v1/mutes body; raises ValueError with what is wrong."""
-    try:
-        document = json.loads(body or b"null")
-    except ValueError:
-        raise ValueError("the body must be JSON") from None
-    if not isinstance(document, dict):
-        raise ValueError("the body must be a JSON object")
-    allowed = {"account", "integration_id", "integration_type", "for", "until", "reason"}
-    unknown = sorted(set(document) - allowed)
-    if unknown:
-        raise ValueError(f"unknown fields: {', '.join(unknown)}")
-    account = document.get("account")
-    if not isinstance(account, str) or not account:
-        raise ValueError("account is required")
-    integration_id = document.get("integration_id")
-    if integration_id is not None and (
-        not isinstance(integration_id, int) or isinstance(integration_id, bool)
-    ):
-        raise ValueError("integration_id must be a number")
-    kind = document.get("integration_type")
-    if kind is not None and not isinstance(kind, str):
-        raise ValueError("integration_type must be a string")
-    reason = document.get("reason")
-    if not isinstance(reason, str):
-        raise ValueError("reason is required")
-    if ("for" in document) == ("until" in document):
-        raise ValueError("give either for (e.g. 2h) or until (RFC 3339)")
-    if "for" in document:
-        until = now + parse_duration(str(document["for"]))
-    else:
-        try:
-            until = datetime.fromisoformat(str(document["until"]))
-        except ValueError:
-            raise ValueError("until must be an RFC 3339 time") from None
-        if until.tzinfo is None:
-            raise ValueError("until needs an offset, e.g. Z")
-    return {
-        "account": account,
-        "integration_id": integration_id,
-        "integration_type": kind,
-        "until": until,
-        "reason": reason,
     }
 
 

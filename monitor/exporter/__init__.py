@@ -6,6 +6,7 @@
 - ``status``: the status document — the page at ``/``, ``/status.json`` and ``check``'s rows;
 - ``pages``: the integration and account pages (their last 30 days, from the history);
 - ``badges``: flat SVG badges of an integration's state and availability;
+- ``mutes``: ``/api/v1/mutes``, the mutes over HTTP (writes need basic auth users);
 - ``server``: the HTTP server and its endpoints, with connection limits;
 - ``webconfig``: ``--web.config.file``, TLS and basic auth as in Prometheus' exporter-toolkit.
 

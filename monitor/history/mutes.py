@@ -9,6 +9,7 @@ Without a history file (no state directory) the daemon keeps its mutes in memory
 from __future__ import annotations
 
 import contextlib
+import json
 import secrets
 import sqlite3
 import threading
@@ -16,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from monitor.history.store import HistoryError, migrate
-from monitor.notify.quiet import Mute, Quiet, Window
+from monitor.notify.quiet import Mute, Quiet, Window, parse_duration
 
 log = structlog.get_logger(__name__)
 
@@ -167,6 +169,52 @@ def _mute(
         reason=reason,
         author=author,
     )
+
+
+def mute_request(body: bytes, now: datetime) -> dict[str, Any]:
+    """The fields of a POST /api/v1/mutes body; raises ValueError with what is wrong."""
+    try:
+        document = json.loads(body or b"null")
+    except ValueError:
+        raise ValueError("the body must be JSON") from None
+    if not isinstance(document, dict):
+        raise ValueError("the body must be a JSON object")
+    allowed = {"account", "integration_id", "integration_type", "for", "until", "reason"}
+    unknown = sorted(set(document) - allowed)
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(unknown)}")
+    account = document.get("account")
+    if not isinstance(account, str) or not account:
+        raise ValueError("account is required")
+    integration_id = document.get("integration_id")
+    if integration_id is not None and (
+        not isinstance(integration_id, int) or isinstance(integration_id, bool)
+    ):
+        raise ValueError("integration_id must be a number")
+    kind = document.get("integration_type")
+    if kind is not None and not isinstance(kind, str):
+        raise ValueError("integration_type must be a string")
+    reason = document.get("reason")
+    if not isinstance(reason, str):
+        raise ValueError("reason is required")
+    if ("for" in document) == ("until" in document):
+        raise ValueError("give either for (e.g. 2h) or until (RFC 3339)")
+    if "for" in document:
+        until = now + parse_duration(str(document["for"]))
+    else:
+        try:
+            until = datetime.fromisoformat(str(document["until"]))
+        except ValueError:
+            raise ValueError("until must be an RFC 3339 time") from None
+        if until.tzinfo is None:
+            raise ValueError("until needs an offset, e.g. Z")
+    return {
+        "account": account,
+        "integration_id": integration_id,
+        "integration_type": kind,
+        "until": until,
+        "reason": reason,
+    }
 
 
 #: How often the daemon reads the mutes again (a mute made by the CLI applies within this).
