@@ -488,7 +488,12 @@ class Simulator:
     def _account_logs(self, now: datetime) -> list[dict[str, Any]]:
         """Every exception log of the account, newest first: the failing shops' own and the
         appended ones."""
-        found = [log for i in self._integrations.values() for log in i.logs(now)]
+        found = [
+            log
+            for i in self._integrations.values()
+            if i.scenario in ("failing", "flapping")  # the others log nothing: no rendering
+            for log in i.logs(now)
+        ]
         found += self._logs
         return sorted(
             found, key=lambda x: (datetime.fromisoformat(x["created_at"]), x["id"]), reverse=True
