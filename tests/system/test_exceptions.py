@@ -16,7 +16,7 @@ import yaml
 from monitor.simulator import SimIntegration, Simulator
 from tests.conftest import free_port, require_binary
 from tests.daemon_process import DaemonProcess, monitor_env
-from tests.system.test_stack import JOB, fast_rules, process_group, ready, start, wait
+from tests.system.test_stack import process_group, ready, start_prometheus, wait
 
 __all__ = ["process_group"]
 
@@ -41,7 +41,7 @@ def firing(prometheus: str, alertname: str) -> set[str]:
 def test_an_incident_warns_early_in_both_paths_and_its_causes_cost_no_lookup(
     tmp_path: Path, process_group: list[subprocess.Popen[bytes]]
 ) -> None:
-    prometheus = require_binary("prometheus")
+    require_binary("prometheus")  # before anything starts: skipped on a laptop, failed in CI
     shops = [SimIntegration(i, "healthy", f"Shop {i}", type="shopify") for i in range(1, SHOPS + 1)]
     with Simulator(shops) as sim:
         port, prom_port = free_port(), free_port()
@@ -57,29 +57,7 @@ def test_an_incident_warns_early_in_both_paths_and_its_causes_cost_no_lookup(
         )
         env = monitor_env(sim, port, MONITOR_CONFIG_FILE=str(config))
         daemon = DaemonProcess(["run"], env, port)
-        prom_config = tmp_path / "prometheus.yml"
-        prom_config.write_text(
-            yaml.safe_dump(
-                {
-                    "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                    "rule_files": [str(fast_rules(tmp_path / "rules.yml"))],
-                    "scrape_configs": [
-                        {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
-                    ],
-                }
-            )
-        )
-        start(
-            process_group,
-            [
-                prometheus,
-                f"--config.file={prom_config}",
-                f"--storage.tsdb.path={tmp_path / 'prom'}",
-                f"--web.listen-address=127.0.0.1:{prom_port}",
-            ],
-            tmp_path / "prometheus.log",
-        )
-        prom = f"http://127.0.0.1:{prom_port}"
+        prom = start_prometheus(process_group, tmp_path, prom_port, port)
         try:
             daemon.wait_ready()
             wait(lambda: ready(prom + "/-/ready"), 30, "prometheus")
