@@ -55,6 +55,7 @@ from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
 from monitor.sendcloud.stream import ExceptionStream, Position
+from monitor.sendcloud.transport import new_transport
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -196,11 +197,9 @@ class SharedTransport(httpx.AsyncBaseTransport):
         return None  # shared: see ``inner``
 
 
-def shared_pool() -> httpx.AsyncHTTPTransport:
+def shared_pool() -> httpx.AsyncBaseTransport:
     """The daemon's connection pool (each account's concurrency is bounded by its poller)."""
-    return httpx.AsyncHTTPTransport(
-        limits=httpx.Limits(max_connections=SHARED_POOL_CONNECTIONS, max_keepalive_connections=32)
-    )
+    return new_transport(max_connections=SHARED_POOL_CONNECTIONS)
 
 
 #: Sockets to the API at most, over all accounts.

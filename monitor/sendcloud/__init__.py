@@ -4,7 +4,9 @@
 - ``records``: :class:`Integration` and its validation from API data;
 - ``errors``: :class:`ApiError` and its subclasses, the client's typed failures;
 - ``oauth``: OAuth2 client credentials as an ``httpx.Auth`` flow;
-- ``budget``: :class:`RequestBudget`, the per-account request rate (token bucket).
+- ``budget``: :class:`RequestBudget`, the per-account request rate (token bucket);
+- ``transport``: the request path under httpx (aiohttp's engine, no cookies) and how a
+  failed request is classified.
 
 May import only ``monitor`` itself (the version).
 """

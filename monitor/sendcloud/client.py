@@ -35,6 +35,7 @@ from monitor.sendcloud.errors import (
     Unreachable,
 )
 from monitor.sendcloud.records import Integration, parse_integration
+from monitor.sendcloud.transport import NoCookies, failure_reason, new_transport
 
 log = structlog.get_logger(__name__)
 
@@ -120,12 +121,10 @@ class SendcloudClient:
             base_url=self.base_url,
             auth=auth or httpx.BasicAuth(public_key, secret_key),
             timeout=httpx.Timeout(timeout_seconds, connect=min(5.0, timeout_seconds)),
-            limits=httpx.Limits(
-                max_connections=max_connections, max_keepalive_connections=max_connections
-            ),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,
-            transport=transport,
+            cookies=NoCookies(),
+            transport=transport or new_transport(max_connections=max_connections),
         )
 
     async def aclose(self) -> None:
@@ -323,11 +322,10 @@ class SendcloudClient:
             async with self._http.stream("GET", url, params=params) as response:
                 code = str(response.status_code)
                 raw = await _read_capped(response)
-        except httpx.TimeoutException as exc:
-            raise Unreachable(f"timed out: {type(exc).__name__}", reason="timeout") from None
         except httpx.TransportError as exc:
-            name = type(exc).__name__
-            raise Unreachable(f"connection failed: {name}", reason=_transport_reason(exc)) from None
+            reason = failure_reason(exc)
+            what = "timed out" if reason == "timeout" else "connection failed"
+            raise Unreachable(f"{what}: {type(exc).__name__}", reason=reason) from None
         finally:
             self._events.request(endpoint, code, time.perf_counter() - started)
         try:
@@ -340,14 +338,6 @@ class SendcloudClient:
 
 def _retryable(exc: ApiError) -> bool:
     return isinstance(exc, Unreachable) or exc.status in RETRYABLE_STATUS
-
-
-def _transport_reason(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.ConnectError):
-        return "connect_error"
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
-        return "connection_reset"
-    return "unreachable"
 
 
 async def _read_capped(response: httpx.Response) -> bytes:
