@@ -11,6 +11,11 @@ Two things the aiohttp transport does differently, handled here:
   ride along on later requests, so both aiohttp's jar and httpx's are no-ops (:class:`NoCookies`);
 - it reports a refused connection and a server hang-up as ``httpx.ConnectTimeout``:
   :func:`failure_reason` classifies a failed request by the aiohttp error underneath.
+
+And one it does as browsers do: a GET whose kept-alive connection turns out dead (reset or
+closed by the server) is sent once more on a new connection (RFC 9112, 9.3.1), inside one
+attempt of the client's retries. The API may so see one request more than the budget counted;
+that happens only when a connection dies.
 """
 
 from __future__ import annotations
