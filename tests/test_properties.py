@@ -20,7 +20,7 @@ from monitor import logs
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
-from monitor.sendcloud.records import HEALTH_FIELDS
+from monitor.sendcloud.records import HEALTH_FIELDS, _public_url_parsed, parse_page
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 from tests.conftest import scraped
 
@@ -63,6 +63,32 @@ def test_parser_accepts_or_rejects_cleanly(data: dict[str, Any]) -> None:
             assert getattr(record, name) is None
     # invalid_field: a field that decides health was neither RFC 3339 nor null
     assert reason in (None, "invalid_record", "invalid_field")
+
+
+@given(st.lists(records, max_size=5))
+def test_a_page_validated_whole_equals_its_records_validated_one_by_one(
+    items: list[dict[str, Any]],
+) -> None:
+    """The fast path (one validate_json of the page's bytes) never says anything the record
+    by record path would not: it gives the same records, or gives way to it."""
+    whole = parse_page(json.dumps({"data": items}).encode())
+    if whole is None:  # something in the page is not clean: the slow path tells what
+        return
+    assert whole == [parse_integration(item)[0] for item in items]
+    assert all(parse_integration(item)[1] == [] for item in items)
+
+
+@given(
+    st.text()
+    | st.builds(
+        "{}://{}{}".format,
+        st.sampled_from(["http", "https", "HTTPS", "ftp"]),
+        st.text("abcXYZ019.-:@[]", max_size=12),
+        st.text("/abc?#@ \t%\x00\x7f", max_size=12),
+    )
+)
+def test_the_shortcut_for_public_urls_gives_what_parsing_gives(url: str) -> None:
+    assert public_url(url) == _public_url_parsed(url)
 
 
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])

@@ -34,7 +34,7 @@ from monitor.sendcloud.errors import (
     ServerError,
     Unreachable,
 )
-from monitor.sendcloud.records import Integration, parse_integration
+from monitor.sendcloud.records import Integration, parse_integration, parse_page
 from monitor.sendcloud.transport import NoCookies, failure_reason, new_transport
 
 log = structlog.get_logger(__name__)
@@ -174,17 +174,11 @@ class SendcloudClient:
             response, raw = await self._request("list_integrations", url, params)
             pages += 1
             with self._counted("list_integrations"):
-                for item in _data_list(response, raw):
-                    try:
-                        record = self._parse("list_integrations", item)
-                    except InvalidRecord as exc:
-                        unreadable[exc.integration_id] = exc
-                        self._events.error("list_integrations", exc.reason)
-                        continue
-                    except InvalidResponse as exc:
-                        invalid += 1
-                        self._events.error("list_integrations", exc.reason)
-                        continue
+                records = parse_page(raw)
+                if records is None:  # not a page of clean records: one by one, each counted
+                    records, skipped = self._parse_each(response, raw, unreadable)
+                    invalid += skipped
+                for record in records:
                     same = known(record.id)
                     found.append(same if same == record else record)
                 next_url = self._next_link(response)
@@ -226,6 +220,25 @@ class SendcloudClient:
         with self._counted("account_logs"):
             items = [item for item in _data_list(response, raw) if isinstance(item, dict)]
             return items, self._next_link(response)
+
+    def _parse_each(
+        self, response: httpx.Response, raw: bytes, unreadable: dict[int, InvalidRecord]
+    ) -> tuple[list[Integration], int]:
+        """A list page's records one by one: the readable ones, and how many were skipped as
+        invalid; the unreadable ones (an invalid field that decides health) go to
+        ``unreadable``."""
+        records: list[Integration] = []
+        invalid = 0
+        for item in _data_list(response, raw):
+            try:
+                records.append(self._parse("list_integrations", item))
+            except InvalidRecord as exc:
+                unreadable[exc.integration_id] = exc
+                self._events.error("list_integrations", exc.reason)
+            except InvalidResponse as exc:
+                invalid += 1
+                self._events.error("list_integrations", exc.reason)
+        return records, invalid
 
     def _parse(self, endpoint: str, data: object) -> Integration:
         """A record, with each invalid optional field set to null and counted."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated
@@ -30,21 +31,26 @@ def _utc(value: datetime | None) -> datetime | None:
 _Stamp = Annotated[datetime | None, AfterValidator(_utc)]
 
 
-def _rfc3339_or_none(value: object) -> datetime | None:
+def _rfc3339_utc_or_none(value: object) -> datetime | None:
     """A field that decides health is an RFC 3339 string or null, nothing else: pydantic would
     read ``12345`` (or ``"12345"``) as epoch seconds, and a lax reading of garbage as null
-    would say *not failing*."""
-    if value is None or isinstance(value, datetime):  # datetime: built in Python, not JSON
-        return value
-    if not isinstance(value, str):
+    would say *not failing*. Without an offset it is read as UTC (one call per field: this
+    runs for three fields of every record of every page)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValueError("expected an RFC 3339 timestamp or null") from None
+    elif isinstance(value, datetime):  # built in Python, not JSON
+        parsed = value
+    else:
         raise ValueError("expected an RFC 3339 timestamp or null")
-    try:
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise ValueError("expected an RFC 3339 timestamp or null") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
-_HealthStamp = Annotated[datetime | None, BeforeValidator(_rfc3339_or_none), AfterValidator(_utc)]
+_HealthStamp = Annotated[datetime | None, BeforeValidator(_rfc3339_utc_or_none)]
 #: The fields the health derivation reads: an invalid one makes the integration's health
 #: unknown (never null, which would read as healthy).
 HEALTH_FIELDS = frozenset({"started_failing_at", "last_fetched_at", "created_at"})
@@ -73,8 +79,26 @@ class Integration:
 _RECORD = TypeAdapter(Integration)
 
 
+@dataclass(frozen=True, slots=True)
+class _Page:
+    data: list[Integration]
+
+
+_PAGE = TypeAdapter(_Page)
+
+
+#: A URL that is public already and that urlsplit/urlunsplit would give back unchanged.
+_PUBLIC_ALREADY = re.compile(r"https?://[a-z0-9.-]+(?:/[^?#@\\\s\x00-\x1f\x7f]*)?")
+
+
 def public_url(url: str) -> str:
     """``url`` without userinfo, query string and fragment (what may be shown anywhere)."""
+    if _PUBLIC_ALREADY.fullmatch(url):  # most shop URLs: no parsing
+        return url
+    return _public_url_parsed(url)
+
+
+def _public_url_parsed(url: str) -> str:
     try:
         parts = urlsplit(url)
         host = parts.hostname or ""
@@ -86,6 +110,17 @@ def public_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{port}" if port is not None else ""
     return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def parse_page(raw: bytes) -> list[Integration] | None:
+    """Every record of a list page, validated in one pass from the body's bytes (pydantic's
+    Rust core parses the JSON), or None when the body is not a page of clean records: then the
+    caller parses it record by record with :func:`parse_integration`, which says what is
+    wrong. Both give equal records for a clean page."""
+    try:
+        return _PAGE.validate_json(raw).data
+    except ValidationError:
+        return None
 
 
 def parse_integration(data: object) -> tuple[Integration, list[str]]:
