@@ -131,6 +131,15 @@ class Evaluation:
     events: list[AlertEvent]
 
 
+#: The alerts of one integration (all unknown while it cannot be read).
+_PER_INTEGRATION = (
+    INTEGRATION_FAILING,
+    INTEGRATION_FETCH_STALE,
+    INTEGRATION_NOT_FOUND,
+    INTEGRATION_ERRORS_RISING,
+)
+
+
 def conditions_for(
     snapshot: AccountSnapshot, *, ids_configured: bool, rules: AlertRules | None = None
 ) -> tuple[list[Condition], set[AlertKey]]:
@@ -152,25 +161,22 @@ def conditions_for(
             )
         )
     for integration_id, observation in snapshot.integrations.items():
-        keys = [
-            AlertKey(alert, account, integration_id)
-            for alert in (
-                INTEGRATION_FAILING,
-                INTEGRATION_FETCH_STALE,
-                INTEGRATION_NOT_FOUND,
-                INTEGRATION_ERRORS_RISING,
-            )
-        ]
         if observation.status is ReadOutcome.ERROR or snapshot.account_error is not None:
-            unknown.update(keys)
+            unknown.update(AlertKey(alert, account, integration_id) for alert in _PER_INTEGRATION)
             continue
         if observation.status is ReadOutcome.NOT_FOUND:
             if ids_configured:
-                conditions.append(Condition(keys[2], None, Context()))
+                key = AlertKey(INTEGRATION_NOT_FOUND, account, integration_id)
+                conditions.append(Condition(key, None, Context()))
             continue
         record, health = observation.record, observation.health
         assert record is not None
         assert health is not None
+        activity = snapshot.exceptions.get(integration_id)
+        rising = activity is not None and health.failing_since is None and rules is not None
+        stale = health.stale and health.fetched_since is not None
+        if health.failing_since is None and not rising and not stale:
+            continue  # nothing can hold: most integrations, every cycle
         context = Context(
             shop_name=record.shop_name,
             shop_url=record.shop_url,
@@ -181,21 +187,25 @@ def conditions_for(
             staleness_seconds=health.staleness_seconds,
         )
         if health.failing_since is not None:
+            key = AlertKey(INTEGRATION_FAILING, account, integration_id)
             conditions.append(
-                Condition(keys[0], health.failing_since, context, record.started_failing_at)
+                Condition(key, health.failing_since, context, record.started_failing_at)
             )
-        activity = snapshot.exceptions.get(integration_id)
-        if activity is not None and health.failing_since is None and rules is not None:
+        if rising:
+            assert activity is not None
+            assert rules is not None
             since = health.read_at - timedelta(seconds=rules.errors_rising_window_seconds)
             count = activity.count_since(since)
             if count >= rules.errors_rising_count:
-                rising = replace(context, detail=f"{count} exception logs")
+                detail = replace(context, detail=f"{count} exception logs")
                 key = AlertKey(INTEGRATION_ERRORS_RISING, account, integration_id)
-                conditions.append(Condition(key, None, rising))
-        if health.stale and health.fetched_since is not None:
+                conditions.append(Condition(key, None, detail))
+        if stale:
+            assert health.fetched_since is not None
             since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)
             episode = record.last_fetched_at or record.created_at
-            conditions.append(Condition(keys[1], min(since, health.read_at), context, episode))
+            key = AlertKey(INTEGRATION_FETCH_STALE, account, integration_id)
+            conditions.append(Condition(key, min(since, health.read_at), context, episode))
     return conditions, unknown
 
 

@@ -11,7 +11,7 @@ description annotation, repeats, escalations)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -155,8 +155,8 @@ class Alerter:
         conditions, unknown = conditions_for(
             snapshot, ids_configured=self.ids_configured.get(account, False), rules=self.rules
         )
-        self._stream_causes(snapshot)
         previous = self._states.get(account, {})
+        self._stream_causes(snapshot, {c.key for c in conditions} | previous.keys())
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
         changed = _persistent(previous) != _persistent(evaluation.states)
         self._set(account, dict(evaluation.states))
@@ -250,14 +250,15 @@ class Alerter:
             sink.submit(account, events, firing)
         self._on_firing(self.firing_counts())
 
-    def _stream_causes(self, snapshot: AccountSnapshot) -> None:
-        """Causes from the account's log stream: an alert with a cause whose integration has
-        a log already read takes the newest at once, with no request (in an incident of a
-        thousand shops: none). The lookup remains for those the stream has nothing of."""
+    def _stream_causes(self, snapshot: AccountSnapshot, alerts: Set[AlertKey]) -> None:
+        """Causes from the account's log stream: an alert (holding or kept: ``alerts``) with
+        a cause whose integration has a log already read takes the newest at once, with no
+        request (in an incident of a thousand shops: none). The lookup remains for those the
+        stream has nothing of."""
         for integration_id, activity in snapshot.exceptions.items():
             for alert in (INTEGRATION_FAILING, INTEGRATION_ERRORS_RISING):
                 key = AlertKey(alert, snapshot.account, integration_id)
-                if key in self.causes and self.causes[key][0] is not None:
+                if key not in alerts or (key in self.causes and self.causes[key][0] is not None):
                     continue
                 observation = snapshot.integrations.get(integration_id)
                 since = None
