@@ -162,10 +162,10 @@ class Alerter:
         self._set(account, dict(evaluation.states))
         current = self._states.get(account, {})
         ended = {e.state.key for e in evaluation.events if e.status == "resolved"}
-        for key in [
-            k for k in self.causes if k.account == account and (k not in current or k in ended)
-        ]:
-            del self.causes[key]  # the episode ended (a new one may have begun)
+        # a cause belongs to a key that was evaluated before (found while it fired) or holds
+        # now: only those can have ended, so the other accounts' causes are never scanned
+        for key in (previous.keys() - current.keys()) | ended:
+            self.causes.pop(key, None)  # the episode ended (a new one may have begun)
         events = [self._fields(event) for event in evaluation.events]
         events += self._cause_events(account, now)
         for alert_event in evaluation.events:

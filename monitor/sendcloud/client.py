@@ -43,6 +43,8 @@ USER_AGENT = f"sendcloud-integration-monitor/{__version__}"
 MAX_PAGE_SIZE = 100
 MAX_BODY_BYTES = 5 * 1024 * 1024
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+#: Request URLs kept parsed (the list's and the stream's first pages, configured IDs).
+MAX_CACHED_URLS = 10_000
 #: A list walk stops here even if the API keeps sending ``next`` links.
 MAX_LIST_PAGES = 10_000
 
@@ -117,6 +119,7 @@ class SendcloudClient:
         self._max_attempts = max_attempts
         self._backoff = backoff_seconds
         self._monotonic = monotonic
+        self._urls: dict[tuple[str, tuple[tuple[str, Any], ...]], httpx.URL] = {}
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
             auth=auth or httpx.BasicAuth(public_key, secret_key),
@@ -126,6 +129,20 @@ class SendcloudClient:
             cookies=NoCookies(),
             transport=transport or new_transport(max_connections=max_connections),
         )
+
+    def _absolute(self, url: httpx.URL | str, params: dict[str, Any] | None) -> httpx.URL:
+        """The absolute URL of a request, built once per path and query: the first page of
+        a list or a log stream is the same URL every cycle, and httpx parses and merges a
+        relative URL and its parameters again on every request otherwise."""
+        if isinstance(url, httpx.URL) and not params:
+            return url  # a next page: absolute already
+        key = (str(url), tuple(sorted((params or {}).items())))
+        absolute = self._urls.get(key)
+        if absolute is None:
+            absolute = self._http.build_request("GET", url, params=params).url
+            if len(self._urls) < MAX_CACHED_URLS:
+                self._urls[key] = absolute
+        return absolute
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -332,7 +349,7 @@ class SendcloudClient:
         started = time.perf_counter()
         code = "network_error"
         try:
-            async with self._http.stream("GET", url, params=params) as response:
+            async with self._http.stream("GET", self._absolute(url, params)) as response:
                 code = str(response.status_code)
                 raw = await _read_capped(response)
         except httpx.TransportError as exc:
