@@ -345,6 +345,7 @@ class AccountPoller:
             account_error=account_error.reason if account_error is not None else None,
             list_pages=fetch.list_pages,
             exceptions=exceptions,
+            exception_counts=self.stream.counts() if self.stream is not None else None,
         )
         self._store.put(snapshot)
         return snapshot

@@ -15,7 +15,7 @@ from enum import Enum
 
 from monitor.health import Health, State
 from monitor.sendcloud import Integration
-from monitor.sendcloud.stream import Activity
+from monitor.sendcloud.stream import Activity, Counts
 
 
 class ReadOutcome(Enum):
@@ -82,6 +82,8 @@ class AccountSnapshot:
     list_pages: int | None = None  # pages of the last complete list walk (request planning)
     #: integrations with exception logs in the last hour, from the account's log stream
     exceptions: Mapping[int, Activity] = field(default_factory=dict)
+    #: the log stream's counters per integration (None: the account has no stream)
+    exception_counts: Counts | None = None
 
 
 class Store:

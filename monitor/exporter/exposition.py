@@ -278,7 +278,7 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
         if count % _BATCH == 0:
             flush()
         labels = f'{account_label},integration_id="{observation.integration_id}"'
-        for name, value in integration_samples(observation):
+        for name, value in integration_samples(observation, snapshot.exception_counts):
             lines[name].append(f"{name}{{{labels}}} {_number(value)}\n")
         info = info_labels(observation)
         if info is not None:
@@ -324,12 +324,12 @@ def _number(value: float) -> str:
     return str(_go_float(value))  # type: ignore[no-untyped-call]
 
 
-def _header(name: str, help_text: str) -> str:
+def _header(name: str, help_text: str, kind: str = "gauge") -> str:
     escaped = help_text.replace("\\", r"\\").replace("\n", r"\n")
-    return f"# HELP {name} {escaped}\n# TYPE {name} gauge\n"
+    return f"# HELP {name} {escaped}\n# TYPE {name} {kind}\n"
 
 
-_HEADERS = {f.name: Segment.of(_header(f.name, f.help).encode()) for f in FAMILIES}
+_HEADERS = {f.name: Segment.of(_header(f.name, f.help, f.kind).encode()) for f in FAMILIES}
 
 
 def _escape(value: str) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
+from monitor.sendcloud.stream import Counts
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
 _POLL_FROM = (
@@ -27,6 +28,7 @@ class Family:
     name: str
     help: str
     per_account: bool = False  # labels: account only (else account and integration_id)
+    kind: str = "gauge"  # or "counter" (its name ends in _total)
 
 
 #: The per-integration and per-account families, in exposition order. The two elapsed-time
@@ -34,6 +36,8 @@ class Family:
 FAILING_SECONDS = "integration_failing_seconds"
 STALENESS_SECONDS = "integration_fetch_staleness_seconds"
 INFO = "integration_info"
+EXCEPTIONS_TOTAL = "integration_exceptions_total"
+LAST_EXCEPTION = "integration_last_exception_timestamp_seconds"
 FAMILIES = (
     Family(
         FAILING_SECONDS,
@@ -74,6 +78,16 @@ FAMILIES = (
         "When the integration was last read successfully (age of the values above).",
     ),
     Family(
+        EXCEPTIONS_TOTAL,
+        "Exception logs Sendcloud wrote for the integration, read from the account's log "
+        "stream since the monitor started.",
+        kind="counter",
+    ),
+    Family(
+        LAST_EXCEPTION,
+        "created_at of the integration's newest exception log read (absent before one).",
+    ),
+    Family(
         "integration_monitor_last_poll_success_timestamp_seconds",
         "When the last poll cycle without an account-wide error finished.",
         per_account=True,
@@ -97,9 +111,18 @@ def account_samples(snapshot: AccountSnapshot) -> Iterator[tuple[str, float]]:
         )
 
 
-def integration_samples(observation: Observation) -> Iterator[tuple[str, float]]:
+def integration_samples(
+    observation: Observation, counts: Counts | None = None
+) -> Iterator[tuple[str, float]]:
     """(family, value) of one integration's series that do not depend on the scrape's time
-    (all but the elapsed ones, see ``elapsed_samples``, and ``integration_info``)."""
+    (all but the elapsed ones, see ``elapsed_samples``, and ``integration_info``); with the
+    account's log-stream ``counts``, its exception counter (0 until a log) and newest log."""
+    if counts is not None:
+        integration_id = observation.integration_id
+        yield EXCEPTIONS_TOTAL, float(counts.totals.get(integration_id, 0))
+        at = counts.last_at.get(integration_id)
+        if at is not None:
+            yield LAST_EXCEPTION, at.timestamp()
     yield "integration_up", 1.0 if observation.status is ReadOutcome.OK else 0.0
     yield "integration_not_found", 1.0 if observation.status is ReadOutcome.NOT_FOUND else 0.0
     if observation.last_success is not None:

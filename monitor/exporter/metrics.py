@@ -350,8 +350,8 @@ class _Holds:
 
 
 class _Exceptions:
-    """The exception-log stream's counters: per integration (every watched integration, zero
-    from the start), and per account by bounded exception type and response code class."""
+    """The exception-log stream's per-account counters, by bounded exception type and response
+    code class. (The per-integration ones are part of the account's cached exposition.)"""
 
     def __init__(self, streams: Callable[[], Mapping[str, ExceptionStream]], store: Store) -> None:
         self._streams = streams
@@ -360,21 +360,8 @@ class _Exceptions:
     def describe(self) -> list[Metric]:
         return list(self._families())
 
-    def _families(
-        self,
-    ) -> tuple[CounterMetricFamily, GaugeMetricFamily, CounterMetricFamily, CounterMetricFamily]:
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
         return (
-            CounterMetricFamily(
-                "integration_exceptions",
-                "Exception logs Sendcloud wrote for the integration, read from the account's "
-                "log stream since the monitor started.",
-                labels=["account", "integration_id"],
-            ),
-            GaugeMetricFamily(
-                "integration_last_exception_timestamp_seconds",
-                "created_at of the integration's newest exception log read (absent before one).",
-                labels=["account", "integration_id"],
-            ),
             CounterMetricFamily(
                 "sendcloud_exception_logs",
                 "Exception logs read from the account's stream, by exception type (the first "
@@ -391,19 +378,13 @@ class _Exceptions:
         )
 
     def collect(self) -> list[Metric]:
-        totals, last, kinds, skipped = self._families()
+        kinds, skipped = self._families()
         streams = self._streams()
-        for account, snapshot in sorted(self._store.snapshots().items()):
+        for account in sorted(self._store.snapshots()):
             stream = streams.get(account)
             if stream is None:
                 continue
-            for integration_id in sorted(snapshot.integrations):
-                labels = [account, str(integration_id)]
-                totals.add_metric(labels, float(stream.totals.get(integration_id, 0)))
-                at = stream.last_at.get(integration_id)
-                if at is not None:
-                    last.add_metric(labels, at.timestamp())
             for (kind, code), count in sorted(stream.kinds.items()):
                 kinds.add_metric([account, kind, code], float(count))
             skipped.add_metric([account], float(stream.skipped))
-        return [totals, last, kinds, skipped]
+        return [kinds, skipped]

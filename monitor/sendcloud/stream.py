@@ -62,6 +62,15 @@ class Activity:
         return sum(1 for t in self.times if t >= since)
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """The stream's per-integration counters as of one poll (what ``/metrics`` shows): logs
+    read since start, and the newest one's time. Only integrations with a log are in them."""
+
+    totals: Mapping[int, int]
+    last_at: Mapping[int, datetime]
+
+
 @dataclass(frozen=True)
 class _Log:
     id: int
@@ -152,6 +161,10 @@ class ExceptionStream:
             self.position = Position(newest.id, newest.created_at)
             self.on_position(self.position)
         return result
+
+    def counts(self) -> Counts:
+        """A copy of the per-integration counters, for the account's snapshot."""
+        return Counts(dict(self.totals), dict(self.last_at))
 
     def activity(self) -> dict[int, Activity]:
         """Each integration with logs within KEEP: the snapshot's ``exceptions``."""

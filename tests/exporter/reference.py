@@ -7,7 +7,12 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    InfoMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 
 from monitor.exporter.families import (
@@ -31,9 +36,9 @@ class IntegrationCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         now = self._clock()
-        gauges = {
-            f.name: GaugeMetricFamily(
-                f.name,
+        gauges: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+            f.name: (CounterMetricFamily if f.kind == "counter" else GaugeMetricFamily)(
+                f.name.removesuffix("_total") if f.kind == "counter" else f.name,
                 f.help,
                 labels=["account"] if f.per_account else ["account", "integration_id"],
             )
@@ -47,7 +52,7 @@ class IntegrationCollector(Collector):
                 gauges[name].add_metric([account], value)
             for observation in snapshot.integrations.values():
                 labels = [account, str(observation.integration_id)]
-                samples = list(integration_samples(observation))
+                samples = list(integration_samples(observation, snapshot.exception_counts))
                 at = observation.values_at(now)
                 if at is not None:
                     samples += elapsed_samples(observation, at)

@@ -18,6 +18,7 @@ from monitor.exporter.metrics import Metrics
 from monitor.exporter.server import HttpServer
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
+from monitor.sendcloud.stream import Counts
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
 from tests.conftest import FakeClock, metric_samples, require_binary
 from tests.exporter.reference import reference_text
@@ -42,7 +43,10 @@ def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, 
         Observation(5, ReadOutcome.ERROR, None, None, error_reason="timeout"),  # never read
         observation(6, ReadOutcome.OK),  # no timestamps at all
     ]
-    store.put(AccountSnapshot("eu", {o.integration_id: o for o in observations}, 3, T0))
+    # the log stream's counters: shop 1 logged three times, the others start at 0
+    counts = Counts({1: 3}, {1: T0 - timedelta(minutes=10)})
+    integrations = {o.integration_id: o for o in observations}
+    store.put(AccountSnapshot("eu", integrations, 3, T0, exception_counts=counts))
     store.put(AccountSnapshot("us", {}, 1, None, auth_ok=False, account_error="auth_failed"))
     clock = FakeClock(T0)
     metrics = Metrics(store, ["eu", "us"], clock=clock, poll_intervals={"eu": 60, "us": 60})
@@ -64,6 +68,14 @@ def test_same_families_samples_and_values_as_prometheus_client() -> None:
         ours = metric_samples(exposed(exposition).decode())
         reference = metric_samples(reference_text(store, metrics, clock))
         assert ours == reference
+    eu = frozenset({("account", "eu"), ("integration_id", "1")})
+    assert ours[("integration_exceptions_total", eu)] == 3
+    assert (
+        ours[("integration_last_exception_timestamp_seconds", eu)]
+        == (T0 - timedelta(minutes=10)).timestamp()
+    )
+    quiet = frozenset({("account", "eu"), ("integration_id", "2")})
+    assert ours[("integration_exceptions_total", quiet)] == 0  # initialised at 0
     failing = {k: v for k, v in ours.items() if k[0] == "integration_failing_seconds"}
     assert (
         failing[
@@ -87,7 +99,10 @@ def test_the_fixed_part_is_rendered_once_per_poll() -> None:
     again, _ = exposition.parts()
     assert again is first  # a scrape between polls renders only the elapsed seconds
     snapshot = store.get("eu")
-    store.put(AccountSnapshot("eu", dict(snapshot.integrations), 4, T0))  # the next poll
+    next_poll = AccountSnapshot(
+        "eu", dict(snapshot.integrations), 4, T0, exception_counts=snapshot.exception_counts
+    )
+    store.put(next_poll)
     after, _ = exposition.parts()
     assert after is not first
     assert after.text() == first.text()  # nothing changed but the snapshot object
