@@ -11,11 +11,11 @@ description annotation, repeats, escalations)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence, Set
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, overload
 
 import structlog
 
@@ -66,6 +66,36 @@ CAUSE_CONCURRENCY = 4
 CAUSED = frozenset({INTEGRATION_FAILING, INTEGRATION_ERRORS_RISING})
 AlertObserver = Callable[[str, str], None]  # (alert, status)
 FiringObserver = Callable[[Mapping[str, int]], None]
+
+
+class FiringAlerts(Sequence[dict[str, Any]]):
+    """An account's firing alerts as events, built when a sink first looks: Alertmanager
+    does on every evaluation, the other sinks only while a hold is active or ending (at
+    10 000 firing alerts, 10 000 event dicts an evaluation that nobody reads otherwise)."""
+
+    def __init__(self, build: Callable[[], list[dict[str, Any]]]) -> None:
+        self._build = build
+        self._events: list[dict[str, Any]] | None = None
+
+    def _built(self) -> list[dict[str, Any]]:
+        if self._events is None:
+            self._events = self._build()
+        return self._events
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        return self._built()[index]
+
+    def __len__(self) -> int:
+        return len(self._built())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter(self._built())
 
 
 class Alerter:
@@ -175,7 +205,7 @@ class Alerter:
             self._retry.discard(key)
             if key in current and current[key].firing and not self._looking_up(key):
                 self._look_up(current[key])
-        firing = self._firing_fields(account, now)
+        firing = FiringAlerts(lambda: self._firing_fields(account, now))
         self._deliver(account, events, firing)
         if changed and self._state_file is not None:
             self._save()
@@ -241,7 +271,7 @@ class Alerter:
         return dict(self._totals)
 
     def _deliver(
-        self, account: str, events: list[dict[str, Any]], firing: list[dict[str, Any]]
+        self, account: str, events: list[dict[str, Any]], firing: Sequence[dict[str, Any]]
     ) -> None:
         for fields in events:
             if fields["kind"] != "cause":

@@ -56,7 +56,7 @@ class QuietGate:
                 if event["status"] == "firing":
                     event = {**event, "kind": "fired"}
             passed.append(event)
-        for alert in firing:  # holds that ended while the alert kept firing
+        for alert in firing if self._held else ():  # holds that ended while it kept firing
             fingerprint = alert["fingerprint"]
             if fingerprint in self._held and not (active and active.hold(labels_of(alert))):
                 self._held.discard(fingerprint)
@@ -67,7 +67,9 @@ class QuietGate:
                 self._notified.add(event["fingerprint"])
             else:
                 self._notified.discard(event["fingerprint"])
-        visible = [a for a in firing if a["fingerprint"] not in self._held]
+        visible = (
+            [a for a in firing if a["fingerprint"] not in self._held] if self._held else firing
+        )
         for sink in self.sinks:
             sink.submit(account, passed, visible)
 
