@@ -1,21 +1,30 @@
-"""Benchmark: the daemon as a process against the simulator, compared with floors.
+"""Benchmark: the daemon as a process against the simulator, each figure beside its floor.
 
-For each scenario it prints API requests per poll cycle, daemon CPU per cycle, daemon CPU per
-scrape (gzip, as Prometheus asks), the ratio of a scrape to prometheus-client's own
-``generate_latest()`` for exactly the same samples (measured here, in the same run), and the
-daemon's RSS, steady and peak. When Debian's ``prometheus-blackbox-exporter`` is installed, a
-single-account scenario also has blackbox_exporter probe every integration once, as Prometheus
-would for a cycle (``/probe?target=.../integrations/{id}``), and reports its CPU for that cycle
-and the daemon's CPU per cycle as a fraction of it. The daemon keeps a history file, as it does
-when deployed with a state directory. It reports numbers; it asserts nothing.
+For each scenario it prints, in one table:
 
-    python bench/daemon.py            # 1 000 and 10 000 integrations, 500 accounts x 20
+- when the daemon was ready, and the API GETs of a poll round (every account once);
+- the daemon's CPU per round, counted over steady polling windows with no scrape inside, and
+  the **floor** for the same round: the same GETs with the daemon's request path against the
+  same simulator, the same pages validated, nothing else (``bench/floor.py``, measured in this
+  run), with the daemon as a multiple of it; and CPU per 1 000 integrations, so that the
+  growth from 1 000 to 100 000 integrations shows;
+- CPU per scrape (gzip, as Prometheus asks) against prometheus-client's own
+  ``generate_latest()`` for exactly the same samples (measured here, in the same run);
+- RSS steady and peak;
+- when Debian's ``prometheus-blackbox-exporter`` is installed, for one account, its CPU for one
+  cycle (one probe per integration, as Prometheus would) and the daemon's as a fraction of it.
+
+Then each target of docs/operations.md's capacity section, met or not. It asserts nothing.
+
+    python bench/daemon.py            # every scenario (about 15 minutes)
+    python bench/daemon.py --only 3   # one scenario, by number
     python bench/daemon.py --quick    # a small run that proves the benchmark still works
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -54,12 +63,34 @@ class Scenario:
 SCENARIOS = (
     Scenario("1 000 integrations", 1000, 1, 10, 3, 20),
     Scenario("10 000 integrations", 10_000, 1, 20, 3, 10),
+    Scenario("100 000 integrations (10 x 10 000)", 10_000, 10, 120, 2, 3),
     Scenario("500 accounts x 20", 20, 500, 30, 2, 10),
     # the same without a history file: the history's own cost, measured in the same run
     Scenario("500 accounts x 20, no history", 20, 500, 30, 2, 10, history=False),
 )
 
 QUICK = (Scenario("quick: 200 integrations", 200, 1, 5, 1, 5),)
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal of the capacity section: a figure of one scenario and its limit."""
+
+    scenario: str
+    what: str
+    figure: str  # a key of the row
+    limit: float
+    unit: str = ""
+
+
+TARGETS = (
+    Target("500 accounts x 20", "CPU per round of 500 polls", "CPU / round", 1.0, " s"),
+    Target("10 000 integrations", "CPU per steady cycle", "CPU / round", 0.3, " s"),
+    Target("100 000 integrations (10 x 10 000)", "ready after", "ready after", 240, " s"),
+    Target("100 000 integrations (10 x 10 000)", "RSS steady", "RSS steady", 400, " MiB"),
+    Target("100 000 integrations (10 x 10 000)", "CPU per cycle", "CPU / round", 3.0, " s"),
+    Target("100 000 integrations (10 x 10 000)", "scrape / floor", "scrape / floor", 0.25),
+)
 
 
 def free_port() -> int:
@@ -173,7 +204,8 @@ def run(scenario: Scenario) -> dict[str, str]:
                 row = measure(scenario, daemon.pid, f"http://127.0.0.1:{port}", sim_port)
             finally:
                 daemon.terminate()
-                daemon.wait(timeout=15)
+                daemon.wait(timeout=30)
+            row.update(floor(scenario, api, row))
             row.update(blackbox(scenario, api, Path(tmp), row))
             return row
     finally:
@@ -190,30 +222,58 @@ def measure(scenario: Scenario, pid: int, base: str, sim_port: int) -> dict[str,
     # scrapes first, between two polls: their CPU alone
     cpu = cpu_seconds(pid)
     for _ in range(scenario.scrapes):
-        text = httpx.get(base + "/metrics", headers=gzip_headers, timeout=60).text
+        response = httpx.get(base + "/metrics", headers=gzip_headers, timeout=120)
     scrape_cpu = (cpu_seconds(pid) - cpu) / scenario.scrapes
-    floor = floor_seconds(text)
-    # then whole poll cycles, scrapes excluded
+    gzip = response.headers.get("Content-Encoding") == "gzip"
+    text = response.text
+    # steady: every account has polled twice (first polls create every record, alert state
+    # and history row, and 500 accounts start over a minute)
+    deadline = time.monotonic() + 4 * scenario.interval + 120
+    while polls(text) < 2 * scenario.accounts and time.monotonic() < deadline:
+        time.sleep(min(5.0, scenario.interval / 4))
+        text = httpx.get(base + "/metrics", timeout=120).text
+    # then whole poll rounds: the CPU is read before the scrape that counts the polls
     requests_url = f"http://127.0.0.1:{sim_port}/_simulator/requests"
     before_requests = len(httpx.get(requests_url, timeout=30).json()["requests"])
     before_polls, cpu = polls(text), cpu_seconds(pid)
     time.sleep(scenario.cycles * scenario.interval)
-    text = httpx.get(base + "/metrics", timeout=60).text
-    cycles = (polls(text) - before_polls) / scenario.accounts
+    window_cpu = cpu_seconds(pid) - cpu
     requests = len(httpx.get(requests_url, timeout=30).json()["requests"]) - before_requests
-    cycle_cpu = (cpu_seconds(pid) - cpu) / max(cycles, 1)
+    text = httpx.get(base + "/metrics", timeout=120).text
+    rounds = (polls(text) - before_polls) / scenario.accounts
+    round_cpu = window_cpu / max(rounds, 1)
     steady, peak = rss_mib(pid)
     samples = sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    floor = floor_seconds(text)
+    integrations = scenario.integrations * scenario.accounts
     return {
         "scenario": scenario.name,
         "ready after": f"{ready_after:.1f} s",
         "samples": str(samples),
-        "API requests / cycle": f"{requests / max(cycles, 1):.0f}",
-        "CPU / cycle": f"{cycle_cpu:.3f} s",
-        "CPU / scrape": f"{scrape_cpu * 1000:.0f} ms",
+        "API GETs / round": f"{requests / max(rounds, 1):.0f}",
+        "CPU / round": f"{round_cpu:.3f} s",
+        "CPU / round / 1 000 integrations": f"{round_cpu / integrations * 1000:.3f} s",
+        "CPU / scrape (gzip)" if gzip else "CPU / scrape (NOT gzip)": f"{scrape_cpu * 1000:.0f} ms",
         "generate_latest floor": f"{floor * 1000:.0f} ms",
         "scrape / floor": f"{scrape_cpu / floor:.2f}" if floor else "-",
-        "RSS steady / peak": f"{steady:.0f} / {peak:.0f} MiB",
+        "RSS steady": f"{steady:.0f} MiB",
+        "RSS peak": f"{peak:.0f} MiB",
+    }
+
+
+def floor(scenario: Scenario, api: str, row: dict[str, str]) -> dict[str, str]:
+    """The floor of a round (bench/floor.py, in its own process) and the daemon as a multiple
+    of it."""
+    command = [sys.executable, str(ROOT / "bench" / "floor.py"), "--api", api]
+    command += ["--accounts", str(scenario.accounts)]
+    out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
+    measured = json.loads(out)
+    daemon = float(row["CPU / round"].split()[0])
+    cpu = measured["cpu_per_round"]
+    return {
+        "floor GETs / round": str(measured["gets_per_round"]),
+        "floor CPU / round": f"{cpu:.3f} s",
+        "daemon / floor": f"{daemon / cpu:.2f}" if cpu else "-",
     }
 
 
@@ -271,11 +331,29 @@ def blackbox(scenario: Scenario, api: str, tmp: Path, row: dict[str, str]) -> di
             "blackbox CPU / cycle": f"{ok}/{scenario.integrations} probes ok",
             "daemon / blackbox": "-",
         }
-    daemon = float(row["CPU / cycle"].split()[0])
+    daemon = float(row["CPU / round"].split()[0])
     return {
         "blackbox CPU / cycle": f"{spent:.3f} s",
         "daemon / blackbox": f"{daemon / spent:.2f}" if spent else "-",
     }
+
+
+def target_line(target: Target, row: dict[str, str]) -> str:
+    figure = float(row[target.figure].split()[0])
+    met = "yes" if figure <= target.limit else "NO"
+    shown = f"{row[target.figure]}"
+    if target.figure == "CPU / round":
+        shown += f" ({row.get('daemon / floor', '-')} x floor)"
+    return f"{target.scenario}: {target.what} | {shown} | <= {target.limit:g}{target.unit} | {met}"
+
+
+def history_cost(rows: dict[str, dict[str, str]]) -> list[str]:
+    """The history's own cost: 500 accounts x 20 with and without it, in the same run."""
+    on, off = rows.get("500 accounts x 20"), rows.get("500 accounts x 20, no history")
+    if on is None or off is None:
+        return []
+    ratio = float(on["CPU / round"].split()[0]) / float(off["CPU / round"].split()[0])
+    return [f"500 accounts x 20: history on / off | {ratio:.2f} | (noise: +-10 %) | -"]
 
 
 def main() -> int:
@@ -290,12 +368,21 @@ def main() -> int:
         scenarios = (SCENARIOS[args.only - 1],)
     rows = [run(s) for s in scenarios]
     print(f"# {os.cpu_count()} cores, Python {sys.version.split()[0]}")
-    keys = list(rows[0])
-    widths = [max(len(k), *(len(r[k]) for r in rows)) for k in keys]
+    keys = list(dict.fromkeys(k for row in rows for k in row))
+    widths = [max(len(k), *(len(r.get(k, "-")) for r in rows)) for k in keys]
     print(" | ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True)))
     print("-|-".join("-" * w for w in widths))
     for row in rows:
-        print(" | ".join(row[k].ljust(w) for k, w in zip(keys, widths, strict=True)))
+        print(" | ".join(row.get(k, "-").ljust(w) for k, w in zip(keys, widths, strict=True)))
+    by_name = {row["scenario"]: row for row in rows}
+    lines = [target_line(t, by_name[t.scenario]) for t in TARGETS if t.scenario in by_name]
+    history = history_cost(by_name)
+    if lines or history:
+        print()
+        print("target | figure | limit | met")
+        print("-|-|-|-")
+        for line in lines + history:
+            print(line)
     return 0
 
 

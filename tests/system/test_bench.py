@@ -34,7 +34,10 @@ def test_the_quick_benchmark_runs_and_reports_every_column() -> None:
     values = dict(zip(columns, (c.strip() for c in row.split("|")), strict=True))
     assert columns[0] == "scenario"
     assert float(values["scrape / floor"]) > 0
-    assert values["RSS steady / peak"].endswith("MiB")
+    assert "CPU / scrape (gzip)" in values  # the daemon served gzip
+    assert values["RSS steady"].endswith("MiB")
+    assert values["API GETs / round"] == values["floor GETs / round"]  # the floor's same GETs
+    assert float(values["daemon / floor"]) > 0
     assert int(values["samples"]) > 200 * 5  # several series per integration
     assert float(values["daemon / blackbox"]) > 0
     assert values["blackbox CPU / cycle"].endswith(" s")
