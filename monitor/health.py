@@ -124,6 +124,12 @@ def transitions(previous: Health | None, current: Health) -> list[str]:
     """Event names for the flags of ``current`` that differ from ``previous`` (the last
     successful read). ``previous=None`` is the unknown state before the first read: flags
     already set are announced once, cleared ones are not."""
+    if previous is not None and (
+        (previous.failing_since is None) is (current.failing_since is None)
+        and previous.stale == current.stale
+        and previous.clock_skew == current.clock_skew
+    ):
+        return []  # no flag moved: the case of almost every integration in every poll
     events: list[str] = []
     for name, started, ended in _EVENTS:
         was = bool(getattr(previous, name)) if previous is not None else False

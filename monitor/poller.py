@@ -406,7 +406,7 @@ class AccountPoller:
         """The integrations this cycle is about: the configured IDs, or in ``all`` mode every
         one known before or seen now (an unreadable one keeps its last values)."""
         ids = self.account.integration_ids
-        return set(ids) if ids is not None else set(previous.integrations) | set(reads)
+        return set(ids) if ids is not None else previous.integrations.keys() | reads.keys()
 
     async def _fetch(
         self, previous: AccountSnapshot, reads: dict[int, Read], fetch: _Fetch
@@ -436,7 +436,7 @@ class AccountPoller:
                 fetch.cut = "page_cap"  # a cursor that never ends: keep the rest as they were
                 return
             fetch.list_pages = result.pages if result.complete else len(ids or ())
-        missing = self._expected(previous, reads) - set(reads)
+        missing = self._expected(previous, reads) - reads.keys()
         await self._get_many(_oldest_read_first(missing, previous), reads)
 
     async def _get_many(self, ids: Iterable[int], reads: dict[int, Read]) -> None:
