@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import getpass
 import json
 import logging
@@ -327,8 +328,18 @@ def _serve(
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME
+    settle_garbage_collector()
     asyncio.run(_until_signal(daemon))
     return EXIT_OK
+
+
+def settle_garbage_collector() -> None:
+    """Before the daemon runs: what exists now (modules, classes, the configuration) lives as
+    long as the process, so it moves out of the cyclic collector's way (``gc.freeze``): full
+    collections no longer walk every object imported at start (at 500 accounts, 0.30 -> 0.10 s
+    of full collections in the first 150 s). Cyclic garbage is still collected."""
+    gc.collect()
+    gc.freeze()
 
 
 async def _until_signal(daemon: Daemon) -> None:
