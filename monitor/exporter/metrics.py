@@ -306,12 +306,20 @@ class _ClientMetrics:
         self._requests = requests
         self._durations = durations
         self._errors = errors
+        self._children: dict[tuple[str, str], tuple[Counter, Histogram]] = {}
         self._throttled = throttled.labels(account)
         self._budget_wait = budget_wait.labels(account)
 
     def request(self, endpoint: str, code: str, seconds: float) -> None:
-        self._requests.labels(self._account, endpoint, code).inc()
-        self._durations.labels(self._account, endpoint).observe(seconds)
+        children = self._children.get((endpoint, code))
+        if children is None:  # a label lookup takes a lock and builds keys: once per pair
+            children = (
+                self._requests.labels(self._account, endpoint, code),
+                self._durations.labels(self._account, endpoint),
+            )
+            self._children[(endpoint, code)] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def error(self, endpoint: str, reason: str) -> None:
         self._errors.labels(self._account, endpoint, reason).inc()

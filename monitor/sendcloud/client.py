@@ -305,6 +305,12 @@ class SendcloudClient:
         exponential backoff with jitter; the poll cycle's own deadline cancels whatever is
         still waiting, so there is no retry timeout of its own)."""
         try:
+            try:  # almost every request ends here, without setting up a retry loop
+                return await self._attempt(endpoint, url, params)
+            except ApiError as exc:
+                if self._retry_wait(exc) is False:
+                    raise
+                failed: ApiError | None = exc
             async for attempt in stamina.retry_context(
                 on=self._retry_wait,
                 attempts=self._max_attempts,
@@ -314,6 +320,9 @@ class SendcloudClient:
                 wait_jitter=self._backoff,
             ):
                 with attempt:
+                    if failed is not None:  # the first attempt, made above: stamina counts
+                        first, failed = failed, None  # it and waits as if it had made it
+                        raise first
                     return await self._attempt(endpoint, url, params)
         except ApiError as exc:
             if not isinstance(exc, NotFound):
