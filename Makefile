@@ -34,7 +34,7 @@ unit: $(STAMP)
 image-test: $(STAMP)
 	$(BIN)/pytest tests/system/test_image.py -s
 
-## The daemon against the simulator at 1 000 / 10 000 integrations and 500 accounts x 20; the history at 10 000
+## The daemon against the simulator (1 000 to 100 000 integrations, 500 accounts x 20), each figure beside its floor; the history at 10 000
 bench: $(STAMP)
 	$(BIN)/python bench/daemon.py
 	$(BIN)/python bench/history.py

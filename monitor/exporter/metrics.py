@@ -161,6 +161,7 @@ class Metrics:
             ["alert"],
             registry=self.own,
         )
+        self._firing_children: dict[str, Gauge] = {}
         self.holds: Callable[[], Mapping[tuple[str, int], str]] = dict
         self.own.register(_Holds(lambda: self.holds()))
 
@@ -286,7 +287,10 @@ class Metrics:
 
     def alerts_firing(self, counts: Mapping[str, int]) -> None:
         for alert, count in counts.items():
-            self._firing.labels(alert).set(count)
+            child = self._firing_children.get(alert)
+            if child is None:  # after every poll: a labels() lookup once per alert only
+                child = self._firing_children[alert] = self._firing.labels(alert)
+            child.set(count)
 
 
 class _ClientMetrics:
