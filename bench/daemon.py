@@ -195,6 +195,9 @@ def run(scenario: Scenario) -> dict[str, str]:
             if scenario.history:
                 settings["history"] = {"path": str(Path(tmp) / "history.db")}
             config.write_text(yaml.safe_dump(settings))
+            # the floor before and after the daemon: the machine drifts over minutes, and the
+            # mean of the two is what the daemon saw
+            before = floor_cpu(scenario, api)
             daemon = subprocess.Popen(
                 [sys.executable, "-m", "monitor", "run", "--config", str(config)],
                 cwd=ROOT,
@@ -205,7 +208,7 @@ def run(scenario: Scenario) -> dict[str, str]:
             finally:
                 daemon.terminate()
                 daemon.wait(timeout=30)
-            row.update(floor(scenario, api, row))
+            row.update(floor(before, floor_cpu(scenario, api), row))
             row.update(blackbox(scenario, api, Path(tmp), row))
             return row
     finally:
@@ -261,17 +264,24 @@ def measure(scenario: Scenario, pid: int, base: str, sim_port: int) -> dict[str,
     }
 
 
-def floor(scenario: Scenario, api: str, row: dict[str, str]) -> dict[str, str]:
-    """The floor of a round (bench/floor.py, in its own process) and the daemon as a multiple
-    of it."""
+def floor_cpu(scenario: Scenario, api: str) -> tuple[float, int]:
+    """(CPU, GETs) of the floor of one round (bench/floor.py, in its own process)."""
     command = [sys.executable, str(ROOT / "bench" / "floor.py"), "--api", api]
     command += ["--accounts", str(scenario.accounts)]
     out = subprocess.run(command, check=True, capture_output=True, text=True, cwd=ROOT).stdout
     measured = json.loads(out)
+    return measured["cpu_per_round"], measured["gets_per_round"]
+
+
+def floor(
+    before: tuple[float, int], after: tuple[float, int], row: dict[str, str]
+) -> dict[str, str]:
+    """The floor of a round (the mean of its measures before and after the daemon ran) and
+    the daemon as a multiple of it."""
+    cpu = (before[0] + after[0]) / 2
     daemon = float(row["CPU / round"].split()[0])
-    cpu = measured["cpu_per_round"]
     return {
-        "floor GETs / round": str(measured["gets_per_round"]),
+        "floor GETs / round": str(after[1]),
         "floor CPU / round": f"{cpu:.3f} s",
         "daemon / floor": f"{daemon / cpu:.2f}" if cpu else "-",
     }
