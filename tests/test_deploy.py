@@ -77,12 +77,13 @@ def test_alertmanager_config() -> None:
 
 def exported_metric_names() -> set[str]:
     failing = Integration(id=1, started_failing_at=T0, last_fetched_at=T0, created_at=T0)
+    stream = ExceptionStream()
+    stream.totals[1] = 3
+    stream.last_at[1] = T0
+    stream.kinds[("requests.exceptions.SSLError", "5xx")] = 3
     store = Store(["default"])
-    store.put(
-        AccountSnapshot(
-            "default", {1: Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))}, 1, T0
-        )
-    )
+    observation = Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))
+    store.put(AccountSnapshot("default", {1: observation}, 1, T0, exception_counts=stream.counts()))
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
     events = metrics.client_events("default")
     events.request("get_integration", "200", 0.1)
@@ -90,10 +91,6 @@ def exported_metric_names() -> set[str]:
     events.throttled(1.0)
     metrics.observe_cycle("default", 0.1, True)
     metrics.holds = lambda: {("default", 1): "mute"}  # only while something is held
-    stream = ExceptionStream()
-    stream.totals[1] = 3
-    stream.last_at[1] = T0
-    stream.kinds[("requests.exceptions.SSLError", "5xx")] = 3
     metrics.streams = lambda: {"default": stream}
     text = scraped(metrics)
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))
