@@ -19,7 +19,6 @@ import json
 import queue
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -92,6 +91,8 @@ SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
 #: How long the writer gathers further polls before it writes what it has.
 BATCH_SECONDS = 0.5
+#: The most items one transaction takes (the rest go into the next, at once).
+BATCH_ITEMS = 500
 RETENTION_DAYS = 400
 StatusObserver = Callable[[bool], None]
 FailureObserver = Callable[[str], None]
@@ -168,6 +169,8 @@ class HistoryStore:
         self._on_failure = on_failure
         self._clock = clock
         self._queue: queue.Queue[_Item | None] = queue.Queue(maxsize=QUEUE_BATCHES)
+        #: set by a flush or close, so the writer does not wait out its batch time for them
+        self._urgent = threading.Event()
         self._db: sqlite3.Connection | None = None
         #: account -> integration -> the state of its open interval
         self._open: dict[str, dict[int, str]] = {}
@@ -231,6 +234,7 @@ class HistoryStore:
         with contextlib.suppress(queue.Full):
             self._queue.put(_Forget("", at), timeout=timeout)  # "" ends every account
             self._queue.put(None, timeout=timeout)
+        self._urgent.set()
         self._thread.join(timeout)
 
     def flush(self, timeout: float = 5.0) -> bool:
@@ -240,6 +244,7 @@ class HistoryStore:
             self._queue.put(_Flush(done, self._clock()), timeout=timeout)
         except queue.Full:
             return False
+        self._urgent.set()
         return done.wait(timeout)
 
     def _put(self, item: _Item) -> None:
@@ -258,12 +263,16 @@ class HistoryStore:
         while True:
             item = self._queue.get()
             batch = [item]
-            # polls of many accounts arrive one by one: gather what comes within a moment into
-            # one transaction (a commit costs more than the rows of a small account)
-            deadline = time.monotonic() + BATCH_SECONDS
-            while len(batch) < 500 and isinstance(batch[-1], _Poll | _Episode | _Position):
+            # polls of many accounts arrive one by one: what comes within a moment goes into
+            # one transaction (a commit costs more than the rows of a small account). The
+            # writer sleeps through that moment instead of waking for each poll queued (a
+            # wake-up per poll cost more CPU than the writing); a flush or close wakes it.
+            if isinstance(item, _Poll | _Episode | _Position):
+                self._urgent.wait(BATCH_SECONDS)
+                self._urgent.clear()
+            while len(batch) < BATCH_ITEMS and isinstance(batch[-1], _Poll | _Episode | _Position):
                 try:
-                    batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                    batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
             done = None in batch
