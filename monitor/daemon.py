@@ -25,7 +25,6 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.interval import IntervalTrigger
 
 from monitor import logs
 from monitor.alerting import Sink
@@ -51,6 +50,7 @@ from monitor.notify.quiet import Hold
 from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
+from monitor.schedule import first_poll_delays, job_options
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import RequestBudget
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
@@ -80,34 +80,6 @@ _EVENT_NAMES = {
     EVENT_JOB_MISSED: "missed",
     EVENT_JOB_MAX_INSTANCES: "skipped_overrun",
 }
-
-
-#: First polls start at most this many per second, and all within FIRST_POLLS_WINDOW_SECONDS:
-#: a restart of 500 accounts is ready within a minute, whatever their intervals, and never
-#: sends them all in the same second.
-FIRST_POLLS_PER_SECOND = 10.0
-FIRST_POLLS_WINDOW_SECONDS = 60.0
-
-
-def first_poll_delays(accounts: list[AccountConfig]) -> list[float]:
-    """When each account polls first, in seconds from start. Later polls follow at each
-    account's interval, so this spread also spreads them."""
-    count = len(accounts)
-    window = min(FIRST_POLLS_WINDOW_SECONDS, count / FIRST_POLLS_PER_SECOND)
-    return [
-        min(index / count * window, account.poll_interval_seconds / 2)
-        for index, account in enumerate(accounts)
-    ]
-
-
-def job_options(interval: float) -> dict[str, object]:
-    """APScheduler options for one account's poll job."""
-    return {
-        "trigger": IntervalTrigger(seconds=interval, jitter=min(interval * 0.1, 5.0)),
-        "max_instances": 1,
-        "coalesce": True,
-        "misfire_grace_time": max(1, int(interval / 2)),
-    }
 
 
 @dataclass(frozen=True)
@@ -452,8 +424,9 @@ class Daemon:
         self._scheduler = scheduler
         self.alerter = self._alerter()
         try:
+            start = datetime.now(UTC)
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
-                self._start(account, delay=delay)
+                self._start(account, start + timedelta(seconds=delay))
             self._announce_empty()
             scheduler.start()
             await stop.wait()
@@ -481,8 +454,8 @@ class Daemon:
                 "ready and serves /metrics, and starts polling when a reload adds accounts",
             )
 
-    def _start(self, account: AccountConfig, delay: float = 0.0) -> None:
-        """An account's client, poller and job; its first poll runs after ``delay``."""
+    def _start(self, account: AccountConfig, first: datetime | None = None) -> None:
+        """An account's client, poller and job; its first poll runs at ``first`` (now)."""
         assert self._scheduler is not None
         assert self.alerter is not None
         worker = new_worker(
@@ -497,8 +470,7 @@ class Daemon:
             worker.poller.poll,
             id=account.name,
             name=f"poll {account.name}",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=delay),
-            **job_options(account.poll_interval_seconds),
+            **job_options(account.poll_interval_seconds, first or datetime.now(UTC)),
         )
 
     def _stream(self, account: AccountConfig) -> ExceptionStream | None:

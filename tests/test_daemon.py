@@ -7,18 +7,9 @@ import time
 
 import httpx
 
-from monitor.daemon import Daemon, job_options
+from monitor.daemon import Daemon
 from monitor.simulator import Simulator
 from tests.conftest import account_for, metric_value, scraped
-
-
-def test_job_options_fit_the_interval() -> None:
-    options = job_options(60)
-    assert options["max_instances"] == 1
-    assert options["coalesce"] is True
-    assert options["misfire_grace_time"] == 30
-    assert options["trigger"].jitter == 5.0  # type: ignore[attr-defined]
-    assert job_options(10)["trigger"].jitter == 1.0  # type: ignore[attr-defined]
 
 
 async def slow_handler(request: httpx.Request) -> httpx.Response:

@@ -26,6 +26,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     "exporter": {"sendcloud", "health", "store", "history"},
     "settings": {"sendcloud", "health", "alerting", "notify"},
     "poller": {"sendcloud", "health", "store", "settings"},
+    "schedule": {"settings"},
     "daemon": {
         "sendcloud",
         "health",
@@ -36,6 +37,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "exporter",
         "settings",
         "poller",
+        "schedule",
     },
     "simulator": {"health"},
     "cli": {
@@ -48,6 +50,7 @@ MAY_IMPORT: dict[str, set[str]] = {
         "exporter",
         "settings",
         "poller",
+        "schedule",
         "daemon",
         "simulator",
     },
