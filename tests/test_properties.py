@@ -17,6 +17,8 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor import logs
+from monitor.alerting.rules import INTEGRATION_FAILING, AlertKey, AlertState, Context
+from monitor.alerting.service import _lasting, _persistent_change
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
 from monitor.sendcloud import ApiError, Integration, SendcloudClient, parse_integration, public_url
@@ -199,3 +201,68 @@ def test_no_userinfo_or_query_survives_a_shop_url(user: str, password: str, toke
         shown = public_url(url)
         for secret in (password, token):
             assert secret not in shown.replace("shop.example.com", "")
+
+
+def _persistent_by_copy(states: dict[Any, Any]) -> dict[Any, Any]:
+    """The definition of "worth a write" the alerter's field-by-field comparison implements."""
+    from dataclasses import replace
+
+    return {
+        k: replace(
+            s,
+            context=replace(s.context, failing_seconds=None, staleness_seconds=None),
+            observations=0 if s.firing else s.observations,
+        )
+        for k, s in states.items()
+    }
+
+
+_times = st.sampled_from([None, datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC)])
+_contexts = st.builds(
+    Context,
+    shop_name=st.sampled_from([None, "a", "b"]),
+    shop_url=st.sampled_from([None, "https://a.example"]),
+    integration_type=st.sampled_from([None, "shopify"]),
+    started_failing_at=_times,
+    failing_seconds=st.sampled_from([None, 1.0, 2.0]),
+    last_fetched_at=_times,
+    staleness_seconds=st.sampled_from([None, 1.0, 2.0]),
+    detail=st.sampled_from([None, "3 exception logs"]),
+)
+_keys = st.sampled_from([AlertKey(INTEGRATION_FAILING, "a", i) for i in range(3)])
+_states = st.dictionaries(
+    _keys,
+    st.builds(
+        AlertState,
+        key=st.just(AlertKey(INTEGRATION_FAILING, "a", 0)),
+        since=st.sampled_from([datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)]),
+        observations=st.integers(1, 3),
+        firing_since=_times,
+        last_notified=_times,
+        severity=st.sampled_from(["warning", "critical"]),
+        context=_contexts,
+        episode=_times,
+    ),
+    max_size=3,
+)
+
+
+@given(_states, _states)
+def test_alert_state_changes_worth_a_write_are_those_of_the_copying_definition(
+    before: dict[AlertKey, AlertState], after: dict[AlertKey, AlertState]
+) -> None:
+    expected = _persistent_by_copy(before) != _persistent_by_copy(after)
+    assert _persistent_change(before, after) is expected
+    assert _persistent_change(before, dict(before)) is False
+
+
+def test_the_write_comparison_knows_every_context_field() -> None:
+    """A new Context field must be added to the comparison (or to the elapsed ones)."""
+    from dataclasses import fields
+
+    elapsed = {"failing_seconds", "staleness_seconds"}
+    context = Context(**{f.name: f"value of {f.name}" for f in fields(Context)})  # type: ignore[arg-type]
+    assert len(_lasting(context)) == len(fields(Context)) - len(elapsed)
+    assert set(_lasting(context)) == {f"value of {f.name}" for f in fields(Context)} - {
+        f"value of {n}" for n in elapsed
+    }

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence, Set
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, overload
@@ -29,6 +28,7 @@ from monitor.alerting.rules import (
     AlertKey,
     AlertRules,
     AlertState,
+    Context,
     conditions_for,
     evaluate,
     event_fields,
@@ -188,7 +188,7 @@ class Alerter:
         previous = self._states.get(account, {})
         self._stream_causes(snapshot, {c.key for c in conditions} | previous.keys())
         evaluation = evaluate(previous, conditions, unknown, now, self.rules)
-        changed = _persistent(previous) != _persistent(evaluation.states)
+        changed = _persistent_change(previous, evaluation.states)
         self._set(account, dict(evaluation.states))
         current = self._states.get(account, {})
         ended = {e.state.key for e in evaluation.events if e.status == "resolved"}
@@ -392,13 +392,40 @@ class Alerter:
         await asyncio.gather(*(sink.aclose() for sink in self.sinks))
 
 
-def _persistent(states: Mapping[AlertKey, AlertState]) -> dict[AlertKey, AlertState]:
-    """What is worth a write: everything but the context that changes on every poll."""
-    return {
-        k: replace(
-            s,
-            context=replace(s.context, failing_seconds=None, staleness_seconds=None),
-            observations=0 if s.firing else s.observations,
-        )
-        for k, s in states.items()
-    }
+def _persistent_change(
+    before: Mapping[AlertKey, AlertState], after: Mapping[AlertKey, AlertState]
+) -> bool:
+    """Whether anything worth a write changed: everything but the context's elapsed seconds
+    (they change on every poll) and, while firing, the count of observations. Compared field
+    by field, without copies: a thousand alerts firing are compared at every poll."""
+    if before.keys() != after.keys():
+        return True
+    for key, state in after.items():
+        old = before[key]
+        if old is state:
+            continue
+        if (old.since, old.firing_since, old.last_notified, old.severity, old.episode) != (
+            state.since,
+            state.firing_since,
+            state.last_notified,
+            state.severity,
+            state.episode,
+        ):
+            return True
+        if not state.firing and old.observations != state.observations:
+            return True
+        if old.context is not state.context and _lasting(old.context) != _lasting(state.context):
+            return True
+    return False
+
+
+def _lasting(context: Context) -> tuple[object, ...]:
+    """A context without the elapsed seconds."""
+    return (
+        context.shop_name,
+        context.shop_url,
+        context.integration_type,
+        context.started_failing_at,
+        context.last_fetched_at,
+        context.detail,
+    )
