@@ -28,6 +28,7 @@ import re
 import secrets
 import socket
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -262,6 +263,15 @@ class Reply:
     reset: bool = False
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up mid-answer (a monitor stopped mid-poll) is not news; anything
+        else still gets socketserver's traceback."""
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class Simulator:
     """The simulated API and its state. Use as a context manager, or ``start()``/``stop()``."""
 
@@ -299,7 +309,7 @@ class Simulator:
         self.next_link_base: str | None = None  # tests: advertise pages on another origin
         self._auth = "Basic " + base64.b64encode(f"{public_key}:{secret_key}".encode()).decode()
         self._keys = (public_key, secret_key)
-        self._server = ThreadingHTTPServer((host, port), _make_handler(self))
+        self._server = _Server((host, port), _make_handler(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 
