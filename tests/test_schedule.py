@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -61,12 +62,12 @@ def test_later_polls_land_on_whole_seconds_in_phase_without_drift() -> None:
             assert at.timestamp() == int(at.timestamp())  # a whole second
             due = FIRST + timedelta(seconds=n * interval)
             assert timedelta(0) <= at - due < timedelta(seconds=1)  # never drifts
-        assert all(b > a for a, b in zip(times, times[1:], strict=False))
+        assert all(b > a for a, b in itertools.pairwise(times))
 
 
 def test_short_intervals_get_a_finer_tick() -> None:
     times = runs(TickedInterval(0.2, FIRST), 50)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:], strict=False)]
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times)]
     assert all(0.15 < gap < 0.25 for gap in gaps)
     assert TickedInterval(0.2, FIRST).tick < 0.2
 
@@ -88,7 +89,9 @@ def test_on_tick_rounds_up() -> None:
 def test_first_polls_are_spread_at_most_ten_a_second_within_a_minute() -> None:
     accounts = [account(f"a{i}", 3600) for i in range(1000)]
     delays = first_poll_delays(accounts)
-    assert delays == sorted(delays) and delays[0] == 0 and max(delays) < 60
+    assert delays == sorted(delays)
+    assert delays[0] == 0
+    assert max(delays) < 60
     assert len(set(delays)) == len(delays)
     few = first_poll_delays([account(f"a{i}", 3600) for i in range(20)])
     assert few[1] - few[0] == 1 / FIRST_POLLS_PER_SECOND
