@@ -38,6 +38,19 @@ async def test_bucket_spreads_requests_at_the_rate() -> None:
     assert clock.now == pytest.approx(10.0)  # the burst of 10, then 100 at 10 a second
 
 
+async def test_a_dry_bucket_sends_whole_bursts_within_the_same_limits() -> None:
+    clock = Clock()
+    budget = RequestBudget(600, clock=clock, sleep=clock.sleep)  # 10 a second, burst 10
+    sent: list[float] = []
+    for _ in range(110):
+        await budget.acquire()
+        sent.append(clock.now)
+    assert clock.slept == pytest.approx([1.0] * 10)  # one wake-up per ten requests, not each
+    for start in sent:  # never more than the burst plus the rate in any window
+        assert sum(start <= t < start + 1.0 for t in sent) <= 10 + 10
+        assert sum(start <= t < start + 60.0 for t in sent) <= 10 + 600
+
+
 async def test_pause_stops_everything_then_resumes() -> None:
     clock = Clock()
     budget = RequestBudget(600, clock=clock, sleep=clock.sleep)
