@@ -1,9 +1,18 @@
-"""Structured logging: structlog JSON lines (or a console view on a TTY), secrets scrubbed.
+"""Structured logging: structlog JSON lines (or a console view on a TTY), secrets masked.
 
 Library logs (httpx, APScheduler) are routed through the same processors, so every line on
-stdout has the same shape. Two layers keep secrets out: keys that look secret are masked, and
-the rendered line is scrubbed of every configured secret value (and its Basic-auth encoding),
-whichever field or traceback it turned up in.
+stdout has the same shape. What is masked, and only that:
+
+- the value of a field whose *name* says credential (``authorization``, ``token``, ...);
+- in any URL of any scheme: the password of its userinfo (the user name stays, unless it looks
+  like a token), every query value (the keys stay) and path segments that look like tokens;
+- every configured secret value (keys, passwords, tokens, webhook URLs, the Basic credential of
+  a key pair) wherever it stands as a whole word in a value: never inside a longer word, so a
+  password ``even`` leaves ``event`` alone, and a secret of any length is masked.
+
+Keys are never changed, and neither are the fields that name a line (``event``, ``logger``,
+``level``, ``timestamp``) — except that a library's ``event`` is its free-text message, which
+is masked like any value.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ import base64
 import logging
 import re
 import sys
-from collections.abc import Iterable
-from typing import TextIO
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+from urllib.parse import quote, unquote
 
 import stamina
 import structlog
@@ -22,51 +32,125 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 MASK = "********"
 _SECRET_KEY = re.compile(r"authorization|token|secret|password|passwd|api_key|cookie", re.I)
-_URL_QUERY = re.compile(r"(https?://[^\s?#\"']+)\?[^\s#\"']*")
-_URL_USERINFO = re.compile(r"(?i)(https?://)[^/\s@\"']+@")
+#: The fields that name a line: the code writes them, never a secret.
+STRUCTURAL_FIELDS = frozenset({"event", "logger", "level", "timestamp"})
+#: A URL of any scheme (``https://``, ``mailtos://``, ``tgram://``), up to a space or a quote.
+_URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://([^\s\"'<>]+)")
+_WORD = "A-Za-z0-9_"
 
 
-def redact_keys(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Mask values whose key names a credential; drop userinfo and query strings from URLs."""
-    for key, value in list(event_dict.items()):
-        if _SECRET_KEY.search(key):
-            event_dict[key] = MASK
-        elif isinstance(value, str) and "://" in value:
-            value = _URL_USERINFO.sub(r"\1", value)
-            event_dict[key] = _URL_QUERY.sub(r"\1?" + MASK, value)
-    return event_dict
+def looks_like_token(text: str) -> bool:
+    """Whether a user name, path segment or host reads as a credential rather than a word:
+    long, or a mix of letters and digits (``T1JJ3T3L2``, ``abc123TOKENxyz``), never an
+    ordinary name such as ``monitor``, ``info``, ``alerts`` or ``ops-team``."""
+    text = unquote(text)
+    if len(text) >= 20:
+        return True
+    return len(text) >= 8 and any(c.isdigit() for c in text) and any(c.isalpha() for c in text)
+
+
+def mask_url(url: str) -> str:
+    """``url`` with its secret parts masked: the userinfo password (the user too when it looks
+    like a token), every query value and fragment, and path segments that look like tokens.
+    The scheme, host, port and ordinary path stay readable."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    rest, hash_, _fragment = rest.partition("#")
+    rest, qmark, query = rest.partition("?")
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    if at:
+        user, colon, _password = userinfo.partition(":")
+        if looks_like_token(user):
+            user = MASK
+        userinfo = user + (colon and ":" + MASK)
+    if looks_like_token(host) and "." not in host:  # tokens as hosts: discord://id/token
+        host = MASK
+    path = "/".join(MASK if looks_like_token(s) else s for s in path.split("/"))
+    query = "&".join(
+        (name + "=" + MASK) if eq else MASK
+        for name, eq, _value in (part.partition("=") for part in query.split("&") if part)
+    )
+    return (
+        f"{scheme}://{userinfo}{at}{host}{slash}{path}"
+        + (qmark and "?" + query)
+        + (hash_ and "#" + MASK)
+    )
+
+
+def basic_credential(user: str, password: str) -> str:
+    """The Basic-auth encoding of a key pair, as it travels on the wire (a secret too)."""
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class SecretScrubber:
-    """Replaces known secret values anywhere in a rendered line."""
+    """Masks known secret values and the secret parts of URLs in the values of a line."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
-        self.secrets: list[str] = []
+        self._patterns: dict[str, re.Pattern[str]] = {}
+        self._order: list[tuple[str, re.Pattern[str]]] = []
         self.add(secrets)
 
+    @property
+    def secrets(self) -> list[str]:
+        return [secret for secret, _ in self._order]
+
     def add(self, secrets: Iterable[str]) -> None:
-        values = {s for s in secrets if len(s) >= 4}
-        pairs = list(values)
-        for public in pairs:  # the Basic credential of every pair, as it travels on the wire
-            for secret in pairs:
-                if public != secret:
-                    values.add(base64.b64encode(f"{public}:{secret}".encode()).decode())
-        self.secrets = sorted(values | set(self.secrets), key=len, reverse=True)
+        """Mask these values from now on too (a reload adds the new ones)."""
+        for secret in secrets:
+            if not secret:
+                continue
+            for form in {secret, quote(secret, safe=""), unquote(secret)}:
+                if form and form not in self._patterns:
+                    self._patterns[form] = _whole_word(form)
+        self._order = sorted(self._patterns.items(), key=lambda item: len(item[0]), reverse=True)
 
     def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, MASK)
+        """``text`` with the secret parts of its URLs and every known secret masked."""
+        if "://" in text:
+            text = _URL.sub(lambda m: mask_url(m.group(0)), text)
+        for secret, pattern in self._order:
+            if secret in text:  # cheap: most values hold no secret at all
+                text = pattern.sub(MASK, text)
         return text
 
-    def wrap(self, renderer: Processor) -> Processor:
-        """A renderer whose output is scrubbed: the last step before a line is written."""
+    def scrub_value(self, value: Any) -> Any:
+        """Every string in ``value``, at any depth, scrubbed; keys and other types as they are."""
+        if isinstance(value, str):
+            return self.scrub(value)
+        if isinstance(value, Mapping):
+            return {key: self.scrub_value(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return type(value)(self.scrub_value(item) for item in value)
+        return value
 
-        def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
-            line = renderer(logger, name, event_dict)
-            text = line.decode() if isinstance(line, bytes | bytearray) else str(line)
-            return self.scrub(text)
+    def processor(self, _: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+        """The values of a line, scrubbed (run after exceptions are rendered to data)."""
+        foreign = event_dict.get("_from_structlog") is False  # a library's free-text message
+        for key, value in list(event_dict.items()):
+            if key.startswith("_") or (
+                key in STRUCTURAL_FIELDS and not (foreign and key == "event")
+            ):
+                continue
+            event_dict[key] = self.scrub_value(value)
+        return event_dict
 
-        return render
+
+def _whole_word(secret: str) -> re.Pattern[str]:
+    """``secret`` where it is not part of a longer word (a boundary is needed only on a side
+    where the secret itself begins or ends with a word character)."""
+    before = f"(?<![{_WORD}])" if re.match(f"[{_WORD}]", secret[0]) else ""
+    after = f"(?![{_WORD}])" if re.match(f"[{_WORD}]", secret[-1]) else ""
+    return re.compile(before + re.escape(secret) + after)
+
+
+def redact_keys(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Mask the values of fields whose name says credential."""
+    for key in list(event_dict):
+        if key not in STRUCTURAL_FIELDS and not key.startswith("_") and _SECRET_KEY.search(key):
+            event_dict[key] = MASK
+    return event_dict
 
 
 scrubber = SecretScrubber(())
@@ -91,19 +175,24 @@ def configure(
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         redact_keys,
     ]
-    renderer: list[Processor]
+    # exceptions become data first, so that their text is scrubbed like every other value
+    exceptions: Processor
+    renderer: Processor
     if log_format == "console":
-        renderer = [scrubber.wrap(structlog.dev.ConsoleRenderer(colors=stream.isatty()))]
+        exceptions = structlog.processors.format_exc_info
+        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
     else:
-        renderer = [
-            structlog.processors.ExceptionRenderer(ExceptionDictTransformer(show_locals=False)),
-            scrubber.wrap(structlog.processors.JSONRenderer()),
-        ]
+        exceptions = structlog.processors.ExceptionRenderer(
+            ExceptionDictTransformer(show_locals=False)
+        )
+        renderer = structlog.processors.JSONRenderer()
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
         processors=[
+            exceptions,
+            scrubber.processor,  # before the meta keys go: it tells a library's message apart
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-            *renderer,
+            renderer,
         ],
     )
     handler = logging.StreamHandler(stream)

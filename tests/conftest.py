@@ -119,7 +119,11 @@ def captured_logs() -> Iterator[LogCapture]:
         "json",
         level=logging.DEBUG,
         stream=capture.stream,
-        secrets=(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY),
+        secrets=(
+            DEMO_PUBLIC_KEY,
+            DEMO_SECRET_KEY,
+            logs.basic_credential(DEMO_PUBLIC_KEY, DEMO_SECRET_KEY),
+        ),
     )
     yield capture
     logs.configure("json")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import io
+import json
 import logging
 
 import structlog
 
+from monitor import logs
 from tests.conftest import LogCapture
 
 SECRET = "demo-secret-key"
@@ -67,10 +70,78 @@ def test_library_info_logs_are_quiet(captured_logs: LogCapture) -> None:
     assert captured_logs.lines() == []
 
 
-def test_url_userinfo_never_reaches_a_log_line(captured_logs: LogCapture) -> None:
+def test_a_url_password_never_reaches_a_log_line_but_its_user_does(
+    captured_logs: LogCapture,
+) -> None:
     structlog.get_logger("t").warning(
         "fetch_failed", url="https://admin:hunter22@shop.example.com/api", note="see http://u@h/x"
     )
     [line] = captured_logs.lines()
-    assert line["url"] == "https://shop.example.com/api"
-    assert line["note"] == "see http://h/x"
+    assert line["url"] == "https://admin:********@shop.example.com/api"
+    assert line["note"] == "see http://u@h/x"
+
+
+def test_urls_of_any_scheme_lose_passwords_query_values_and_token_paths(
+    captured_logs: LogCapture,
+) -> None:
+    structlog.get_logger("t").warning(
+        "delivery_failed",
+        mail="mailtos://monitor:pw@smtp.example.com?to=alerts@example.com",
+        hook="json://hooks.example.com/ops/abc123TOKENxyz?token=t0k",
+        bot="tgram://AAbbCCddEEffGGhh1234/12345",
+        repo="https://ghp0123456789abcdefXYZ@github.com/org/repo",
+    )
+    [line] = captured_logs.lines()
+    assert line["mail"] == "mailtos://monitor:********@smtp.example.com?to=********"
+    assert line["hook"] == "json://hooks.example.com/ops/********?token=********"
+    assert line["bot"] == "tgram://********/12345"
+    assert line["repo"] == "https://********@github.com/org/repo"
+
+
+ORDINARY_USERS = ("monitor", "info", "admin", "alerts")
+#: Secrets that are parts of the words every line is made of.
+WORDLIKE_SECRETS = ("even", "form", "port", "level", "logger", "timestamp", "pw")
+
+
+def test_secrets_inside_words_and_user_names_change_nothing_else() -> None:
+    """Whatever the secrets, keys and the fields that name a line stay intact, and a secret
+    is masked only where it stands as a word of its own, whatever its length."""
+    stream = io.StringIO()
+    logs.configure("json", stream=stream, secrets=WORDLIKE_SECRETS)
+    try:
+        log = structlog.get_logger("monitor.daemon")
+        for user in ORDINARY_USERS:
+            log.info("monitor_started", receiver=f"mailtos://{user}:even@mx.example")
+        log.warning("report_formatted", text="information: the event format is portable")
+        log.warning("auth_failed", detail="the password was pw and level", format="json")
+        logging.getLogger("apprise").warning("login as info with even failed")
+    finally:
+        logs.configure("json")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == [
+        *["monitor_started"] * len(ORDINARY_USERS),
+        "report_formatted",
+        "auth_failed",
+        "login as info with ******** failed",  # a library's message is text: masked as text
+    ]
+    assert [line["logger"] for line in lines] == ["monitor.daemon"] * 6 + ["apprise"]
+    assert [line["level"] for line in lines] == ["info"] * 4 + ["warning"] * 3
+    known = {"event", "logger", "level", "timestamp", "receiver", "text", "detail", "format"}
+    assert all(set(line) <= known for line in lines)
+    assert [line["receiver"] for line in lines[:4]] == [
+        f"mailtos://{user}:********@mx.example" for user in ORDINARY_USERS
+    ]
+    assert lines[4]["text"] == "information: the event format is portable"
+    assert lines[5]["detail"] == "the password was ******** and ********"
+    assert lines[5]["format"] == "json"
+
+
+def test_secrets_added_later_are_masked_from_then_on(captured_logs: LogCapture) -> None:
+    log = structlog.get_logger("t")
+    log.info("before", value="rotated-key-1")
+    logs.scrubber.add(["rotated-key-1"])
+    log.info("after", value="rotated-key-1", word="rotated-key-10")
+    before, after = captured_logs.lines()
+    assert before["value"] == "rotated-key-1"
+    assert after["value"] == "********"
+    assert after["word"] == "rotated-key-10"  # another value that merely begins like it

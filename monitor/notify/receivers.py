@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from monitor.logs import looks_like_token
 from monitor.notify.delivery import Delivery, DeliveryObserver, DepthObserver, Undeliverable
 from monitor.notify.messages import Message
 
@@ -59,24 +60,60 @@ def url_problem(url: str) -> str | None:
 
 
 def secret_parts(url: str) -> tuple[str, ...]:
-    """The url and each of its parts that may be a secret (user, password, path segments,
-    query values): what log scrubbing and failure reasons must never show."""
+    """The url and each of its parts that is a secret: what log scrubbing and failure reasons
+    must never show. The password; the parts Apprise's own plugin keeps private (tokens, keys,
+    webhook IDs, a user that is really a key); path segments, query values and hosts that
+    look like tokens. Never an ordinary user name, host or word on its own: masking them would
+    mangle every line that contains them."""
     parts = {url}
     rest = url.split("://", 1)[1] if "://" in url else url
     split = urlsplit("x://" + rest)
-    for value in (split.username, split.password):
-        if value:
-            parts |= {value, unquote(value)}
+    if split.password:
+        parts |= {split.password, unquote(split.password)}
+    if split.username and looks_like_token(split.username):
+        parts |= {split.username, unquote(split.username)}
     for segment in split.path.split("/"):
-        if len(segment) >= 4:
+        if looks_like_token(segment):
             parts |= {segment, unquote(segment)}
-    for _, value in parse_qsl(split.query):
-        if len(value) >= 4:
+    for name, value in parse_qsl(split.query):
+        if value and (looks_like_token(value) or _SECRET_QUERY.search(name)):
             parts.add(value)
     host = split.hostname or ""
-    if len(host) >= 16 and "." not in host:  # tokens as hosts: discord://id/token, tgram://bot
+    if looks_like_token(host) and "." not in host:  # tokens as hosts: discord://id/token
         parts.add(host)
+    parts |= _private_parts(url)
     return tuple(sorted(parts, key=len, reverse=True))
+
+
+#: Query parameters whose value is a credential, whatever it looks like.
+_SECRET_QUERY = re.compile(r"token|key|pass|secret|auth|sig|code|session", re.I)
+_DELIMITERS = re.compile(r"[/:@?&=#]")
+
+
+def _private_parts(url: str) -> set[str]:
+    """The parts of ``url`` that Apprise's plugin masks in its own private view of it (as
+    written in ``url``: a default the plugin adds is no secret of ours)."""
+    try:
+        apprise = _apprise()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            plugin = apprise.Apprise.instantiate(url, suppress_exceptions=True)
+        if plugin is None:
+            return set()
+        shown, private = plugin.url(privacy=False), plugin.url(privacy=True)
+    except Exception:  # noqa: BLE001 - a plugin's bug: the structural parts still apply
+        return set()
+    plain, masked = _DELIMITERS.split(shown), _DELIMITERS.split(private)
+    if len(plain) != len(masked):
+        return set()
+    written = {url, unquote(url)}
+    found = set()
+    for part, view in zip(plain, masked, strict=True):
+        if part != view and part:
+            for form in {part, unquote(part)}:
+                if any(form in text for text in written):
+                    found.add(form)
+    return found
 
 
 def _scrub(text: str, secrets: Iterable[str]) -> str:

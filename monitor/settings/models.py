@@ -508,7 +508,7 @@ class Settings(BaseSettings):
         """Every secret value, for scrubbing logs."""
         found = [s for account in self.resolved_accounts() for s in account.secrets()]
         for webhook in self.alerting.resolved_webhooks():
-            found.append(webhook.url.get_secret_value())
+            found += secret_parts(webhook.url.get_secret_value())
             if webhook.hmac_secret is not None:
                 found.append(webhook.hmac_secret.get_secret_value())
         for receiver in self.alerting.resolved_receivers():

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from monitor.config_errors import ConfigError
 from monitor.health import DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
+from monitor.logs import basic_credential
 from monitor.notify.receivers import url_problem
 from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL
 from monitor.settings.addresses import require_https
@@ -83,8 +84,10 @@ class AccountConfig:
         return self.stale_overrides.get(integration_id, self.stale_after_seconds)
 
     def secrets(self) -> tuple[str, ...]:
-        """Every secret string of this account, for log and output scrubbing."""
-        return (self.public_key.get_secret_value(), self.secret_key.get_secret_value())
+        """Every secret string of this account, for log and output scrubbing: the keys and
+        their Basic credential, as it travels on the wire."""
+        public, secret = self.public_key.get_secret_value(), self.secret_key.get_secret_value()
+        return (public, secret, basic_credential(public, secret))
 
 
 def _first(value: float | None, default: float) -> float:

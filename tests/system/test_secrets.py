@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -214,3 +215,115 @@ def test_a_rejected_reload_with_rotated_secrets_prints_none_of_them(tmp_path: Pa
     for text in [*bodies, daemon.output]:
         for marker in (PUBLIC, SECRET, WEBHOOK_TOKEN, HMAC_SECRET):
             assert marker not in text, f"{marker!r} leaked: {text}"
+
+
+#: Ordinary user names in receiver URLs: never secrets, never masked.
+USERS = ("monitor", "info", "admin", "alerts")
+#: Passwords that are words, or parts of the words every line is made of.
+PASSWORDS = ("even", "form", "port", "level")
+ROTATED_PASSWORDS = ("logger", "timestamp", "pw")
+_LEVELS = {"debug", "info", "warning", "error", "critical"}
+
+
+@pytest.mark.timeout(120)
+def test_receiver_urls_with_ordinary_user_names_leave_the_log_lines_intact(
+    tmp_path: Path,
+) -> None:
+    """The docs' own kind of receiver URL (``mailto://monitor:pw@…``), with ordinary user
+    names and passwords that are common words: every JSON line keeps its event, logger, level
+    and keys; the receivers' names and users are shown; the passwords are not — also after a
+    reload that rotates them (one shorter than any threshold)."""
+    now = datetime.now(UTC)
+    config = tmp_path / "monitor.yaml"
+    port = free_port()
+    refused = free_port()  # nothing listens there: deliveries to it fail and are logged
+
+    def receivers(users: tuple[str, ...], passwords: tuple[str, ...], hook: str) -> list[Any]:
+        found = []
+        for user, password in zip(users, passwords, strict=False):
+            target = hook if user == users[0] else f"127.0.0.1:{refused}/alerts"
+            found.append({"name": user, "url": f"json://{user}:{password}@{target}"})
+        return found
+
+    with (
+        Simulator(
+            [
+                SimIntegration(
+                    1, "failing", "Failing shop", started_failing_at=now - timedelta(hours=2)
+                )
+            ]
+        ) as sim,
+        running(Receiver()) as hook,
+    ):
+        target = hook.url.removeprefix("http://")
+
+        def write(users: tuple[str, ...], passwords: tuple[str, ...]) -> None:
+            document = {
+                "listen_address": f"127.0.0.1:{port}",
+                "log_level": "debug",
+                "sendcloud": {
+                    "api_url": sim.url,
+                    "public_key": DEMO_PUBLIC_KEY,
+                    "secret_key": DEMO_SECRET_KEY,
+                    "integration_ids": "all",
+                    "poll_interval_seconds": 5,
+                },
+                "alerting": {
+                    "group_wait_seconds": 0,
+                    "receivers": [
+                        {**r, "max_attempts": 1} for r in receivers(users, passwords, target)
+                    ],
+                },
+            }
+            config.write_text(yaml.safe_dump(document))
+
+        write(USERS, PASSWORDS)
+        daemon = DaemonProcess(["run", "--config", str(config)], {}, port)
+        try:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: len(hook.bodies) == 1, 20, "the first alert at the hook")
+            daemon.wait_for(
+                lambda: len(daemon.events("alert_delivery_failed")) == len(USERS) - 1,
+                20,
+                "the failed deliveries",
+            )
+            before = len(daemon.lines)
+            write(("alerts", "monitor", "info"), ROTATED_PASSWORDS)
+            response = httpx.post(daemon.base + "/-/reload", timeout=10)
+            assert response.status_code == 200, response.text
+            sim.add(
+                SimIntegration(
+                    2, "failing", "Second shop", started_failing_at=now - timedelta(hours=2)
+                )
+            )
+            daemon.wait_for(lambda: len(hook.bodies) == 2, 20, "the alert after the reload")
+            daemon.wait_for(
+                lambda: len(daemon.events("alert_delivery_failed")) == len(USERS) + 1,
+                20,
+                "the failed deliveries after the reload",
+            )
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+    assert code == 0
+    lines = [json.loads(line) for line in daemon.lines if line.startswith("{")]
+    assert len(lines) == len(daemon.lines), daemon.output  # every line is a JSON line
+    assert any(line["event"] == "config_reloaded" for line in lines[before:])
+    for line in lines:
+        assert "*" not in "".join(line), line  # no key was touched
+        if line["logger"].startswith("monitor"):  # a library's event is its message
+            assert re.fullmatch(r"[a-z][a-z0-9_]*", line["event"]), line
+        assert "*" not in line["event"], line
+        assert re.fullmatch(r"[a-z][a-z0-9_.]*", line["logger"]), line
+        assert line["level"] in _LEVELS, line
+        datetime.fromisoformat(line["timestamp"])
+    failed = [line for line in lines if line["event"] == "alert_delivery_failed"]
+    assert sorted(line["sink"] for line in failed) == sorted(
+        ["receiver:info", "receiver:admin", "receiver:alerts", "receiver:monitor", "receiver:info"]
+    )  # the names, which are the users too, are intact
+    values = [
+        str(v) for line in lines for k, v in line.items() if k not in ("event", "logger", "level")
+    ]
+    for password in (*PASSWORDS, *ROTATED_PASSWORDS):
+        word = re.compile(rf"(?<![A-Za-z0-9_]){password}(?![A-Za-z0-9_])")
+        assert not any(word.search(v) for v in values), password
