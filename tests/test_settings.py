@@ -157,7 +157,7 @@ def test_bad_value_names_field_value_and_expectation(tmp_path: Path) -> None:
     ("env", "fragment"),
     [
         ({"MONITOR_INTEGRATION_IDS": "1,abc"}, "sendcloud.integration_ids"),
-        ({"MONITOR_INTEGRATION_IDS": "0"}, "greater than 0"),
+        ({"MONITOR_INTEGRATION_IDS": "0"}, "'0' is not a positive integer"),
         ({"MONITOR_POLL_INTERVAL_SECONDS": "1"}, "greater than or equal to 5"),
         ({"MONITOR_LISTEN_ADDRESS": "nowhere"}, "expected host:port"),
         ({"MONITOR_LOG_FORMAT": "xml"}, "'json' or 'console'"),

@@ -31,7 +31,7 @@ import bcrypt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from monitor.config_errors import ConfigError, describe
+from monitor.config_errors import ConfigError, describe, yaml_problem
 
 #: Probes: they say only "alive" / "ready", and Kubernetes probes cannot send credentials.
 UNPROTECTED = frozenset({"/healthz", "/readyz"})
@@ -89,11 +89,12 @@ def load_web_config(path: Path) -> WebConfig:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"web config {path}: cannot read it: {exc}") from None
+        # never PyYAML's own text: it quotes the line, and this file holds password hashes
+        raise ConfigError("cannot read web config " + yaml_problem(str(path), exc)) from None
     try:
         parsed = WebConfigFile.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"web config {path}: " + describe(exc)) from None
+        raise ConfigError(f"web config {path}: " + describe(exc, source=str(path))) from None
     for user, hashed in parsed.basic_auth_users.items():
         if not hashed.startswith(("$2a$", "$2b$", "$2y$")):
             raise ConfigError(f"web config {path}: basic_auth_users.{user} is not a bcrypt hash")
@@ -116,12 +117,32 @@ def _ssl_context(tls: TLSServerConfig | None, base: Path, path: Path) -> ssl.SSL
     context.minimum_version = _TLS_VERSIONS[tls.min_version]
     if tls.max_version is not None:
         context.maximum_version = _TLS_VERSIONS[tls.max_version]
+    cert, key = resolve(tls.cert_file), resolve(tls.key_file)
+    named = {"cert_file": cert, "key_file": key}
+    if tls.client_ca_file is not None:
+        named["client_ca_file"] = resolve(tls.client_ca_file)
+    for name, file in named.items():  # ssl's own error names no file: say which one
+        try:
+            file.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"web config {path}: tls_server_config.{name} {file}: {exc.strerror}"
+            ) from None
     try:
-        context.load_cert_chain(resolve(tls.cert_file), resolve(tls.key_file))
-        if tls.client_ca_file is not None:
-            context.load_verify_locations(resolve(tls.client_ca_file))
+        context.load_cert_chain(cert, key)
     except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"web config {path}: cannot load TLS files: {exc}") from None
+        raise ConfigError(
+            f"web config {path}: tls_server_config.cert_file {cert} and key_file {key} "
+            f"are not a certificate and its private key in PEM ({_ssl_reason(exc)})"
+        ) from None
+    if "client_ca_file" in named:
+        try:
+            context.load_verify_locations(named["client_ca_file"])
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"web config {path}: tls_server_config.client_ca_file "
+                f"{named['client_ca_file']} holds no CA certificate in PEM ({_ssl_reason(exc)})"
+            ) from None
     needs_ca = tls.client_auth_type in ("RequireAndVerifyClientCert", "VerifyClientCertIfGiven")
     if needs_ca and tls.client_ca_file is None:
         raise ConfigError(
@@ -129,6 +150,11 @@ def _ssl_context(tls: TLSServerConfig | None, base: Path, path: Path) -> ssl.SSL
         )
     context.verify_mode = _VERIFY_MODES[tls.client_auth_type]
     return context
+
+
+def _ssl_reason(exc: OSError | ssl.SSLError) -> str:
+    """OpenSSL's short reason (``KEY_VALUES_MISMATCH``, ``NO_START_LINE``), not its prose."""
+    return str(getattr(exc, "reason", None) or exc.strerror or type(exc).__name__)
 
 
 StartResponse = Callable[..., Any]

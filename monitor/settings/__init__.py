@@ -24,8 +24,13 @@ from monitor.settings.addresses import (
     require_https,
     shard_of,
 )
-from monitor.settings.loading import config_file_from, load_settings
-from monitor.settings.masking import SECRET_FIELDS, format_validation_error, masked_dump
+from monitor.settings.loading import config_file_from, load_settings, read_settings
+from monitor.settings.masking import (
+    SECRET_FIELDS,
+    format_validation_error,
+    masked_dump,
+    shown_secret,
+)
 from monitor.settings.models import (
     DEFAULT_API_URL,
     DEFAULT_LISTEN_ADDRESS,
@@ -42,6 +47,7 @@ from monitor.settings.models import (
     Settings,
     TimeRangeSettings,
     WebhookSettings,
+    mute_target_problem,
 )
 from monitor.settings.resolved import AccountConfig, Outbound, ReceiverConfig, WebhookConfig
 from monitor.settings.sources import CONFIG_FILE_ENV, ENV_VARS
@@ -74,8 +80,11 @@ __all__ = [
     "is_loopback",
     "load_settings",
     "masked_dump",
+    "mute_target_problem",
     "parse_listen_address",
     "parse_shard",
+    "read_settings",
     "require_https",
     "shard_of",
+    "shown_secret",
 ]

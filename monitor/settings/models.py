@@ -4,6 +4,7 @@ validated strictly (unknown keys are errors, secrets are ``SecretStr``)."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
@@ -24,7 +25,6 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    YamlConfigSettingsSource,
 )
 
 from monitor.alerting.rules import AlertRules
@@ -51,7 +51,7 @@ from monitor.settings.resolved import (
     resolve_receiver,
     resolve_webhook,
 )
-from monitor.settings.sources import EnvSource, LoadContext, load_context
+from monitor.settings.sources import EnvSource, FileSource, LoadContext, load_context
 
 DEFAULT_API_URL = "https://panel.sendcloud.sc/api/v3"
 DEFAULT_LISTEN_ADDRESS = "0.0.0.0:9877"
@@ -149,17 +149,25 @@ class AccountSettings(_Strict):
     @field_validator("integration_ids", mode="before")
     @classmethod
     def _ids(cls, value: object) -> object:
+        """``all``, one ID, a list or a comma-separated string of IDs; anything else is one
+        plain error (not one per form the field accepts, in pydantic's type names)."""
+        expected = "expected a comma-separated list of integration IDs, or all"
         if isinstance(value, str):
             text = value.strip()
             if text.lower() == "all":
                 return "all"
-            parts = [part.strip() for part in text.split(",") if part.strip()]
-            if not parts:
-                raise ValueError("expected 'all' or comma-separated integration IDs")
-            return parts
-        if isinstance(value, int) and not isinstance(value, bool):
-            return [value]
-        return value
+            value = [part.strip() for part in text.split(",") if part.strip()]
+        elif isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if not isinstance(value, list) or not value:
+            raise ValueError(expected)
+        ids = []
+        for item in value:
+            text = str(item).strip() if isinstance(item, int | str) else ""
+            if isinstance(item, bool) or not text.isdigit() or int(text) <= 0:
+                raise ValueError(f"{expected} ({item!r} is not a positive integer)")
+            ids.append(int(text))
+        return ids
 
     @field_validator("integration_ids")
     @classmethod
@@ -454,8 +462,8 @@ class Settings(BaseSettings):
             init_settings,
             EnvSource(settings_cls, context.environ),
         ]
-        if context.config_file is not None:
-            sources.append(YamlConfigSettingsSource(settings_cls, context.config_file))
+        if context.file_data:
+            sources.append(FileSource(settings_cls, context.file_data))
         return tuple(sources)
 
     @field_validator("listen_address")
@@ -488,6 +496,55 @@ class Settings(BaseSettings):
         merged.update(self.sendcloud.model_dump(exclude_unset=True))
         return [AccountSettings.model_validate(merged)]
 
+    def effective(self) -> Settings:
+        """What the daemon works from, as settings: the single-account block folded into
+        ``accounts``, each account's unset values taken from ``defaults``, the history file
+        beside the state file and the default route's receivers filled in."""
+        inherited = set(Defaults.model_fields) & set(AccountSettings.model_fields)
+        accounts = [
+            account.model_copy(
+                update={
+                    name: getattr(self.defaults, name)
+                    for name in inherited
+                    if getattr(account, name) is None
+                }
+            )
+            for account in self.account_settings()
+        ]
+        alerting = self.alerting.model_copy(
+            update={"default_receivers": list(self.alerting.route_tree().default.receivers)}
+        )
+        history = self.history.model_copy(
+            update={"path": self.history.resolved_path(self.alerting.state_file)}
+        )
+        return self.model_copy(
+            update={
+                "sendcloud": None,
+                "accounts": accounts,
+                "alerting": alerting,
+                "history": history,
+            }
+        )
+
+    def mute_problem(
+        self, account: str, integration_id: int | None, *, force: bool = False
+    ) -> str | None:
+        """Why a mute for this account (and integration) would hold nothing here, or None:
+        an account the configuration does not have, an integration it does not watch, or an
+        account another shard polls (``force``: write it anyway)."""
+        watched = {a.name: a.integration_ids for a in self.account_settings()}
+        problem = mute_target_problem(watched, account, integration_id)
+        if problem is not None or force:
+            return problem
+        shard = parse_shard(self.shard)
+        if shard is not None and shard_of(account, shard[1]) != shard[0]:
+            return (
+                f"account {account!r} is polled by shard {shard_of(account, shard[1])}/"
+                f"{shard[1]}, not by this one ({shard[0]}/{shard[1]}): mute it with that "
+                "replica's history file, or give --force to write it here anyway"
+            )
+        return None
+
     def resolved_accounts(self) -> list[AccountConfig]:
         """Apply defaults, read secret files and check credentials (of this shard's accounts
         only); raises ConfigError."""
@@ -507,6 +564,11 @@ class Settings(BaseSettings):
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, for scrubbing logs."""
         found = [s for account in self.resolved_accounts() for s in account.secrets()]
+        return (*found, *self.outbound_secrets())
+
+    def outbound_secrets(self) -> tuple[str, ...]:
+        """The secrets of the webhooks and receivers (their files read)."""
+        found: list[str] = []
         for webhook in self.alerting.resolved_webhooks():
             found += secret_parts(webhook.url.get_secret_value())
             if webhook.hmac_secret is not None:
@@ -514,3 +576,24 @@ class Settings(BaseSettings):
         for receiver in self.alerting.resolved_receivers():
             found += secret_parts(receiver.url.get_secret_value())
         return tuple(found)
+
+
+def mute_target_problem(
+    watched: Mapping[str, Literal["all"] | Sequence[int] | None],
+    account: str,
+    integration_id: int | None,
+) -> str | None:
+    """Why a mute would hold nothing (an account that is not watched, an integration its
+    configured IDs leave out), or None; ``watched`` maps each account to its integration IDs
+    (``all`` or None: every integration of the account, so any ID)."""
+    if account not in watched:
+        known = ", ".join(sorted(watched)) or "none"
+        return f"no account {account!r} is watched here (the configuration has: {known})"
+    ids = watched[account]
+    if integration_id is not None and ids not in (None, "all") and integration_id not in ids:
+        listed = ", ".join(str(i) for i in ids)
+        return (
+            f"account {account!r} does not watch integration {integration_id} "
+            f"(its integration_ids: {listed})"
+        )
+    return None

@@ -1,5 +1,6 @@
 """Where configuration comes from: the documented environment variables (``ENV_VARS``) and
-which YAML file; pydantic-settings reads them through :class:`EnvSource` and the load context."""
+the YAML file; pydantic-settings reads them through :class:`EnvSource`, :class:`FileSource`
+and the load context."""
 
 from __future__ import annotations
 
@@ -57,12 +58,28 @@ class EnvSource(PydanticBaseSettingsSource):
         return data
 
 
+class FileSource(PydanticBaseSettingsSource):
+    """The YAML file's mapping, as read (once) by ``read_settings``."""
+
+    def __init__(self, settings_cls: type[BaseSettings], data: Mapping[str, Any]) -> None:
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole mapping
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
 @dataclass(frozen=True)
 class LoadContext:
     """What one load_settings call reads (pydantic-settings picks sources per class)."""
 
     environ: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
+    #: the file's mapping, parsed once (its syntax errors are reported before validation)
+    file_data: Mapping[str, Any] = field(default_factory=dict)
 
 
 load_context: contextvars.ContextVar[LoadContext | None] = contextvars.ContextVar(

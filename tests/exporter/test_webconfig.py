@@ -140,7 +140,19 @@ tls_server_config:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("tls_server_config: {cert_file: missing.crt, key_file: missing.key}\n", "cannot load TLS"),
+        (
+            "tls_server_config: {cert_file: missing.crt, key_file: missing.key}\n",
+            r"tls_server_config\.cert_file \S*missing\.crt: No such file",
+        ),
+        (
+            "tls_server_config: {cert_file: server.crt, key_file: missing.key}\n",
+            r"tls_server_config\.key_file \S*missing\.key: No such file",
+        ),
+        (  # a file that is there but is not what it should be is named too
+            "tls_server_config: {cert_file: server.crt, key_file: ca.crt}\n",
+            r"cert_file \S*server\.crt and key_file \S*ca\.crt are not a certificate and its "
+            r"private key",
+        ),
         ("basic_auth_users: {alice: plaintext}\n", "not a bcrypt hash"),
         ("tls_server_config: {cert_file: server.crt}\n", "key_file"),
         (
@@ -149,7 +161,7 @@ tls_server_config:
             "needs client_ca_file",
         ),
         ("unknown_section: {}\n", "unknown key"),
-        ("tls_server_config: [\n", "cannot read"),
+        ("tls_server_config: [\n", r"cannot read web config \S+, line 2, column 1: YAML syntax"),
     ],
 )
 def test_bad_files_are_clear_errors(files: Path, text: str, message: str) -> None:

@@ -327,3 +327,83 @@ def test_receiver_urls_with_ordinary_user_names_leave_the_log_lines_intact(
     for password in (*PASSWORDS, *ROTATED_PASSWORDS):
         word = re.compile(rf"(?<![A-Za-z0-9_]){password}(?![A-Za-z0-9_])")
         assert not any(word.search(v) for v in values), password
+
+
+ROTATED_SECRET = "sk-rotated-9b41e7"
+APPRISE_PASSWORD = "ap-pass-52c8d0"
+
+
+def broken_yaml(api_url: str) -> dict[str, tuple[str, int, int]]:
+    """YAML syntax errors on (or around) the lines that hold secrets: the text, and the line
+    and column PyYAML reports (1-based). Each would be quoted by PyYAML's own message."""
+    head = f"sendcloud:\n  api_url: {api_url}\n  public_key: {DEMO_PUBLIC_KEY}\n"
+    return {
+        "unterminated quote on the rotated key": (
+            head + f'  secret_key: "{ROTATED_SECRET}\n  integration_ids: all\n',
+            6,
+            1,
+        ),
+        "a colon in the current key": (
+            head + f"  secret_key: {DEMO_SECRET_KEY}: {ROTATED_SECRET}\n",
+            4,
+            len(f"  secret_key: {DEMO_SECRET_KEY}:"),  # at the colon
+        ),
+        "a tab before the receiver's password": (
+            head
+            + f"  secret_key: {DEMO_SECRET_KEY}\nalerting:\n  receivers:\n  - name: mail\n"
+            + f"\turl: mailtos://monitor:{APPRISE_PASSWORD}@smtp.example.com\n",
+            8,
+            1,
+        ),
+    }
+
+
+@pytest.mark.timeout(60)
+def test_a_yaml_syntax_error_on_reload_names_the_place_never_the_line(tmp_path: Path) -> None:
+    """A rotated key, the current one and an Apprise password on a line PyYAML cannot parse:
+    the POST /-/reload answer, the config_reload_failed line and validate-config name the
+    file, line, column and kind of error, and none of the line's text."""
+    with Simulator([SimIntegration(1, "healthy", "Shop")]) as sim:
+        config = tmp_path / "monitor.yaml"
+        account = {"public_key": DEMO_PUBLIC_KEY, "secret_key": DEMO_SECRET_KEY}
+        config.write_text(yaml.safe_dump({"sendcloud": {**account, "api_url": sim.url}}))
+        port = free_port()
+        env = {"MONITOR_CONFIG_FILE": str(config), "MONITOR_LISTEN_ADDRESS": f"127.0.0.1:{port}"}
+        daemon = DaemonProcess(["run"], env, port)
+        answers: list[tuple[str, int, str]] = []
+        validated = []
+        cases = broken_yaml(sim.url)
+        try:
+            daemon.wait_ready()
+            for text, _, _ in cases.values():
+                config.write_text(text)
+                response = httpx.post(daemon.base + "/-/reload", timeout=10)
+                answers.append((text, response.status_code, response.text))
+                validated.append(run_once(["validate-config"], env))
+            failures = daemon.events("config_reload_failed")
+            assert daemon.metric("integration_monitor_config_last_reload_successful") == 0
+            assert daemon.get("/readyz").status_code == 200  # the old configuration runs on
+            code, _ = daemon.terminate()
+        finally:
+            daemon.kill()
+    assert code == 0
+    assert len(failures) == len(cases)
+    for (name, (text, line, column)), (_, status, body), failure, result in zip(
+        cases.items(), answers, failures, validated, strict=True
+    ):
+        place = f"{config}, line {line}, column {column}: YAML syntax error"
+        assert status == 500, (name, body)
+        assert place in body, (name, body)
+        assert place in failure["reason"], (name, failure)
+        assert result.returncode == 2, (name, result.stderr)
+        assert place in result.stderr, (name, result.stderr)
+        shown = [body, json.dumps(failure), result.stdout + result.stderr]
+        for secret in (ROTATED_SECRET, DEMO_SECRET_KEY, APPRISE_PASSWORD):
+            for where in shown:
+                assert secret not in where, (name, secret, where)
+        for line_text in text.splitlines():  # not a fragment of any line of the file either
+            value = line_text.partition(":")[2].strip()
+            if len(value) > 4:
+                assert not any(value in where for where in shown), (name, value)
+    assert DEMO_SECRET_KEY not in daemon.output
+    assert ROTATED_SECRET not in daemon.output
