@@ -48,6 +48,7 @@ from monitor.settings import (
     load_settings,
     masked_dump,
     parse_listen_address,
+    read_settings,
 )
 from monitor.store import AccountSnapshot, Store
 
@@ -103,11 +104,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         ("validate-config", "check the configuration and print it with secrets masked", _validate),
     ):
-        command(name, help_text, handler).add_argument(
-            "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
-        )
-    for name in ("run", "check", "validate-config"):
-        commands.choices[name].add_argument("--shard", metavar="I/N", help=shard_help)
+        command(name, help_text, handler)
     notify_test = command(
         "notify-test",
         "send a clearly marked test message through every receiver (or one); exit 0 only if "
@@ -128,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
         help="e.g. alert=IntegrationFailing account=acme-nl",
     )
     history_help = (
-        "the history file (or MONITOR_HISTORY_FILE; else history.db beside MONITOR_STATE_FILE)"
+        "the history file the daemon writes (default: the configuration's history.path, or "
+        "history.db beside alerting.state_file; MONITOR_HISTORY_FILE, MONITOR_STATE_FILE)"
     )
     mute = command(
         "mute",
@@ -144,6 +142,11 @@ def _parser() -> argparse.ArgumentParser:
         "--for", dest="duration", required=True, metavar="DURATION", help="e.g. 30m, 2h, 1d"
     )
     mute.add_argument("--reason", required=True, help="why: shown on the status page")
+    mute.add_argument(
+        "--force",
+        action="store_true",
+        help="write the mute even though another shard polls the account",
+    )
     unmute = command("unmute", "end a mute now (by its ID, or every mute of an account)", _unmute)
     unmute.add_argument("id", nargs="?", help="the mute's ID (from `mutes`)")
     unmute.add_argument("--account", help="every active mute of this account")
@@ -151,10 +154,6 @@ def _parser() -> argparse.ArgumentParser:
     mutes.add_argument("--output", choices=("table", "json"), default="table")
     for sub in (mute, unmute, mutes):
         sub.add_argument("--history", metavar="PATH", help=history_help)
-    for sub in (notify_test, routes):
-        sub.add_argument(
-            "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
-        )
     check = commands.choices["check"]
     check.add_argument(
         "--output",
@@ -187,34 +186,61 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--from", dest="since", metavar="TIME", help="RFC 3339 start")
     report.add_argument("--to", dest="until", metavar="TIME", help="RFC 3339 end (default: now)")
     report.add_argument("--format", choices=FORMATS, default="md", help="default: md")
-    report.add_argument(
-        "--history",
-        metavar="PATH",
-        help="the history file (or MONITOR_HISTORY_FILE; else history.db beside "
-        "MONITOR_STATE_FILE)",
-    )
+    report.add_argument("--history", metavar="PATH", help=history_help)
     sim = command("simulator", "serve the Sendcloud API simulator with the demo data", _simulator)
     sim.add_argument("--listen", default="127.0.0.1:8080", help="address (host:port)")
+    # every command that reads the configuration reads it as ``run`` does: the same file,
+    # the same environment (a mute or a report goes to the history file the daemon writes)
+    for name in CONFIGURED:
+        commands.choices[name].add_argument(
+            "--config", metavar="PATH", help="YAML configuration file (or MONITOR_CONFIG_FILE)"
+        )
+    for name in ("run", "check", "validate-config", "mute"):
+        commands.choices[name].add_argument("--shard", metavar="I/N", help=shard_help)
     return parser
 
 
-def _history_path(args: argparse.Namespace, *, exists: bool = True) -> Path:
-    """--history, else MONITOR_HISTORY_FILE, else history.db beside MONITOR_STATE_FILE."""
-    named = args.history or os.environ.get("MONITOR_HISTORY_FILE") or None
-    state = os.environ.get("MONITOR_STATE_FILE") or None
-    path = HistorySettings(path=Path(named) if named else None).resolved_path(
-        Path(state) if state else None
-    )
-    if path is None or (exists and not path.is_file()):
+#: The commands that read the configuration (all but ``demo`` and ``simulator``).
+CONFIGURED = (
+    "run",
+    "check",
+    "validate-config",
+    "notify-test",
+    "routes",
+    "mute",
+    "unmute",
+    "mutes",
+    "report",
+)
+
+
+def _history_path(args: argparse.Namespace, settings: Settings) -> Path:
+    """The history file the daemon with this configuration writes: --history, else the
+    configuration's (and environment's) ``history.path``, else history.db beside
+    ``alerting.state_file``. It must exist: a mistyped path never becomes a new, empty file
+    that no daemon reads."""
+    if args.history:
+        path: Path | None = Path(args.history)
+        origin = "--history"
+    else:
+        path = settings.history.resolved_path(settings.alerting.state_file)
+        origin = "history.path (or history.db beside alerting.state_file)"
+    if path is None:
         raise ConfigError(
-            "no history file: give --history PATH (or MONITOR_HISTORY_FILE, or MONITOR_STATE_FILE "
-            "with history.db beside it)"
+            "no history file: give --history PATH, or the configuration the daemon runs with "
+            "(--config, MONITOR_CONFIG_FILE; history.path or alerting.state_file, "
+            "MONITOR_HISTORY_FILE or MONITOR_STATE_FILE)"
+        )
+    if not path.is_file():
+        raise ConfigError(
+            f"no history file {path} (from {origin}): the daemon creates it when it starts "
+            "with this configuration; check the path and --config"
         )
     return path
 
 
 def _report(args: argparse.Namespace) -> int:
-    path = _history_path(args)
+    path = _history_path(args, _read(args))
     now = utcnow()
     since, until = _report_window(args, now)
     try:
@@ -259,13 +285,26 @@ def _report_window(args: argparse.Namespace, now: datetime) -> tuple[datetime, d
 
 
 def _load(args: argparse.Namespace) -> tuple[Settings, list[AccountConfig]]:
+    """The configuration as ``run`` reads it, resolved: credentials needed, files read."""
+    environ = _environ(args)
+    return load_settings(config_file_from(args.config, environ), environ)
+
+
+def _read(args: argparse.Namespace) -> Settings:
+    """The same configuration, validated but not resolved: for the commands that need no
+    API credentials (``routes``, ``mute``, ``report``, ...)."""
+    environ = _environ(args)
+    return read_settings(config_file_from(args.config, environ), environ)
+
+
+def _environ(args: argparse.Namespace) -> dict[str, str]:
     environ = dict(os.environ)
     if getattr(args, "shard", None):
         environ["MONITOR_SHARD"] = args.shard
     shard = environ.get("MONITOR_SHARD", "")
     if shard.startswith("ordinal/"):  # a StatefulSet pod: its ordinal is its shard
         environ["MONITOR_SHARD"] = f"{_ordinal(socket.gethostname())}/{shard.split('/', 1)[1]}"
-    return load_settings(config_file_from(args.config, environ), environ)
+    return environ
 
 
 def _ordinal(hostname: str) -> str:
@@ -425,9 +464,9 @@ def _simulator(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    settings, accounts = _load(args)
-    settings.alerting.resolved_receivers()  # their URL files readable, their URLs usable
-    print(yaml.safe_dump(masked_dump(settings, accounts), sort_keys=False), end="")
+    settings, _ = _load(args)
+    settings.alerting.resolved_outbound()  # their URL files readable, their URLs usable
+    print(yaml.safe_dump(masked_dump(settings), sort_keys=False, allow_unicode=True), end="")
     if settings.alerting.receivers:  # the route tree, as comments: the output stays YAML
         print(
             "".join(f"# {line}\n" for line in settings.alerting.route_tree().render().splitlines()),
@@ -437,7 +476,11 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _mute(args: argparse.Namespace) -> int:
-    store = MuteStore(_history_path(args, exists=False))
+    settings = _read(args)
+    problem = settings.mute_problem(args.account, args.integration, force=args.force)
+    if problem is not None:
+        raise ConfigError(f"refusing the mute: {problem}")
+    store = MuteStore(_history_path(args, settings))
     now = utcnow()
     try:
         until = now + parse_duration(args.duration)
@@ -461,7 +504,7 @@ def _mute(args: argparse.Namespace) -> int:
 
 
 def _unmute(args: argparse.Namespace) -> int:
-    store = MuteStore(_history_path(args))
+    store = MuteStore(_history_path(args, _read(args)))
     now = utcnow()
     try:
         if args.id:
@@ -488,7 +531,7 @@ def _unmute(args: argparse.Namespace) -> int:
 
 def _mutes(args: argparse.Namespace) -> int:
     try:
-        active = MuteStore(_history_path(args)).active(utcnow())
+        active = MuteStore(_history_path(args, _read(args))).active(utcnow())
     except HistoryError as exc:
         print(f"integration-monitor: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -523,8 +566,8 @@ def _audit(event: str, fields: Mapping[str, object]) -> None:
 
 
 def _notify_test(args: argparse.Namespace) -> int:
-    settings, _ = _load(args)
-    logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
+    settings = _read(args)  # the receivers only: no API credentials needed
+    logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.outbound_secrets())
     configs = settings.alerting.resolved_receivers()
     if args.receiver is not None:
         configs = [r for r in configs if r.name == args.receiver]
@@ -554,7 +597,7 @@ async def _send_trials(configs: Sequence[ReceiverConfig]) -> dict[str, str | Non
 
 
 def _routes(args: argparse.Namespace) -> int:
-    settings, _ = _load(args)
+    settings = _read(args)  # routes and receivers' names: no credentials, no secret files
     tree = settings.alerting.route_tree()
     if args.action == "show":
         print(tree.render())

@@ -63,6 +63,7 @@ from monitor.settings import (
     Outbound,
     ReceiverConfig,
     Settings,
+    mute_target_problem,
 )
 from monitor.store import AccountSnapshot, Store
 
@@ -239,7 +240,9 @@ class Daemon:
             badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
             pages=self._page,
             # writing mutes needs basic auth users: each change names who made it
-            mutes=MutesApi(self.mutes, clock, bool(web.users), self.quiet.refresh),
+            mutes=MutesApi(
+                self.mutes, clock, bool(web.users), self.quiet.refresh, check=self._mute_problem
+            ),
         )
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 
@@ -256,6 +259,12 @@ class Daemon:
             on_failure=self.metrics.history_failure,
             clock=self._clock,
         )
+
+    def _mute_problem(self, account: str, integration_id: int | None) -> str | None:
+        """Why a mute would hold nothing here (POST /api/v1/mutes; server threads): the
+        accounts this monitor polls now, after any reload."""
+        watched = {a.name: a.integration_ids for a in self.accounts}
+        return mute_target_problem(watched, account, integration_id)
 
     def _page(self, path: str) -> tuple[int, str]:
         """``/integrations/{account}/{id}`` and ``/accounts/{account}`` (server threads)."""

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
+import typing
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
+from pydantic import BaseModel
 
 from monitor import __version__
 from monitor.cli import main
+from monitor.settings import Settings
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
 from tests.conftest import free_port
+from tests.daemon_process import run_once
 
 
 def use(monkeypatch: pytest.MonkeyPatch, url: str, ids: str, secret: str = DEMO_SECRET_KEY) -> None:
@@ -157,3 +165,193 @@ def test_check_table_colours_only_for_a_terminal_without_no_color(
     assert "\x1b[" not in capsys.readouterr().out
     main(["check", "--only-problems"])
     assert [line.split()[1] for line in capsys.readouterr().out.splitlines()[1:]] == ["2"]
+
+
+# -- validate-config: the whole effective configuration, from the model ------------------------
+
+#: Every secret the configuration below holds: none may be printed.
+SECRETS = {
+    "public": "pk-dump-public-0a1b",
+    "secret": "sk-dump-secret-2c3d",
+    "from_file": "sk-dump-file-4e5f",
+    "hook_token": "wh-dump-token-6a7b",
+    "hmac": "hm-dump-hmac-8c9d",
+    "mail_password": "even",  # a word: masked where it is the password, nowhere else
+    "ntfy_token": "tk0dump1token2ntfy",
+}
+
+
+def full_config(tmp_path: Path) -> Path:
+    """A configuration that sets every section of the model (each list with an item, each
+    optional block present), so that every field of every model has a place in the dump."""
+    (tmp_path / "secret_key").write_text(SECRETS["from_file"])
+    (tmp_path / "ntfy_url").write_text(f"ntfy://127.0.0.1:9/{SECRETS['ntfy_token']}")
+    document = {
+        "listen_address": "127.0.0.1:9877",
+        "shard": "0/1",
+        "log_format": "json",
+        "log_level": "info",
+        "defaults": {"poll_interval_seconds": 30, "budget_share": 0.5},
+        "accounts": [
+            {
+                "name": "acme-nl",
+                "api_url": "http://127.0.0.1:9/api/v3",
+                "public_key": SECRETS["public"],
+                "secret_key": SECRETS["secret"],
+                "integration_ids": [1, 2],
+                "integrations": {2: {"stale_after_seconds": 86400}},
+                "stale_after_seconds": 3600,
+            },
+            {
+                "name": "acme-de",
+                "api_url": "http://127.0.0.1:9/api/v3",
+                "public_key": SECRETS["public"],
+                "secret_key_file": str(tmp_path / "secret_key"),
+                "auth": "oauth2",
+                "oauth2_token_url": "http://127.0.0.1:9/oauth2/token/",
+            },
+        ],
+        "alerting": {
+            "state_file": str(tmp_path / "state" / "alerts.json"),
+            "webhooks": [
+                {
+                    "name": "ops",
+                    "url": f"https://hooks.example.com/services/{SECRETS['hook_token']}",
+                    "hmac_secret": SECRETS["hmac"],
+                }
+            ],
+            "alertmanager": {"url": "http://127.0.0.1:9093"},
+            "receivers": [
+                {
+                    "name": "mail",
+                    "url": f"mailtos://monitor:{SECRETS['mail_password']}@smtp.example.com"
+                    "?to=oncall@example.com",
+                },
+                {"name": "phone", "url_file": str(tmp_path / "ntfy_url")},
+            ],
+            "routes": [
+                {
+                    "match": {
+                        "account": "acme-*",
+                        "alert": "Integration*",
+                        "severity": "critical",
+                        "integration_type": "shopify",
+                        "integration_id": 2,
+                    },
+                    "receivers": ["phone"],
+                    "continue": True,
+                }
+            ],
+            "maintenance": [
+                {
+                    "name": "nightly",
+                    "match": {"account": "acme-nl"},
+                    "times": [{"start_time": "02:00", "end_time": "03:00"}],
+                    "weekdays": ["monday:friday"],
+                    "location": "Europe/Amsterdam",
+                },
+                {
+                    "name": "migration",
+                    "start": "2030-01-01T00:00:00Z",
+                    "end": "2030-01-02T00:00:00Z",
+                },
+            ],
+        },
+        "history": {"retention_days": 90},
+    }
+    path = tmp_path / "monitor.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def model_types(annotation: Any) -> list[type[BaseModel]]:
+    """The models a field holds (itself, in a list, as dict values, or optional)."""
+    origin = typing.get_origin(annotation)
+    if origin is None:
+        return (
+            [annotation]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel)
+            else []
+        )
+    return [m for arg in typing.get_args(annotation) for m in model_types(arg)]
+
+
+def missing_fields(model: type[BaseModel], nodes: list[Any], where: str) -> list[str]:
+    """Every field of ``model`` (recursively) that the dumped ``nodes`` of it leave out; each
+    nested model must be dumped at least once, so that its own fields are checked too."""
+    assert nodes, f"{where} is never set: nothing of it was checked"
+    missing = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if any(key not in node for node in nodes):
+            missing.append(f"{where}.{key}")
+            continue
+        if key == "sendcloud":  # folded into accounts in the effective dump: checked there
+            assert all(node[key] is None for node in nodes)
+            continue
+        for inner in model_types(field.annotation):
+            children: list[Any] = []
+            for node in nodes:
+                value = node[key]
+                if isinstance(value, list):
+                    children += value
+                elif isinstance(value, dict) and all(isinstance(k, int) for k in value):
+                    children += value.values()  # integrations: {id: {...}}
+                elif value is not None:
+                    children.append(value)
+            missing += missing_fields(inner, children, f"{where}.{key}")
+    return missing
+
+
+def test_validate_config_prints_every_field_of_the_model_and_no_secret(tmp_path: Path) -> None:
+    result = run_once(["validate-config", "--config", str(full_config(tmp_path))], {})
+    assert result.returncode == 0, result.stderr
+    dump = yaml.safe_load(result.stdout)
+    assert missing_fields(Settings, [dump], "") == []
+    for name, secret in SECRETS.items():
+        word = re.compile(rf"(?<![\w]){re.escape(secret)}(?![\w])")
+        assert not word.search(result.stdout + result.stderr), name
+    # effective: defaults applied where an account sets nothing, derived paths filled in
+    nl, de = dump["accounts"]
+    assert (nl["poll_interval_seconds"], de["poll_interval_seconds"]) == (30, 30)
+    assert (nl["stale_after_seconds"], de["stale_after_seconds"]) == (3600, 7200)
+    assert dump["history"]["path"] == str(tmp_path / "state" / "history.db")
+    assert dump["alerting"]["default_receivers"] == []  # routes given: nobody by default
+    # secrets masked by their type, a URL still saying which service and where
+    assert (nl["public_key"], nl["secret_key"], de["secret_key"]) == ("********", "********", None)
+    assert de["secret_key_file"] == str(tmp_path / "secret_key")
+    [hook] = dump["alerting"]["webhooks"]
+    assert (hook["url"], hook["hmac_secret"]) == (
+        "https://hooks.example.com/services/********",
+        "********",
+    )
+    mail, phone = dump["alerting"]["receivers"]
+    assert mail["url"] == "mailtos://monitor:********@smtp.example.com?to=********"
+    assert (phone["url"], phone["url_file"]) == (None, str(tmp_path / "ntfy_url"))
+
+
+def test_validate_config_says_where_a_bad_value_came_from(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    keys = {"SENDCLOUD_PUBLIC_KEY": "pk", "SENDCLOUD_SECRET_KEY": "sk"}
+    path.write_text("defaults:\n  poll_interval_seconds: 1\nsendcloud:\n  api_url: ftp://x\n")
+    from_file = run_once(["validate-config", "--config", str(path)], keys)
+    assert from_file.returncode == 2
+    # the file and key; no environment variable, since none is set
+    assert f"{path}: defaults.poll_interval_seconds: got 1:" in from_file.stderr
+    assert f"{path}: sendcloud.api_url: got 'ftp://x':" in from_file.stderr
+    assert "environment variable" not in from_file.stderr
+    # set in the environment: the variable is named, not the file
+    overridden = run_once(
+        ["validate-config", "--config", str(path)],
+        {**keys, "MONITOR_POLL_INTERVAL_SECONDS": "2"},
+    )
+    assert (
+        "  defaults.poll_interval_seconds (environment variable MONITOR_POLL_INTERVAL_SECONDS): "
+        "got '2':" in overridden.stderr
+    )
+    # a YAML syntax error: the file and line, never the line's text
+    path.write_text("sendcloud:\n  secret_key: sk-typo: with a colon\n")
+    broken = run_once(["validate-config", "--config", str(path)], {})
+    assert broken.returncode == 2
+    assert f"{path}, line 2, column 22: YAML syntax error" in broken.stderr
+    assert "sk-typo" not in broken.stderr

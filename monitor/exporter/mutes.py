@@ -18,6 +18,10 @@ from monitor.history.mutes import mute_request
 log = structlog.get_logger(__name__)
 
 
+#: Why a mute for (account, integration_id) would hold nothing here, or None.
+TargetCheck = Callable[[str, int | None], str | None]
+
+
 class MutesApi:
     def __init__(
         self,
@@ -25,11 +29,15 @@ class MutesApi:
         clock: Callable[[], datetime],
         writers_known: bool,
         on_change: Callable[[], None],
+        check: TargetCheck = lambda account, integration_id: None,
     ) -> None:
         self.mutes = mutes
         self._clock = clock
         self._writers_known = writers_known
         self._on_change = on_change
+        #: refuses a mute for an account or integration this monitor does not watch (as the
+        #: CLI does): it would be stored and never hold anything
+        self._check = check
 
     def __call__(self, method: str, path: str, user: str | None, body: bytes) -> tuple[int, Any]:
         now = self._clock()
@@ -55,7 +63,11 @@ class MutesApi:
                 log.info("mute_removed", user=user, via="api", **removed.to_json())
                 self._on_change()
                 return 200, {"mute": removed.to_json()}
-            mute = self.mutes.add(author=user, now=now, **mute_request(body, now))
+            request = mute_request(body, now)
+            problem = self._check(request["account"], request["integration_id"])
+            if problem is not None:
+                return 400, {"error": problem}
+            mute = self.mutes.add(author=user, now=now, **request)
         except ValueError as exc:
             return 400, {"error": str(exc)}
         except HistoryError as exc:

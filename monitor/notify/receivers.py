@@ -101,7 +101,7 @@ def _private_parts(url: str) -> set[str]:
         if plugin is None:
             return set()
         shown, private = plugin.url(privacy=False), plugin.url(privacy=True)
-    except Exception:  # noqa: BLE001 - a plugin's bug: the structural parts still apply
+    except Exception:  # a plugin's bug: the structural parts still apply
         return set()
     plain, masked = _DELIMITERS.split(shown), _DELIMITERS.split(private)
     if len(plain) != len(masked):

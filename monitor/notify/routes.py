@@ -14,8 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.alerting.rules import ALERTS
+
 #: The labels a route can match on, in the order they are printed.
 LABELS = ("account", "alert", "severity", "integration_type", "integration_id")
+#: The severities an alert event carries.
+SEVERITIES = ("warning", "critical")
 DEFAULT = "default"
 
 
@@ -145,10 +149,13 @@ def parse_labels(pairs: Sequence[str]) -> dict[str, Any]:
                 f"expected label=value with a label among {', '.join(LABELS)}: {pair!r}"
             )
         if name == "integration_id":
-            try:
-                labels[name] = int(value)
-            except ValueError:
-                raise ValueError(f"integration_id must be a number: {value!r}") from None
+            if not value.isdigit() or int(value) <= 0:
+                raise ValueError(f"integration_id must be a positive number: {value!r}")
+            labels[name] = int(value)
+        elif name == "severity" and value not in SEVERITIES:
+            raise ValueError(f"severity is {' or '.join(SEVERITIES)}, not {value!r}")
+        elif name == "alert" and value not in ALERTS:
+            raise ValueError(f"alert is one of {', '.join(ALERTS)}, not {value!r}")
         else:
             labels[name] = value
     return labels

@@ -275,7 +275,8 @@ def test_routes_test_prints_the_receivers_as_amtool_does(tmp_path: Path) -> None
     assert shown.returncode == 0, shown.stderr
     assert TOKEN not in shown.stdout
     dump = yaml.safe_load(shown.stdout)  # the tree is in comments: still YAML
-    assert [r["url"] for r in dump["receivers"]] == ["********"] * 3
+    # which service and where, never the token
+    assert [r["url"] for r in dump["alerting"]["receivers"]] == ["json://127.0.0.1:9/********"] * 3
     assert "#   route 1: account=acme-* (continue) -> acme-teams" in shown.stdout
 
 

@@ -97,3 +97,11 @@ def test_labels_from_the_command_line() -> None:
     for bad in (["alert"], ["colour=red"], ["integration_id=seven"]):
         with pytest.raises(ValueError, match=r"integration_id|label=value"):
             parse_labels(bad)
+    # values an alert event never carries: a typo would otherwise "reach" the default route
+    for bad, expected in (
+        (["severity=crit"], "severity is warning or critical"),
+        (["alert=IntegrationFail"], "alert is one of IntegrationFailing"),
+        (["integration_id=-3"], "positive"),
+    ):
+        with pytest.raises(ValueError, match=expected):
+            parse_labels(bad)
