@@ -35,7 +35,13 @@ from monitor.sendcloud.errors import (
     Unreachable,
 )
 from monitor.sendcloud.records import Integration, parse_integration, parse_page
-from monitor.sendcloud.transport import NoCookies, failure_reason, new_transport
+from monitor.sendcloud.transport import (
+    NoCookies,
+    failure_reason,
+    failure_text,
+    new_transport,
+    refused,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -362,9 +368,9 @@ class SendcloudClient:
                 code = str(response.status_code)
                 raw = await _read_capped(response)
         except httpx.TransportError as exc:
-            reason = failure_reason(exc)
-            what = "timed out" if reason == "timeout" else "connection failed"
-            raise Unreachable(f"{what}: {type(exc).__name__}", reason=reason) from None
+            raise Unreachable(
+                failure_text(exc), reason=failure_reason(exc), retry=not refused(exc)
+            ) from None
         finally:
             self._events.request(endpoint, code, time.perf_counter() - started)
         try:
@@ -376,7 +382,9 @@ class SendcloudClient:
 
 
 def _retryable(exc: ApiError) -> bool:
-    return isinstance(exc, Unreachable) or exc.status in RETRYABLE_STATUS
+    if isinstance(exc, Unreachable):
+        return exc.retry
+    return exc.status in RETRYABLE_STATUS
 
 
 async def _read_capped(response: httpx.Response) -> bytes:

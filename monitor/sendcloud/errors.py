@@ -58,9 +58,22 @@ class InvalidRecord(InvalidResponse):
 
 
 class Unreachable(ApiError):
-    """Connection refused or reset, DNS failure, timeout: no HTTP answer at all."""
+    """Connection refused or reset, DNS failure, timeout: no HTTP answer at all. The message
+    says what happened (``connection refused``); ``retry`` is False where trying again at
+    once cannot help (nothing listens at the address)."""
 
     reason = "unreachable"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        reason: str | None = None,
+        retry: bool = True,
+    ) -> None:
+        super().__init__(message, status=status, reason=reason)
+        self.retry = retry
 
 
 #: Reasons of answers that arrived but could not be used (the shipped rule

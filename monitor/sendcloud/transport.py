@@ -10,7 +10,8 @@ Two things the aiohttp transport does differently, handled here:
 - it keeps aiohttp's cookie jar: the API needs no cookies, and a cookie set by a proxy must not
   ride along on later requests, so both aiohttp's jar and httpx's are no-ops (:class:`NoCookies`);
 - it reports a refused connection and a server hang-up as ``httpx.ConnectTimeout``:
-  :func:`failure_reason` classifies a failed request by the aiohttp error underneath.
+  :func:`failure_reason` classifies a failed request by the aiohttp error underneath, and
+  :func:`failure_text` says what happened in words (``connection refused``).
 
 And one it does as browsers do: a GET whose kept-alive connection turns out dead (reset or
 closed by the server) is sent once more on a new connection (RFC 9112, 9.3.1), inside one
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import http.cookiejar
+import socket
 import ssl
 import urllib.request
 from typing import Any
@@ -84,6 +86,51 @@ class _Transport(AiohttpTransport):
             return await super().handle_async_request(request)
         except aiohttp.ClientError as exc:
             raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+
+
+def failure_text(exc: httpx.TransportError) -> str:
+    """What happened, as an operator says it (``connection refused``, ``host name not
+    found``, ``timed out``, ``TLS certificate not trusted``): from the error underneath, not
+    the httpx class — httpx-aiohttp calls a refused connection ``ConnectTimeout``."""
+    for cause in _causes(exc):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(cause, socket.gaierror):
+            return "host name not found"
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"TLS certificate not accepted ({cause.verify_message})"
+        if isinstance(cause, ssl.SSLError):
+            return "TLS handshake failed"
+        if isinstance(cause, aiohttp.ServerDisconnectedError):
+            return "the server closed the connection"
+        if isinstance(cause, ConnectionResetError):
+            return "connection reset"
+    reason = failure_reason(exc)
+    return {
+        "timeout": "timed out",
+        "connect_error": "could not connect",
+        "connection_reset": "the connection broke off (no complete answer)",
+    }.get(reason, "no answer")
+
+
+def refused(exc: httpx.TransportError) -> bool:
+    """Whether nothing listens at the address: trying again at once would only delay saying
+    so (the next poll tries again)."""
+    return any(isinstance(cause, ConnectionRefusedError) for cause in _causes(exc))
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors under it (``__cause__``, ``__context__``, aiohttp's
+    ``os_error``), outermost first."""
+    found: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or any(current is seen for seen in found):
+            continue
+        found.append(current)
+        todo += [current.__cause__, current.__context__, getattr(current, "os_error", None)]
+    return found
 
 
 def failure_reason(exc: httpx.TransportError) -> str:

@@ -13,7 +13,13 @@ import httpx
 import pytest
 
 from monitor.sendcloud import SendcloudClient, Unreachable
-from monitor.sendcloud.transport import NoCookies, failure_reason, new_transport
+from monitor.sendcloud.transport import (
+    NoCookies,
+    failure_reason,
+    failure_text,
+    new_transport,
+    refused,
+)
 
 Behaviour = Callable[[socket.socket], None]
 
@@ -123,9 +129,30 @@ async def test_a_refused_connection_is_a_connect_error_on_both_paths() -> None:
     assert await reason_with(new_transport(max_connections=2), port) == "connect_error"
 
 
-async def test_the_client_retries_a_refused_connection_and_names_it() -> None:
-    """The retries rely on the classification: a refused connection is tried again (3
-    attempts), then reported as ``connect_error``, not as a timeout."""
+async def test_a_refused_connection_is_said_so_at_once_on_both_paths() -> None:
+    """httpx-aiohttp calls it ConnectTimeout: the words come from the error underneath."""
+    port = refused_port()
+    for transport in (None, new_transport(max_connections=2)):
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5)) as client:
+            with pytest.raises(httpx.TransportError) as raised:
+                await client.get(f"http://127.0.0.1:{port}/")
+        assert failure_text(raised.value) == "connection refused"
+        assert refused(raised.value)
+
+
+async def test_a_name_that_does_not_resolve_is_said_so() -> None:
+    for transport in (None, new_transport(max_connections=2)):
+        async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5)) as client:
+            with pytest.raises(httpx.TransportError) as raised:
+                await client.get("http://sendcloud-api.invalid/")
+        assert failure_text(raised.value) == "host name not found"
+        assert not refused(raised.value)
+
+
+async def test_the_client_reports_a_refused_connection_at_once_and_names_it() -> None:
+    """Nothing listens there: one attempt, reported as "connection refused" (the metric's
+    reason stays ``connect_error``), never a timeout after retries; the next poll tries
+    again."""
     port = refused_port()
     seen: list[tuple[str, str]] = []
 
@@ -149,9 +176,8 @@ async def test_the_client_retries_a_refused_connection_and_names_it() -> None:
     finally:
         await client.aclose()
     assert raised.value.reason == "connect_error"
-    assert seen == [("get_integration", "network_error")] * 3 + [
-        ("get_integration", "connect_error")
-    ]
+    assert str(raised.value) == "connection refused"
+    assert seen == [("get_integration", "network_error"), ("get_integration", "connect_error")]
 
 
 class _CookieServer:
