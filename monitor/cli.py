@@ -61,7 +61,14 @@ log = structlog.get_logger(__name__)
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and getattr(args, "labels", None) is not None and not any(
+        e.startswith("-") for e in extra
+    ):
+        # ``routes test --config F a=b``: argparse leaves positionals after an option unread
+        args.labels += extra
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
@@ -454,7 +461,11 @@ def _simulator(args: argparse.Namespace) -> int:
 
     logs.configure(None)
     host, port = parse_listen_address(args.listen)
-    sim = Simulator(demo_integrations(utcnow()), host=host, port=port)
+    try:
+        sim = Simulator(demo_integrations(utcnow()), host=host, port=port)
+    except OSError as exc:  # one line, as ``run`` says it: the port is taken, or not ours
+        log.error("cannot_listen", address=args.listen, error=exc.strerror or str(exc))
+        return EXIT_RUNTIME
     log.info("simulator_started", url=sim.url, public_key=DEMO_PUBLIC_KEY)
     try:
         sim.serve_forever()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import typing
 from pathlib import Path
 from typing import Any
@@ -355,3 +356,73 @@ def test_validate_config_says_where_a_bad_value_came_from(tmp_path: Path) -> Non
     assert broken.returncode == 2
     assert f"{path}, line 2, column 22: YAML syntax error" in broken.stderr
     assert "sk-typo" not in broken.stderr
+
+
+# -- errors say what happened -------------------------------------------------------------------
+
+
+def test_the_simulator_on_a_port_in_use_says_so_in_one_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = run_once(["simulator", "--listen", f"127.0.0.1:{port}"], {})
+    assert result.returncode == 1
+    [line] = (result.stdout + result.stderr).splitlines()
+    entry = json.loads(line)
+    assert (entry["event"], entry["address"]) == ("cannot_listen", f"127.0.0.1:{port}")
+    assert entry["error"] == "Address already in use"
+
+
+def test_routes_need_no_api_credentials_and_refuse_impossible_labels(tmp_path: Path) -> None:
+    path = tmp_path / "monitor.yaml"
+    path.write_text(  # receivers and routes only: no keys anywhere, as on a laptop
+        yaml.safe_dump(
+            {
+                "alerting": {
+                    "receivers": [{"name": "pager", "url": "ntfy://127.0.0.1:9/oncall"}],
+                    "routes": [{"match": {"severity": "critical"}, "receivers": ["pager"]}],
+                }
+            }
+        )
+    )
+    shown = run_once(["routes", "show", "--config", str(path)], {})
+    assert shown.returncode == 0, shown.stderr
+    assert "route 1: severity=critical -> pager" in shown.stdout
+    reached = run_once(["routes", "test", "--config", str(path), "severity=critical"], {})
+    assert (reached.returncode, reached.stdout) == (0, "pager\n")
+    typo = run_once(["routes", "test", "--config", str(path), "severity=crit"], {})
+    assert typo.returncode == 2
+    assert "severity is warning or critical, not 'crit'" in typo.stderr
+
+
+def test_a_bad_integration_id_list_is_explained_without_type_names() -> None:
+    result = run_once(
+        ["validate-config"],
+        {
+            "MONITOR_INTEGRATION_IDS": "abc",
+            "SENDCLOUD_PUBLIC_KEY": "p",
+            "SENDCLOUD_SECRET_KEY": "s",
+        },
+    )
+    assert result.returncode == 2
+    [problem] = result.stderr.splitlines()[1:]
+    assert problem == (
+        "  sendcloud.integration_ids (environment variable MONITOR_INTEGRATION_IDS): got 'abc': "
+        "expected a comma-separated list of integration IDs, or all ('abc' is not a positive "
+        "integer)"
+    )
+
+
+def test_check_says_a_refused_connection_is_refused() -> None:
+    env = {
+        "SENDCLOUD_API_URL": f"http://127.0.0.1:{free_port()}/api/v3",
+        "SENDCLOUD_PUBLIC_KEY": "p",
+        "SENDCLOUD_SECRET_KEY": "s",
+    }
+    result = run_once(["check"], env)
+    assert result.returncode == 3
+    failures = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(f["event"], f["error"]) for f in failures] == [
+        ("account_poll_failed", "connection refused")
+    ]
