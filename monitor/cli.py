@@ -62,8 +62,10 @@ log = structlog.get_logger(__name__)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    if extra and getattr(args, "labels", None) is not None and not any(
-        e.startswith("-") for e in extra
+    if (
+        extra
+        and getattr(args, "labels", None) is not None
+        and not any(e.startswith("-") for e in extra)
     ):
         # ``routes test --config F a=b``: argparse leaves positionals after an option unread
         args.labels += extra

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import functools
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -36,7 +38,7 @@ from monitor.exporter.metrics import Metrics
 from monitor.exporter.mutes import MutesApi
 from monitor.exporter.pages import account_page, integration_page, not_found_page
 from monitor.exporter.server import HttpServer, make_app
-from monitor.exporter.status import Status
+from monitor.exporter.status import MaintenanceWindow, Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
@@ -46,7 +48,7 @@ from monitor.history.documents import route as history_route
 from monitor.history.mutes import MuteStore, QuietSource
 from monitor.notify.dispatch import Fleet, Router
 from monitor.notify.gate import QuietGate
-from monitor.notify.quiet import Hold
+from monitor.notify.quiet import Hold, TimeInterval
 from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
@@ -63,6 +65,7 @@ from monitor.settings import (
     Outbound,
     ReceiverConfig,
     Settings,
+    alerting_changes,
     mute_target_problem,
 )
 from monitor.store import AccountSnapshot, Store
@@ -351,19 +354,31 @@ class Daemon:
                     found[(account, integration_id)] = hold
         return found
 
-    def _maintenance(self, now: datetime) -> tuple[str, ...]:
+    def _maintenance(self, now: datetime) -> tuple[MaintenanceWindow, ...]:
         """The windows active now or starting within a week, for the status page."""
         found = []
         for window in self.quiet.windows:
+            matchers = {
+                k: v for k, v in dataclasses.asdict(window.matchers).items() if v is not None
+            }
             if window.active(now):
-                until = window.until(now)
-                found.append(f"{window.name}: now" + (f", until {_iso(until)}" if until else ""))
+                starts = window.start if window.interval is None else _began(window.interval, now)
+                found.append(
+                    MaintenanceWindow(
+                        window.name, matchers, _rfc3339(starts), _rfc3339(window.until(now)), True
+                    )
+                )
                 continue
             starts = window.next_start(now)
             if starts is not None and starts - now <= timedelta(days=7):
-                ends = window.until(starts)
                 found.append(
-                    f"{window.name}: from {_iso(starts)}" + (f" until {_iso(ends)}" if ends else "")
+                    MaintenanceWindow(
+                        window.name,
+                        matchers,
+                        _rfc3339(starts),
+                        _rfc3339(window.until(starts)),
+                        False,
+                    )
                 )
         return tuple(found)
 
@@ -558,12 +573,13 @@ class Daemon:
                 self.metrics.config_loaded(False, self._clock())
                 return False, str(exc)
             had_accounts = bool(self.accounts)
+            alerting = alerting_changes(self.alerting, settings.alerting, self._outbound, outbound)
             summary = await self._apply(settings, accounts, outbound)
             self.metrics.config_loaded(True, self._clock())
             if had_accounts:
                 self._announce_empty()
-            log.info("config_reloaded", **summary)
-            return True, ", ".join(f"{k}: {v}" for k, v in summary.items())
+            log.info("config_reloaded", **summary, **alerting)
+            return True, reload_reply(summary, alerting)
 
     async def _apply(
         self, settings: Settings, accounts: list[AccountConfig], outbound: Outbound
@@ -653,6 +669,32 @@ class Daemon:
             log.warning("poll_not_run", account=event.job_id, reason=name)
 
 
+#: How the reload answer names each part of the configuration.
+_PARTS = {
+    "accounts": "accounts",
+    "webhooks": "webhooks",
+    "receivers": "receivers",
+    "alertmanager": "Alertmanager",
+    "routes": "routes",
+    "maintenance": "maintenance windows",
+    "alerting": "alerting settings",
+}
+
+
+def reload_reply(
+    accounts: Mapping[str, list[str]], alerting: Mapping[str, Mapping[str, list[str]]]
+) -> str:
+    """The answer of POST /-/reload: what changed, one line per part of the configuration
+    (accounts, webhooks, receivers, the Alertmanager, routes, maintenance windows, the other
+    alerting settings), or that nothing did."""
+    lines = []
+    for part, changes in {"accounts": accounts, **alerting}.items():
+        said = [f"{verb} {', '.join(names)}" for verb, names in changes.items() if names]
+        if said:
+            lines.append(f"{_PARTS.get(part, part)}: {'; '.join(said)}")
+    return "\n".join(lines) or "nothing changed"
+
+
 def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
     """Episodes with their cause as one line of text (the alerting's wording)."""
     return [
@@ -731,5 +773,23 @@ def receivers(configs: Sequence[ReceiverConfig], metrics: Metrics) -> dict[str, 
     }
 
 
-def _iso(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="minutes").replace("+00:00", "Z")
+def _rfc3339(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _began(interval: TimeInterval, now: datetime) -> datetime | None:
+    """When the occurrence of a recurring window in force at ``now`` began (None: more than
+    a day ago), from the minute ``now`` falls in."""
+    return _began_at(interval, now.replace(second=0, microsecond=0))
+
+
+@functools.lru_cache(maxsize=64)
+def _began_at(interval: TimeInterval, minute: datetime) -> datetime | None:
+    for _ in range(24 * 60):
+        earlier = minute - timedelta(minutes=1)
+        if not interval.contains(earlier):
+            return minute
+        minute = earlier
+    return None

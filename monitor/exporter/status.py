@@ -68,14 +68,44 @@ class AccountStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class MaintenanceWindow:
+    """A maintenance window active now or starting within a week, as data (``/status.json``)
+    and as a line of the page."""
+
+    name: str
+    #: the labels it holds (``account``, ``alert``, ``severity``, ``integration_type``,
+    #: ``integration_id``); empty: every alert
+    matchers: dict[str, str | int]
+    #: RFC 3339: when it begins, or when the occurrence in force began (None: over a day ago)
+    start: str | None
+    #: RFC 3339: when it ends (None: not within the next month)
+    end: str | None
+    active: bool
+
+    def text(self) -> str:
+        """``nightly (account=acme-*): now, until 2026-12-08T03:00Z``."""
+        scope = ", ".join(f"{k}={v}" for k, v in self.matchers.items())
+        named = f"{self.name} ({scope})" if scope else self.name
+        until = f" until {_minutes(self.end)}" if self.end else ""
+        if self.active:
+            return f"{named}: now" + ("," + until if until else "")
+        return f"{named}: from {_minutes(self.start)}{until}"
+
+
+def _minutes(value: str | None) -> str:
+    """An RFC 3339 time in UTC to the minute: ``2026-12-08T03:00Z``."""
+    return value[:16] + "Z" if value is not None else "?"
+
+
+@dataclass(frozen=True, slots=True)
 class Status:
     generated_at: str
     version: str
     accounts: tuple[AccountStatus, ...]
     firing_alerts: int
     integrations: tuple[Row, ...]
-    #: maintenance windows active now or starting within a week: "NAME: from T until T"
-    maintenance: tuple[str, ...] = ()
+    #: maintenance windows active now or starting within a week
+    maintenance: tuple[MaintenanceWindow, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Stable keys, documented in the README (``/status.json``, ``check --output json``)."""
@@ -103,7 +133,7 @@ def build(
     firing_alerts: int = 0,
     history: Histories | None = None,
     holds: Holds | None = None,
-    maintenance: tuple[str, ...] = (),
+    maintenance: tuple[MaintenanceWindow, ...] = (),
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
@@ -241,7 +271,7 @@ def render_html(status: Status, now: datetime) -> str:
         f"<p>{_counts_line(counts)} · {status.firing_alerts} alerts firing"
         f" · version {escape(status.version)} · generated {escape(status.generated_at)}</p>",
         *(_account_line(account, now) for account in status.accounts),
-        *(f"<p class='quiet'>Maintenance: {escape(m)}</p>" for m in status.maintenance),
+        *(f"<p class='quiet'>Maintenance: {escape(m.text())}</p>" for m in status.maintenance),
         "<nav><a href='/metrics'>/metrics</a><a href='/healthz'>/healthz</a>"
         "<a href='/readyz'>/readyz</a><a href='/status.json'>/status.json</a></nav>",
         "</header><p><label>Filter <input id='filter' type='search' "

@@ -47,6 +47,7 @@ from monitor.settings.models import (
     Settings,
     TimeRangeSettings,
     WebhookSettings,
+    alerting_changes,
     mute_target_problem,
 )
 from monitor.settings.resolved import AccountConfig, Outbound, ReceiverConfig, WebhookConfig
@@ -75,6 +76,7 @@ __all__ = [
     "TimeRangeSettings",
     "WebhookConfig",
     "WebhookSettings",
+    "alerting_changes",
     "config_file_from",
     "format_validation_error",
     "is_loopback",

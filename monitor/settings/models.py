@@ -597,3 +597,59 @@ def mute_target_problem(
             f"(its integration_ids: {listed})"
         )
     return None
+
+
+#: The parts of ``alerting`` that the reload summary names item by item.
+_NAMED_PARTS = (
+    "webhooks",
+    "receivers",
+    "alertmanager",
+    "routes",
+    "default_receivers",
+    "maintenance",
+)
+
+
+def alerting_changes(
+    old: AlertingSettings, new: AlertingSettings, old_outbound: Outbound, new_outbound: Outbound
+) -> dict[str, dict[str, list[str]]]:
+    """What a reload changes in alerting, by name: webhooks and receivers (as resolved: a
+    rotated secret file changes them too), the Alertmanager, routes (``route N``, ``default``),
+    maintenance windows, and the other settings (thresholds, timings) by field."""
+    found = {
+        "webhooks": _by_name(
+            {w.name: w for w in old_outbound.webhooks}, {w.name: w for w in new_outbound.webhooks}
+        ),
+        "receivers": _by_name(
+            {r.name: r for r in old_outbound.receivers},
+            {r.name: r for r in new_outbound.receivers},
+        ),
+        "alertmanager": _by_name(
+            {"alertmanager": old.alertmanager} if old.alertmanager else {},
+            {"alertmanager": new.alertmanager} if new.alertmanager else {},
+        ),
+        "routes": _by_name(_routes(old), _routes(new)),
+        "maintenance": _by_name(
+            {m.name: m for m in old.maintenance}, {m.name: m for m in new.maintenance}
+        ),
+    }
+    settings = [
+        name
+        for name in AlertingSettings.model_fields
+        if name not in _NAMED_PARTS and getattr(old, name) != getattr(new, name)
+    ]
+    found["alerting"] = {"added": [], "removed": [], "changed": settings}
+    return found
+
+
+def _routes(alerting: AlertingSettings) -> dict[str, object]:
+    tree = alerting.route_tree()
+    return {r.key: r for r in (*tree.routes, tree.default)}
+
+
+def _by_name(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, list[str]]:
+    return {
+        "added": [name for name in new if name not in old],
+        "removed": [name for name in old if name not in new],
+        "changed": [name for name in new if name in old and old[name] != new[name]],
+    }

@@ -96,8 +96,15 @@ def test_during_a_window_neither_path_notifies_and_after_it_both_fire_once(
             assert daemon.metric("integration_notifications_held", integration_id="2") is None
             document = daemon.get("/status.json").json()
             [window] = document["maintenance"]
-            assert window.startswith("held shop migration: now, until ")
-            assert "Maintenance: held shop migration: now" in daemon.get("/").text
+            assert window == {
+                "name": "held shop migration",
+                "matchers": {"integration_id": 1},
+                "start": (now - timedelta(minutes=5)).isoformat(timespec="seconds")[:19] + "Z",
+                "end": window_end.isoformat(timespec="seconds")[:19] + "Z",
+                "active": True,
+            }
+            page = daemon.get("/").text
+            assert "Maintenance: held shop migration (integration_id=1): now, until " in page
             rows = {r["integration_id"]: r for r in document["integrations"]}
             assert rows[1]["quiet"].startswith("in maintenance (held shop migration) until")
             assert rows[1]["state"] == "failing"  # still evaluated and shown
