@@ -59,12 +59,15 @@ def url_problem(url: str) -> str | None:
     return None
 
 
-def secret_parts(url: str) -> tuple[str, ...]:
+def secret_parts(url: str, *, apprise: bool = True) -> tuple[str, ...]:
     """The url and each of its parts that is a secret: what log scrubbing and failure reasons
     must never show. The password; the parts Apprise's own plugin keeps private (tokens, keys,
     webhook IDs, a user that is really a key); path segments, query values and hosts that
     look like tokens. Never an ordinary user name, host or word on its own: masking them would
-    mangle every line that contains them."""
+    mangle every line that contains them.
+
+    ``apprise``: ask Apprise's plugin too — only for a URL Apprise accepted (a receiver's):
+    Apprise logs any other URL it is given as unparseable, in clear."""
     parts = {url}
     rest = url.split("://", 1)[1] if "://" in url else url
     split = urlsplit("x://" + rest)
@@ -81,7 +84,8 @@ def secret_parts(url: str) -> tuple[str, ...]:
     host = split.hostname or ""
     if looks_like_token(host) and "." not in host:  # tokens as hosts: discord://id/token
         parts.add(host)
-    parts |= _private_parts(url)
+    if apprise:
+        parts |= _private_parts(url)
     return tuple(sorted(parts, key=len, reverse=True))
 
 

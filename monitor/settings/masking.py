@@ -19,7 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from monitor.config_errors import MASK, describe
 from monitor.logs import SecretScrubber
 from monitor.notify.receivers import secret_parts
-from monitor.settings.models import Settings
+from monitor.settings.models import ReceiverSettings, Settings
 from monitor.settings.sources import ENV_BY_PATH
 
 
@@ -81,27 +81,30 @@ def masked_dump(settings: Settings) -> dict[str, Any]:
     return _dump(settings.effective())
 
 
-def shown_secret(secret: SecretStr) -> str:
+def shown_secret(secret: SecretStr, *, is_receiver: bool = False) -> str:
     """A secret as it may be shown: a URL keeps its scheme, host and ordinary path with
-    every secret part masked (which service it is, where it goes); anything else is masked."""
+    every secret part masked (which service it is, where it goes); anything else is masked.
+    ``is_receiver``: an Apprise URL (Apprise's plugin says which parts are private)."""
     value = secret.get_secret_value()
     if not value:
         return ""
     if "://" not in value:
         return MASK
-    return SecretScrubber(p for p in secret_parts(value) if p != value).scrub(value)
+    parts = secret_parts(value, apprise=is_receiver)
+    return SecretScrubber(p for p in parts if p != value).scrub(value)
 
 
 def _dump(model: BaseModel) -> dict[str, Any]:
+    receiver = isinstance(model, ReceiverSettings)
     return {
-        (field.alias or name): _value(getattr(model, name))
+        (field.alias or name): _value(getattr(model, name), receiver)
         for name, field in type(model).model_fields.items()
     }
 
 
-def _value(value: Any) -> Any:
+def _value(value: Any, receiver: bool = False) -> Any:
     if isinstance(value, SecretStr):
-        return shown_secret(value)
+        return shown_secret(value, is_receiver=receiver)
     if isinstance(value, BaseModel):
         return _dump(value)
     if isinstance(value, Mapping):

@@ -570,7 +570,7 @@ class Settings(BaseSettings):
         """The secrets of the webhooks and receivers (their files read)."""
         found: list[str] = []
         for webhook in self.alerting.resolved_webhooks():
-            found += secret_parts(webhook.url.get_secret_value())
+            found += secret_parts(webhook.url.get_secret_value(), apprise=False)
             if webhook.hmac_secret is not None:
                 found.append(webhook.hmac_secret.get_secret_value())
         for receiver in self.alerting.resolved_receivers():
