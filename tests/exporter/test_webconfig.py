@@ -222,3 +222,16 @@ basic_auth_users: {{prometheus: {hashed()}}}
         daemon.kill()
     assert code == 0
     assert PASSWORD not in daemon.output
+
+
+def test_a_yaml_syntax_error_names_the_line_never_its_text(files: Path) -> None:
+    """PyYAML quotes the offending line: here a password hash, never to be printed."""
+    hashed = "$2b$10$abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXY"
+    path = write(files, f"basic_auth_users:\n  alice: {hashed}: extra\n")
+    with pytest.raises(ConfigError) as raised:
+        load_web_config(path)
+    message = str(raised.value)
+    assert message.startswith(f"cannot read web config {path}, line 2, column ")
+    assert "YAML syntax error: mapping values are not allowed here" in message
+    assert hashed not in message
+    assert "alice" not in message
