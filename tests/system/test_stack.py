@@ -112,19 +112,23 @@ def start_prometheus(
     processes: list[subprocess.Popen[bytes]],
     tmp_path: Path,
     port: int,
-    monitor_port: int,
+    monitor_port: int | list[int],
     *,
     rules: Path | None = None,
     alertmanager_port: int | None = None,
 ) -> str:
-    """A real Prometheus scraping the monitor every second with ``rules`` (default: the shipped
-    rules with every ``for`` shortened to 2 s), sending to an Alertmanager when given; its URL
-    (not waited for)."""
+    """A real Prometheus scraping the monitor (or each of several) every second with ``rules``
+    (default: the shipped rules with every ``for`` shortened to 2 s), sending to an Alertmanager
+    when given; its URL (not waited for)."""
+    ports = monitor_port if isinstance(monitor_port, list) else [monitor_port]
     document: dict[str, Any] = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules or fast_rules(tmp_path / "rules.yml"))],
         "scrape_configs": [
-            {"job_name": JOB, "static_configs": [{"targets": [f"127.0.0.1:{monitor_port}"]}]}
+            {
+                "job_name": JOB,
+                "static_configs": [{"targets": [f"127.0.0.1:{port}" for port in ports]}],
+            }
         ],
     }
     if alertmanager_port is not None:
