@@ -19,11 +19,12 @@ class BadRequest(ValueError):
 
 
 def window(query: Mapping[str, list[str]], now: datetime) -> tuple[datetime, datetime]:
-    """``from`` and ``to`` (RFC 3339, with an offset); by default the last 30 days."""
-    until = _time(query, "to") or now
+    """``from`` and ``to`` (RFC 3339, with an offset); by default the last 30 days. A window
+    ends at ``now`` at the latest: nothing is known of the future."""
+    until = min(_time(query, "to") or now, now)
     since = _time(query, "from") or until - DEFAULT_WINDOW
     if since >= until:
-        raise BadRequest("'from' must be before 'to'")
+        raise BadRequest("'from' must be before 'to' and before now")
     if until - since > MAX_WINDOW:
         raise BadRequest(f"the window may span at most {MAX_WINDOW.days} days")
     return since, until
@@ -101,12 +102,20 @@ def route(
             if not account:
                 raise BadRequest("'account' is required")
             since, until = window(query, now)
+            if not store.knows(account):
+                return 404, {"error": f"the history has nothing of account {account!r}"}
             return 200, availability_rows(store, account, since, until, now)
         if len(parts) == 6 and parts[:3] == ["api", "v1", "integrations"] and parts[5] == "history":
             if not parts[4].isdigit() or not parts[4].isascii():
                 raise BadRequest("the integration id must be a number")
             since, until = window(query, now)
-            return 200, integration_history(store, parts[3], int(parts[4]), since, until)
+            account, integration_id = parts[3], int(parts[4])
+            if not store.knows(account, integration_id):
+                return 404, {
+                    "error": f"the history has nothing of integration {integration_id} "
+                    f"of account {account!r}"
+                }
+            return 200, integration_history(store, account, integration_id, since, until)
     except BadRequest as exc:
         return 400, {"error": str(exc)}
     except HistoryError as exc:  # not written yet, or broken: say so, never a traceback

@@ -86,6 +86,12 @@ MIGRATIONS: tuple[str, ...] = (
         last_time TEXT NOT NULL -- RFC 3339: the exact microsecond the stream compares with
     );
     """,
+    # 4: when each episode's condition began by the API's own timestamps (started_failing_at
+    # for IntegrationFailing), beside when the monitor fired it; older episodes: when fired
+    """
+    ALTER TABLE episodes ADD COLUMN started REAL;
+    UPDATE episodes SET started = fired;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
@@ -115,6 +121,8 @@ class _Poll:
     at: datetime
     states: Mapping[int, str]
     names: Mapping[int, Names]
+    #: the API's started_failing_at (Unix time) of each failing integration
+    failing_since: Mapping[int, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,16 +196,22 @@ class HistoryStore:
         self._thread.start()
 
     def record(self, snapshot: AccountSnapshot, at: datetime) -> None:
-        """One account's poll: the state of each of its integrations as of ``at``."""
+        """One account's poll: the state of each of its integrations as of ``at``, and when
+        each failing one started failing by Sendcloud's ``started_failing_at``."""
         states = {i: recorded_state(o) for i, o in snapshot.integrations.items()}
         seen = self._records.setdefault(snapshot.account, {})
         names = {}
+        failing_since = {}
         for integration_id, observation in snapshot.integrations.items():
             record = observation.record
             if record is not None and seen.get(integration_id) is not record:
                 seen[integration_id] = record  # a list walk keeps unchanged records as they are
                 names[integration_id] = (record.shop_name, record.type)
-        self._put(_Poll(snapshot.account, at, states, names))
+            if states[integration_id] == "failing":
+                health = observation.health
+                if health is not None and health.failing_since is not None:
+                    failing_since[integration_id] = health.failing_since.timestamp()
+        self._put(_Poll(snapshot.account, at, states, names, failing_since))
 
     def forget(self, account: str, at: datetime) -> None:
         """An account left the configuration: its open intervals end at ``at``."""
@@ -347,6 +361,13 @@ class HistoryStore:
             opened = self._open.setdefault(item.account, {})
             changed = [(i, s) for i, s in item.states.items() if opened.get(i) != s]
             for integration_id, state in changed:
+                started = item.failing_since.get(integration_id)
+                if started is not None and started < at:  # failing: since Sendcloud says so
+                    _open_failing(
+                        db, item.account, integration_id, started, integration_id in opened
+                    )
+                    opened[integration_id] = state
+                    continue
                 if integration_id in opened:
                     _close(db, item.account, integration_id, at)
                 db.execute(
@@ -453,6 +474,28 @@ class HistoryStore:
             spans.append((state, start, end))
         return found
 
+    def accounts(self) -> list[str]:
+        """Every account the file has anything of (states, names or alert episodes)."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT account FROM intervals UNION SELECT account FROM integrations "
+                "UNION SELECT account FROM episodes ORDER BY account"
+            ).fetchall()
+        return [account for (account,) in rows]
+
+    def knows(self, account: str, integration_id: int | None = None) -> bool:
+        """Whether the file has anything of the account (or of one of its integrations), at
+        any time: an unknown name is not an empty history."""
+        key: tuple[object, ...] = (account,)
+        which = "account = ?"
+        if integration_id is not None:
+            key, which = (account, integration_id), "account = ? AND integration_id = ?"
+        with self._reader() as db:
+            return any(
+                db.execute(f"SELECT 1 FROM {table} WHERE {which} LIMIT 1", key).fetchone()  # noqa: S608 - fixed names
+                for table in ("intervals", "integrations", "episodes")
+            )
+
     def names(self, account: str) -> dict[int, Names]:
         """The last known shop name and type of every integration of ``account``."""
         with self._reader() as db:
@@ -467,26 +510,32 @@ class HistoryStore:
         self, account: str, integration_id: int | None, since: datetime, until: datetime
     ) -> list[dict[str, object]]:
         """Alert episodes of one integration (or the whole account) overlapping the window."""
-        query = (
-            "SELECT alert, integration_id, fired, escalated, resolved, cause FROM episodes "
-            "WHERE account = ? AND fired < ? AND (resolved IS NULL OR resolved > ?)"
-        )
         args: list[object] = [account, _ts(until), _ts(since)]
+        which = ""
         if integration_id is not None:
-            query += " AND integration_id = ?"
+            which = " AND integration_id = ?"
             args.append(integration_id)
         with self._reader() as db:
-            rows = db.execute(query + " ORDER BY fired", args).fetchall()
+            # a file an older daemon still writes (schema 3) has no `started`: when fired
+            columns = {row[1] for row in db.execute("PRAGMA table_info(episodes)")}
+            started = "started" if "started" in columns else "fired"
+            rows = db.execute(
+                f"SELECT alert, integration_id, {started}, fired, escalated, resolved, cause "  # noqa: S608 - a column name
+                "FROM episodes WHERE account = ? AND fired < ? AND (resolved IS NULL OR "
+                f"resolved > ?){which} ORDER BY fired",
+                args,
+            ).fetchall()
         return [
             {
                 "alert": alert,
                 "integration_id": found_id,
+                "started": _iso(started),
                 "fired": _iso(fired),
                 "escalated": _iso(escalated),
                 "resolved": _iso(resolved),
                 "cause": json.loads(cause) if cause else None,
             }
-            for alert, found_id, fired, escalated, resolved, cause in rows
+            for alert, found_id, started, fired, escalated, resolved, cause in rows
         ]
 
     @contextlib.contextmanager
@@ -546,14 +595,65 @@ def _close(db: sqlite3.Connection, account: str, integration_id: int, at: float)
     )
 
 
+def _open_failing(
+    db: sqlite3.Connection, account: str, integration_id: int, started: float, is_open: bool
+) -> None:
+    """A failing interval from Sendcloud's ``started_failing_at`` rather than from the poll
+    that saw it — a shop failing for 40 minutes when the monitor starts has failed for 40
+    minutes — but never before what the monitor recorded of the integration: the interval it
+    replaces began (that interval then becomes failing as a whole: the API says it was), or the
+    last one ended (after a stop). A failing interval it continues is reopened, not repeated."""
+    if is_open:
+        (floor,) = db.execute(
+            "SELECT since FROM intervals WHERE account = ? AND integration_id = ? "
+            "AND until IS NULL",
+            (account, integration_id),
+        ).fetchone()
+        if started <= floor:
+            db.execute(
+                "DELETE FROM intervals WHERE account = ? AND integration_id = ? AND until IS NULL",
+                (account, integration_id),
+            )
+            since = floor
+        else:
+            since = started
+            _close(db, account, integration_id, since)
+    else:
+        (floor,) = db.execute(
+            "SELECT MAX(until) FROM intervals WHERE account = ? AND integration_id = ?",
+            (account, integration_id),
+        ).fetchone()
+        since = started if floor is None else max(started, floor)
+    reopened = db.execute(
+        "UPDATE intervals SET until = NULL WHERE account = ? AND integration_id = ? "
+        "AND state = 'failing' AND until = ?",
+        (account, integration_id, since),
+    ).rowcount
+    if not reopened:
+        db.execute(
+            "INSERT INTO intervals VALUES (?, ?, 'failing', ?, NULL)",
+            (account, integration_id, since),
+        )
+
+
 def _write_episode(db: sqlite3.Connection, event: Mapping[str, object], at: float) -> None:
     fingerprint, kind = str(event["fingerprint"]), event["kind"]
     cause = event.get("cause")  # already redacted and allowlisted by the alerting
     text = json.dumps(cause, sort_keys=True) if isinstance(cause, dict) else None
     if kind == "fired":
+        starts = event.get("starts_at")
+        started = min(at, _ts(_parse(str(starts)))) if starts else at
         db.execute(
-            "INSERT INTO episodes VALUES (?, ?, ?, ?, ?, NULL, NULL, ?)",
-            (fingerprint, event["alert"], event["account"], event["integration_id"], at, text),
+            "INSERT INTO episodes VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?)",
+            (
+                fingerprint,
+                event["alert"],
+                event["account"],
+                event["integration_id"],
+                at,
+                text,
+                started,
+            ),
         )
         return
     column = {"escalated": "escalated", "resolved": "resolved"}.get(str(kind))
@@ -572,6 +672,10 @@ def _write_episode(db: sqlite3.Connection, event: Mapping[str, object], at: floa
 
 def _ts(value: datetime) -> float:
     return value.timestamp()
+
+
+def _parse(iso: str) -> datetime:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 class _Times:

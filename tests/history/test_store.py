@@ -33,8 +33,8 @@ def snapshot(at: datetime, **states: str) -> AccountSnapshot:
     for key, state in states.items():
         integration_id = int(key[1:])
         fields: dict[str, object] = {"id": integration_id, "last_fetched_at": at.isoformat()}
-        if state == "failing":
-            fields["started_failing_at"] = (at - timedelta(minutes=1)).isoformat()
+        if state == "failing":  # since this poll (tests of Sendcloud's earlier start set it)
+            fields["started_failing_at"] = at.isoformat()
         if state == "stale":
             fields["last_fetched_at"] = (at - timedelta(days=1)).isoformat()
         record, _ = parse_integration(fields)
@@ -161,6 +161,72 @@ def test_a_clean_stop_ends_the_intervals_and_the_downtime_is_unknown(
     }
 
 
+def failing_since(at: datetime, started: datetime, **states: str) -> AccountSnapshot:
+    """``snapshot`` with integration 1 failing since ``started`` by Sendcloud's timestamp."""
+    shot = snapshot(at, **states)
+    record, _ = parse_integration(
+        {"id": 1, "last_fetched_at": at.isoformat(), "started_failing_at": started.isoformat()}
+    )
+    one = Observation(1, ReadOutcome.OK, record, derive(record, at, 7200))
+    return AccountSnapshot("acme", {**shot.integrations, 1: one}, 1, at)
+
+
+def states_of(store: HistoryStore, end: datetime) -> list[tuple[str, datetime, datetime | None]]:
+    store.flush()
+    found = store.intervals("acme", 1, minutes(-1000), end)
+    return [(i.state, i.since, i.until) for i in found]
+
+
+def test_a_failing_interval_begins_when_sendcloud_says_it_began(tmp_path: Path) -> None:
+    """A shop failing for 40 minutes when the monitor first reads it has failed for 40 minutes
+    in its history too; but what the monitor recorded before is never rewritten."""
+    path = tmp_path / "history.db"
+    store = HistoryStore(path)
+    store.start()
+    store.record(failing_since(minutes(0), minutes(-40)), minutes(0))
+    assert states_of(store, minutes(1)) == [("failing", minutes(-40), None)]
+    # it recovers; later it fails again 3 minutes before a poll sees it
+    store.record(snapshot(minutes(10), i1="healthy"), minutes(10))
+    store.record(failing_since(minutes(20), minutes(17)), minutes(20))
+    assert states_of(store, minutes(21))[1:] == [
+        ("healthy", minutes(10), minutes(17)),
+        ("failing", minutes(17), None),
+    ]
+    # unreadable for a while, then failing still since minute 17: one failing interval again
+    store.record(snapshot(minutes(25), i1="unknown"), minutes(25))
+    store.record(failing_since(minutes(30), minutes(17)), minutes(30))
+    assert states_of(store, minutes(31))[2:] == [("failing", minutes(17), None)]
+    store.close(minutes(40))
+    # a restart: still failing since minute 17, the stop in between was failing too
+    again = HistoryStore(path)
+    again.start()
+    again.record(failing_since(minutes(50), minutes(17)), minutes(50))
+    assert states_of(again, minutes(51))[2:] == [("failing", minutes(17), None)]
+    again.record(snapshot(minutes(60), i1="healthy"), minutes(60))
+    again.close(minutes(70))
+    # another restart: failing since before the last recorded healthy time: from the stop on
+    third = HistoryStore(path)
+    third.start()
+    third.record(failing_since(minutes(80), minutes(65)), minutes(80))
+    third.close(minutes(90))
+    assert states_of(third, minutes(90))[3:] == [
+        ("healthy", minutes(60), minutes(70)),
+        ("failing", minutes(70), minutes(90)),
+    ]
+    figures = availability(
+        third.intervals("acme", 1, minutes(-60), minutes(90)),
+        minutes(-60),
+        minutes(90),
+        minutes(90),
+    )
+    assert figures.seconds["unknown"] == 20 * 60  # before the first failure only
+    assert [(i.started, i.ended) for i in figures.incidents] == [
+        (minutes(-40), minutes(10)),
+        (minutes(17), minutes(60)),
+        (minutes(70), minutes(90)),  # closed by the stop at 90
+    ]
+
+
 def test_after_a_crash_open_intervals_end_at_the_last_write(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
     crashed = HistoryStore(path)
@@ -263,7 +329,9 @@ def test_alert_episodes_with_their_escalation_resolution_and_cause(store: Histor
         "fingerprint": "f7",
     }
     cause = {"exception_type": "SSLError", "exception": "certificate expired"}
-    store.episode({**base, "kind": "fired", "status": "firing"}, minutes(0))
+    # fired when the monitor saw it, 40 minutes after Sendcloud says it began
+    started = {"starts_at": "2026-10-31T23:20:00Z"}
+    store.episode({**base, **started, "kind": "fired", "status": "firing"}, minutes(0))
     store.episode({**base, "kind": "cause", "status": "firing", "cause": cause}, minutes(1))
     store.episode({**base, "kind": "escalated", "status": "firing"}, minutes(60))
     store.episode({**base, "kind": "resolved", "status": "resolved"}, minutes(90))
@@ -273,6 +341,7 @@ def test_alert_episodes_with_their_escalation_resolution_and_cause(store: Histor
     assert episode == {
         "alert": "IntegrationFailing",
         "integration_id": 7,
+        "started": "2026-10-31T23:20:00Z",
         "fired": "2026-11-01T00:00:00Z",
         "escalated": "2026-11-01T01:00:00Z",
         "resolved": "2026-11-01T01:30:00Z",
