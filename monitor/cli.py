@@ -31,7 +31,7 @@ from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, load_web_config
 from monitor.health import State, utcnow
 from monitor.history import HistoryError, HistoryStore, MuteStore
-from monitor.history.report import FORMATS
+from monitor.history.report import FORMATS, UnknownAccount
 from monitor.history.report import build as build_report
 from monitor.history.report import render as render_report
 from monitor.notify.messages import trial_message
@@ -254,6 +254,9 @@ def _report(args: argparse.Namespace) -> int:
     since, until = _report_window(args, now)
     try:
         document = build_report(HistoryStore(path), args.account, since, until, now)
+    except UnknownAccount as exc:  # a typo, not an empty report
+        print(f"integration-monitor: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except HistoryError as exc:
         print(f"integration-monitor: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -341,6 +344,7 @@ def _run(args: argparse.Namespace) -> int:
         loader=lambda: _load(args),
         shard=settings.shard,
         history=settings.history,
+        badge_secret=settings.badges.resolved_secret(),
     )
 
 
@@ -362,6 +366,7 @@ def _serve(
     loader: Loader | None = None,
     shard: str | None = None,
     history: HistorySettings | None = None,
+    badge_secret: SecretStr | None = None,
 ) -> int:
     try:
         daemon = Daemon(
@@ -372,6 +377,7 @@ def _serve(
             loader=loader,
             shard=shard,
             history=history,
+            badge_secret=badge_secret,
         )
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)

@@ -35,10 +35,27 @@ class Line:
 class Report:
     account: str
     window_from: datetime
-    window_to: datetime
+    window_to: datetime  # the period asked for ends here, or now if that is earlier
     lines: tuple[Line, ...]
     total: Availability
     days: tuple[tuple[str, float | None], ...]  # (day, the account's availability that day)
+    so_far: bool = False  # the period asked for goes on past now (the current month)
+
+    @property
+    def unknown_share(self) -> float | None:
+        """The share of the integrations' time nothing is known of (None: no integration):
+        the unknown seconds of all integrations over the window length times their number."""
+        fleet = sum(self.total.seconds.values())
+        return self.total.seconds["unknown"] / fleet if self.lines and fleet > 0 else None
+
+
+class UnknownAccount(LookupError):
+    """The history has nothing of the account; ``known`` lists the accounts it has."""
+
+    def __init__(self, account: str, known: Sequence[str]) -> None:
+        names = ", ".join(known) if known else "none yet"
+        super().__init__(f"the history has nothing of account {account!r} (it has: {names})")
+        self.known = tuple(known)
 
 
 def compose(
@@ -50,8 +67,10 @@ def compose(
     window_to: datetime,
     now: datetime,
 ) -> Report:
-    """Pure: what the store holds, for one account and window, as a report."""
-    until = min(window_to, now)
+    """Pure: what the store holds, for one account and window, as a report. A window that
+    goes on past ``now`` ends at ``now``: nothing is known of the future."""
+    so_far = window_to > now
+    until = window_to = max(window_from, min(window_to, now))
     lines = []
     for integration_id in sorted(intervals):
         mine = intervals[integration_id]
@@ -81,13 +100,16 @@ def compose(
         ((first + timedelta(days=i)).isoformat(), healthy[i] / known[i] if known[i] else None)
         for i in range(count)
     )
-    return Report(account, window_from, window_to, tuple(lines), total, days)
+    return Report(account, window_from, window_to, tuple(lines), total, days, so_far)
 
 
 def build(
     store: HistoryStore, account: str, window_from: datetime, window_to: datetime, now: datetime
 ) -> Report:
-    """Read the history file (works while the daemon writes it) and compose the report."""
+    """Read the history file (works while the daemon writes it) and compose the report;
+    :class:`UnknownAccount` when the file has nothing of the account."""
+    if not store.knows(account):
+        raise UnknownAccount(account, store.accounts())
     return compose(
         account,
         store.account_intervals(account, window_from, window_to),
@@ -102,15 +124,16 @@ def build(
 def _cause_of(
     started: datetime, integration_id: int, episodes: Sequence[Mapping[str, Any]]
 ) -> str | None:
-    """The cause of the IntegrationFailing episode that fired closest after ``started``."""
+    """The cause of the IntegrationFailing episode that began (by Sendcloud's timestamp, or
+    fired) closest after ``started``."""
     best: tuple[float, str | None] | None = None
     for episode in episodes:
         if episode.get("alert") != "IntegrationFailing":
             continue
         if episode.get("integration_id") != integration_id:
             continue
-        fired = datetime.fromisoformat(str(episode["fired"]).replace("Z", "+00:00"))
-        gap = (fired - started).total_seconds()
+        began = str(episode.get("started") or episode["fired"])
+        gap = (datetime.fromisoformat(began.replace("Z", "+00:00")) - started).total_seconds()
         if gap >= -60 and (best is None or gap < best[0]):
             cause = episode.get("cause")
             best = (gap, cause_text(cause) if isinstance(cause, dict) else None)
@@ -130,7 +153,8 @@ def to_json(report: Report) -> str:
             "account": report.account,
             "from": _iso(report.window_from),
             "to": _iso(report.window_to),
-            "total": figures_of(report.total),
+            "so_far": report.so_far,
+            "total": {**figures_of(report.total), "unknown_share": report.unknown_share},
             "integrations": [
                 {
                     "integration_id": line.integration_id,
@@ -208,10 +232,10 @@ def to_markdown(report: Report) -> str:
     lines = [
         f"# Availability of account {report.account}",
         "",
-        f"{_day(report.window_from)} to {_day(report.window_to)} (UTC): "
+        f"{_period(report)}: "
         f"{_percent(report.total.ratio)} available, {len(report.total.incidents)} incidents, "
         f"longest {_duration(report.total.longest_incident_seconds)}, "
-        f"unknown {_duration(report.total.seconds['unknown'])}.",
+        f"{_unknown(report)}.",
         "",
         "| Shop | Type | Availability | Failing | Stale | Unknown | Incidents | Longest |",
         "|---|---|---|---|---|---|---|---|",
@@ -261,10 +285,10 @@ def to_html(report: Report) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>Availability of {escape(report.account)}</title><style>{_STYLE}</style></head>"
         f"<body><h1>Availability of account {escape(report.account)}</h1>"
-        f"<p>{_day(report.window_from)} to {_day(report.window_to)} (UTC)</p>"
+        f"<p>{_period(report)}</p>"
         f"<p class='total'><b>{_percent(total.ratio)}</b> available · "
         f"{len(total.incidents)} incidents · longest {_duration(total.longest_incident_seconds)}"
-        f" · unknown {_duration(total.seconds['unknown'])}</p>"
+        f" · {_unknown(report)}</p>"
         f"<h2>Daily availability</h2>{_chart(report.days)}"
         "<h2>Integrations</h2><table><thead><tr><th>Shop</th><th>Type</th><th>Availability</th>"
         "<th>Failing</th><th>Stale</th><th>Unknown</th><th>Incidents</th><th>Longest</th></tr>"
@@ -272,7 +296,8 @@ def to_html(report: Report) -> str:
         "<h2>Incidents</h2><table><thead><tr><th>Shop</th><th>Started</th><th>Ended</th>"
         f"<th>Duration</th><th>Cause</th></tr></thead><tbody>{incidents}</tbody></table>"
         "<p class='note'>Availability = healthy ÷ (healthy + failing + stale + not found); "
-        "time the monitor could not read the API is unknown and left out.</p></body></html>"
+        "time the monitor could not read the API, or was not running, is unknown and left "
+        "out. The headline's unknown share is of all the integrations' time.</p></body></html>"
     )
 
 
@@ -286,30 +311,58 @@ _STYLE = (
 
 
 def _chart(days: Sequence[tuple[str, float | None]]) -> str:
-    """Inline SVG bars: one per day, its height the account's availability (grey: unknown)."""
+    """Inline SVG bars: one per day, its height the account's availability of what is known of
+    the day, on a 0-100 % scale; a day nothing is known of is a hatched grey stub marked "no
+    data", never a bar; dates below (first, last and every seventh day)."""
     if not days:
         return "<p>No days in the window.</p>"
-    width, height, bar = 720, 120, 720 / len(days)
-    bars = []
+    left, plot, base = 44, 110, 118  # the plot: 0 % at y=base, 100 % at y=base-plot
+    width = 760
+    bar = (width - left - 8) / len(days)
+    parts = [
+        "<defs><pattern id='nodata' width='4' height='4' patternUnits='userSpaceOnUse' "
+        "patternTransform='rotate(45)'><rect width='2' height='4' fill='#9aa0a6'/></pattern>"
+        "</defs>"
+    ]
+    for share, label in ((1.0, "100 %"), (0.5, "50 %"), (0.0, "0 %")):
+        y = base - share * plot
+        parts.append(
+            f"<line x1='{left}' x2='{width - 8}' y1='{y:.1f}' y2='{y:.1f}' stroke='#e3e6ec'/>"
+            f"<text x='{left - 6}' y='{y + 4:.1f}' text-anchor='end'>{label}</text>"
+        )
+    last = len(days) - 1
     for index, (day, ratio) in enumerate(days):
-        value = 1.0 if ratio is None else ratio
-        colour = (
-            "#c4c7cc"
-            if ratio is None
-            else "#2e7d32"
-            if ratio >= 0.99
-            else "#f9a825"
-            if ratio >= 0.95
-            else "#c62828"
-        )
-        tall = max(1.0, value * (height - 20))
-        bars.append(
-            f"<rect x='{index * bar + 1:.1f}' y='{height - tall:.1f}' width='{max(bar - 2, 1):.1f}'"
-            f" height='{tall:.1f}' fill='{colour}'><title>{day}: {_percent(ratio)}</title></rect>"
-        )
+        x = left + index * bar
+        if ratio is None:
+            parts.append(
+                f"<rect class='nodata' x='{x + 1:.1f}' y='{base - 6}' "
+                f"width='{max(bar - 2, 1):.1f}' height='6' fill='url(#nodata)'>"
+                f"<title>{day}: no data</title></rect>"
+            )
+        else:
+            colour = "#2e7d32" if ratio >= 0.99 else "#f9a825" if ratio >= 0.95 else "#c62828"
+            tall = max(1.0, ratio * plot)
+            parts.append(
+                f"<rect class='day' x='{x + 1:.1f}' y='{base - tall:.1f}' "
+                f"width='{max(bar - 2, 1):.1f}' height='{tall:.1f}' fill='{colour}'>"
+                f"<title>{day}: {_percent(ratio)}</title></rect>"
+            )
+        if index in (0, last) or (index % 7 == 0 and last - index >= 4):
+            parts.append(
+                f"<text class='date' x='{x + bar / 2:.1f}' y='{base + 16}' "
+                f"text-anchor='middle'>{day[5:]}</text>"
+            )
+    legend = (
+        f"<rect x='{left}' y='{base + 26}' width='10' height='8' fill='url(#nodata)'/>"
+        f"<text x='{left + 14}' y='{base + 34}'>no data (the monitor could not read the API "
+        "or was not running)</text>"
+        if any(ratio is None for _, ratio in days)
+        else ""
+    )
     return (
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' "
-        f"aria-label='daily availability'>{''.join(bars)}</svg>"
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{base + 42}' "
+        "role='img' aria-label='daily availability' font-family='system-ui,sans-serif' "
+        f"font-size='10' fill='#4a5263'>{''.join(parts)}{legend}</svg>"
     )
 
 
@@ -335,13 +388,43 @@ def _percent(ratio: float | None) -> str:
 
 
 def _duration(seconds: float) -> str:
+    """``3d 4h``, ``2h 5min``, ``12min``, ``1min 30s``, ``40s``; ``-`` for none at all (a flap
+    of a minute is never ``0min``)."""
+    if seconds <= 0:
+        return "-"
+    if seconds < 1:
+        return "<1s"
     total = int(seconds)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
-    minutes = rest // 60
+    minutes, secs = divmod(rest, 60)
     if days:
         return f"{days}d {hours}h"
-    return f"{hours}h {minutes}min" if hours else f"{minutes}min"
+    if hours:
+        return f"{hours}h {minutes}min"
+    if minutes >= 10 or (minutes and not secs):
+        return f"{minutes}min"
+    return f"{minutes}min {secs}s" if minutes else f"{secs}s"
+
+
+def _period(report: Report) -> str:
+    end = "now" if report.so_far else _day(report.window_to)
+    return f"{_day(report.window_from)} to {end} (UTC" + (
+        f", {_day(report.window_to)})" if report.so_far else ")"
+    )
+
+
+def _unknown(report: Report) -> str:
+    """Unknown time as a share of the integrations' time: a sum over integrations would read
+    as more than the window itself."""
+    share = report.unknown_share
+    if share is None:
+        return "no integrations"
+    return f"unknown {_share(share)} of the time"
+
+
+def _share(ratio: float) -> str:
+    return "0 %" if ratio == 0 else "<0.1 %" if ratio < 0.001 else f"{ratio * 100:.1f} %"
 
 
 def _md(text: str) -> str:

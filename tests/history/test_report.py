@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 from monitor.history import HistoryStore
+from monitor.history.availability import Interval
+from monitor.history.report import compose, render, to_html, to_markdown
 from monitor.store import AccountSnapshot, Observation
 from tests.browser import load
 from tests.conftest import require_binary
@@ -104,6 +106,9 @@ def test_json_has_the_figures_of_the_one_definition(history: Path) -> None:
     assert two["seconds"]["unknown"] == DOWN + 2 * 3600  # unreadable: never up, never down
     assert two["availability"] == 1.0
     assert sum(document["total"]["seconds"].values()) == pytest.approx(2 * MONTH)
+    # unknown as a share of the two shops' time, never their unknown hours added up
+    assert document["total"]["unknown_share"] == pytest.approx((2 * DOWN + 7200) / (2 * MONTH))
+    assert document["so_far"] is False
     assert len(document["daily_availability"]) == 30
     day = {d["day"]: d["availability"] for d in document["daily_availability"]}
     assert day["2026-11-12"] == pytest.approx(1 - 4 / 48)
@@ -132,7 +137,8 @@ def test_the_html_report_renders_in_chromium(history: Path, tmp_path: Path) -> N
     page.write_text(report(history, "html"))
     rendered = load(chromium, page.as_uri())
     assert rendered.console == []
-    assert rendered.dom.count("<rect") == 30  # a bar per day, inline SVG
+    days = rendered.dom.count('<rect class="day"') + rendered.dom.count('class="nodata"')
+    assert days == 30  # a bar per day, inline SVG
     assert "http" not in page.read_text().replace("http://www.w3.org/2000/svg", "")  # no asset
     assert "API key expired" in rendered.dom
 
@@ -248,3 +254,60 @@ def test_the_shipped_recording_rule_agrees_with_the_report(history: Path, tmp_pa
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_current_month_ends_now_and_its_headline_reads_true() -> None:
+    """December so far, on the 7th at 10:57: shop 1 healthy with a one-minute flap on the 3rd;
+    shop 2 first read on the 3rd (the 1st and 2nd are unknown for it). The period ends now,
+    unknown is a share of the shops' time, the flap lasts a minute, the chart's unknown days are
+    not bars of 100 %."""
+    december = datetime(2026, 12, 1, tzinfo=UTC)
+    now = datetime(2026, 12, 7, 10, 57, tzinfo=UTC)
+    flap = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+    intervals = {
+        1: [
+            Interval("healthy", december, flap),
+            Interval("failing", flap, flap + timedelta(seconds=65)),
+            Interval("healthy", flap + timedelta(seconds=65), None),
+        ],
+        2: [Interval("healthy", december + timedelta(days=2), None)],
+    }
+    names = {1: ("Shop 1", "shopify"), 2: ("Shop 2", "woocommerce")}
+    found = compose("acme", intervals, names, [], december, datetime(2027, 1, 1, tzinfo=UTC), now)
+    elapsed = (now - december).total_seconds()
+    assert found.window_to == now  # never into the future
+    assert found.so_far
+    assert sum(found.total.seconds.values()) == pytest.approx(2 * elapsed)
+    assert found.unknown_share == pytest.approx(2 * 86400 / (2 * elapsed))
+    assert [day for day, _ in found.days][-1] == "2026-12-07"  # no day after today
+    headline = to_markdown(found).splitlines()[2]
+    assert headline.startswith("2026-12-01 00:00 to now (UTC, 2026-12-07 10:57): ")
+    assert "unknown 15.5 % of the time" in headline  # 2 days of 2 x 6.46 days
+    assert "longest 1min 5s" in headline
+    incident = next(line for line in to_markdown(found).splitlines() if "2026-12-03 09:00" in line)
+    assert "| 1min 5s |" in incident
+    document = json.loads(render(found, "json"))
+    assert document["to"] == "2026-12-07T10:57:00Z"
+    assert document["total"]["unknown_share"] == pytest.approx(found.unknown_share)
+    # the chart: the 1st and 2nd (unknown for shop 2, healthy for shop 1) are days at 100 %
+    # of what is known; a day nothing at all is known of is no bar but a "no data" stub
+    nothing = compose("acme", {2: intervals[2]}, names, [], december, now, now)
+    html = to_html(nothing)
+    assert html.count("class='nodata'") == 2
+    assert html.count("class='day'") == 5
+    assert "<title>2026-12-01: no data</title>" in html
+    dates = [part.split(">")[1].split("<")[0] for part in html.split("<text class='date'")[1:]]
+    assert dates[0] == "12-01"
+    assert dates[-1] == "12-07"
+
+
+def test_a_report_of_an_account_the_history_does_not_know_is_refused(history: Path) -> None:
+    result = run_once(
+        ["report", "--account", "acne", "--month", "2026-11"],
+        {"MONITOR_HISTORY_FILE": str(history)},
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("integration-monitor: ")
+    assert "'acne'" in result.stderr
+    assert "acme" in result.stderr
