@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import httpx
 import structlog
@@ -27,18 +27,21 @@ from apscheduler.events import (
     JobEvent,
 )
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from pydantic import SecretStr
 
 from monitor import logs
 from monitor.alerting import Sink
-from monitor.alerting.cause import cause_text
+from monitor.alerting.cause import cause_summary, cause_text
 from monitor.alerting.service import Alerter
 from monitor.config_errors import ConfigError
+from monitor.exporter.badges import PUBLIC_PREFIX, badge_key
+from monitor.exporter.badges import public_route as public_badge_route
 from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.mutes import MutesApi
 from monitor.exporter.pages import account_page, integration_page, not_found_page
 from monitor.exporter.server import HttpServer, make_app
-from monitor.exporter.status import MaintenanceWindow, Status
+from monitor.exporter.status import Cause, MaintenanceWindow, Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
@@ -201,6 +204,7 @@ class Daemon:
         loader: Loader | None = None,
         shard: str | None = None,
         history: HistorySettings | None = None,
+        badge_secret: SecretStr | None = None,
     ) -> None:
         self.accounts = accounts
         self.alerting = alerting or AlertingSettings()
@@ -234,6 +238,9 @@ class Daemon:
         #: (when, summaries): the strips change by the day, the windows by the minute
         self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
         web = web_config or WebConfig()
+        self._auth = bool(web.users)
+        self._badge_secret = badge_secret
+        self._badge_keys = self._keys()
         app = make_app(
             self.metrics.exposition,
             self.store.ready,
@@ -245,6 +252,9 @@ class Daemon:
             # writing mutes needs basic auth users: each change names who made it
             mutes=MutesApi(
                 self.mutes, clock, bool(web.users), self.quiet.refresh, check=self._mute_problem
+            ),
+            public_badges=lambda path, query: public_badge_route(
+                path, query, self._badge_keys, self._state_of, self._uptime_of
             ),
         )
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
@@ -269,7 +279,23 @@ class Daemon:
         watched = {a.name: a.integration_ids for a in self.accounts}
         return mute_target_problem(watched, account, integration_id)
 
-    def _page(self, path: str) -> tuple[int, str]:
+    def _keys(self) -> dict[str, str]:
+        """Each account's badge key -> its name (none without a badge secret)."""
+        if self._badge_secret is None:
+            return {}
+        secret = self._badge_secret.get_secret_value()
+        return {badge_key(secret, a.name): a.name for a in self.accounts}
+
+    def _badge_base(self, account: str, base_url: str) -> str | None:
+        """Where the account's badges are served without credentials (None: nowhere)."""
+        if not self._auth:
+            return f"{base_url}/badge/{quote(account, safe='')}"
+        if self._badge_secret is None:
+            return None
+        key = badge_key(self._badge_secret.get_secret_value(), account)
+        return f"{base_url}{PUBLIC_PREFIX}{key}"
+
+    def _page(self, path: str, base_url: str = "") -> tuple[int, str]:
         """``/integrations/{account}/{id}`` and ``/accounts/{account}`` (server threads)."""
         parts = [unquote(p) for p in path.strip("/").split("/")]
         document, now = self.status()
@@ -305,7 +331,8 @@ class Daemon:
                 else (r, None)
                 for r in rows
             ]
-            return 200, account_page(account, figures, episodes, now)
+            badges = self._badge_base(account, base_url)
+            return 200, account_page(account, figures, episodes, now, badges)
         return 404, not_found_page("not found")
 
     def _past(
@@ -400,7 +427,7 @@ class Daemon:
             snapshots,
             now,
             firing=firing,
-            causes=causes,
+            causes={key: Cause(cause_summary(c), cause_text(c)) for key, c in causes.items()},
             firing_alerts=count,
             history=self._summaries(snapshots, now),
             holds={key: hold.text for key, hold in self._hold_texts(now).items()},
@@ -567,6 +594,7 @@ class Daemon:
             try:
                 settings, accounts = self._loader()
                 outbound = settings.alerting.resolved_outbound()
+                badge_secret = settings.badges.resolved_secret()
                 logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
             except ConfigError as exc:
                 log.error("config_reload_failed", reason=str(exc))
@@ -575,6 +603,8 @@ class Daemon:
             had_accounts = bool(self.accounts)
             alerting = alerting_changes(self.alerting, settings.alerting, self._outbound, outbound)
             summary = await self._apply(settings, accounts, outbound)
+            self._badge_secret = badge_secret
+            self._badge_keys = self._keys()
             self.metrics.config_loaded(True, self._clock())
             if had_accounts:
                 self._announce_empty()
@@ -696,9 +726,14 @@ def reload_reply(
 
 
 def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Episodes with their cause as one line of text (the alerting's wording)."""
+    """Episodes with their cause as one line of text (the alerting's wording) and as a short
+    phrase (``cause_summary``)."""
     return [
-        {**e, "cause": cause_text(e["cause"]) if isinstance(e["cause"], dict) else None}
+        {
+            **e,
+            "cause": cause_text(e["cause"]) if isinstance(e["cause"], dict) else None,
+            "cause_summary": cause_summary(e["cause"]) if isinstance(e["cause"], dict) else None,
+        }
         for e in episodes
     ]
 

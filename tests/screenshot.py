@@ -29,10 +29,17 @@ def main(target: str) -> int:
             20,
             "a looked-up cause to show",
         )
-        screenshot(chromium, daemon.base + "/", Path(target), size="1400,760")
-        # the history page of the demo's shop failing for three hours
+        history = "/api/v1/integrations/demo/1002/history"
+        daemon.wait_for(
+            lambda: any(e["cause"] for e in daemon.get(history).json().get("episodes", [])),
+            20,
+            "the cause in the history",
+        )
+        # a laptop's width: the page must fit it without scrolling sideways
+        screenshot(chromium, daemon.base + "/", Path(target), size="1280,760")
+        # the history page of the demo's shop failing for 40 minutes (Sendcloud's time)
         page = Path(target).with_name("integration-page.png")
-        screenshot(chromium, daemon.base + "/integrations/demo/1003", page, size="1100,820")
+        screenshot(chromium, daemon.base + "/integrations/demo/1002", page, size="1100,620")
         daemon.terminate()
     finally:
         daemon.kill()

@@ -16,6 +16,7 @@ from monitor.settings import (
     AccountSettings,
     AlertingSettings,
     AlertmanagerSettings,
+    BadgeSettings,
     Defaults,
     HistorySettings,
     IntegrationOverride,
@@ -84,6 +85,7 @@ def test_every_option_and_variable_is_documented() -> None:
         MaintenanceSettings,
         TimeRangeSettings,
         HistorySettings,
+        BadgeSettings,
     ]
     for model in models:
         for name, field in model.model_fields.items():
@@ -113,6 +115,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting", "maintenance", "match"): MatchSettings,
     ("alerting", "maintenance", "times"): TimeRangeSettings,
     ("history",): HistorySettings,
+    ("badges",): BadgeSettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
 

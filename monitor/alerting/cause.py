@@ -134,3 +134,59 @@ def cause_text(cause: Mapping[str, Any]) -> str:
     code = cause.get("response_code")
     text = f"{kind}: {message}" if message else str(kind)
     return text + (f" (HTTP {code})" if code is not None else "")
+
+
+#: (pattern over the exception type and message, phrase), first match wins: what a person
+#: reads first on the status page, with the raw text one click away.
+_PHRASES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern, re.IGNORECASE), phrase)
+    for pattern, phrase in (
+        (r"certificate (?:has )?expired|CERTIFICATE_EXPIRED", "TLS certificate expired"),
+        (r"not yet valid", "TLS certificate not yet valid"),
+        (r"self[- ]signed|unable to get local issuer|unknown ca\b", "TLS certificate not trusted"),
+        (r"hostname mismatch|doesn't match|does not match", "TLS certificate for another host"),
+        (r"\bSSL|\bTLS|certificate", "TLS handshake failed"),
+        (r"ConnectTimeout|connect(?:ion)? timed? ?out", "connection timed out"),
+        (r"ReadTimeout|read timed? ?out", "shop did not answer in time"),
+        (r"Timeout|timed out", "connection timed out"),
+        (r"refused", "connection refused"),
+        (
+            r"Name or service not known|nodename nor servname|getaddrinfo|NameResolution"
+            r"|No address associated|Temporary failure in name resolution",
+            "shop's host name not found",
+        ),
+        (
+            r"reset by peer|RemoteDisconnected|Connection aborted|closed connection",
+            "connection dropped by the shop",
+        ),
+        (r"too many redirects", "too many redirects"),
+    )
+)
+_STATUS_IN_TEXT = re.compile(r"\b([1-5]\d\d) (?:Client|Server) Error\b")
+_CREDENTIALS = re.compile(r"Authentication|Unauthori[sz]ed|Forbidden|api key|credentials", re.I)
+
+
+def cause_summary(cause: Mapping[str, Any]) -> str:
+    """A cause as a short phrase — ``shop answered 503``, ``TLS certificate expired``,
+    ``connection timed out`` — from its type, message and response code; the exception's
+    short type name when nothing is recognised."""
+    kind = str(cause.get("exception_type") or "")
+    message = str(cause.get("exception") or "")
+    text = f"{kind} {message}"
+    for pattern, phrase in _PHRASES:
+        if pattern.search(text):
+            return phrase
+    code = cause.get("response_code")
+    found = _STATUS_IN_TEXT.search(message)
+    if not isinstance(code, int) and found is not None:
+        code = int(found.group(1))
+    if isinstance(code, int) and not isinstance(code, bool):
+        if code in (401, 403):
+            return f"shop refused Sendcloud's credentials ({code})"
+        if code == 429:
+            return "shop is rate-limiting Sendcloud (429)"
+        return f"shop answered {code}"
+    if _CREDENTIALS.search(text):
+        return "shop refused Sendcloud's credentials"
+    short = kind.rsplit(".", 1)[-1]
+    return short or "error"

@@ -19,7 +19,7 @@ from typing import Any, Protocol, overload
 import structlog
 
 from monitor.alerting import persistence
-from monitor.alerting.cause import cause_from_logs, cause_text
+from monitor.alerting.cause import cause_from_logs
 from monitor.alerting.rules import (
     ALERTS,
     INTEGRATION_ERRORS_RISING,
@@ -246,15 +246,15 @@ class Alerter:
 
     def firing_by_integration(
         self,
-    ) -> tuple[dict[tuple[str, int], list[str]], dict[tuple[str, int], str]]:
+    ) -> tuple[dict[tuple[str, int], list[str]], dict[tuple[str, int], dict[str, Any]]]:
         """For the status page (any thread): the alerts firing per (account, integration) and
-        the known cause of each, as one line of text."""
+        the known cause of each (redacted, as the alert carries it)."""
         firing: dict[tuple[str, int], list[str]] = {}
         for key, state in self.states.items():
             if state.firing and key.integration_id is not None:
                 firing.setdefault((key.account, key.integration_id), []).append(key.alert)
         causes = {
-            (key.account, key.integration_id): cause_text(cause)
+            (key.account, key.integration_id): cause
             for key, (cause, _) in dict(self.causes).items()
             if cause is not None and key.integration_id is not None
         }

@@ -3,6 +3,8 @@ a window. Pure: text in, SVG out; no external font or asset, everything escaped.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -65,8 +67,19 @@ def uptime_badge(window: str, ratio: float | None) -> str:
 StateOf = Callable[[str, int], str | None]  # (account, id) -> state, or None if not watched
 UptimeOf = Callable[[str, int, timedelta], float | None]  # availability over the last window
 _BADGE = re.compile(r"^/badge/([A-Za-z0-9_.-]{1,64})/(\d{1,12})(/uptime)?\.svg$")
+#: The badges served without credentials: under an account's key, never its name.
+PUBLIC_PREFIX = "/public/badge/"
+_PUBLIC = re.compile(r"^/public/badge/([0-9a-f]{32})/(\d{1,12})(/uptime)?\.svg$")
 _WINDOW = re.compile(r"^(\d{1,4})([hd])$")
 MAX_WINDOW = timedelta(days=400)
+
+
+def badge_key(secret: str, account: str) -> str:
+    """An account's badge key, as healthchecks.io keys its badges: an HMAC-SHA256 of the
+    account's name under the configured secret, 128 bits in hex. Unguessable without the
+    secret, the same in every replica and after restarts; a new secret revokes every URL."""
+    digest = hmac.new(secret.encode(), b"badge\0" + account.encode(), hashlib.sha256)
+    return digest.hexdigest()[:32]
 
 
 def route(
@@ -77,11 +90,41 @@ def route(
     match = _BADGE.match(path)
     if match is None:
         return 404, badge("sendcloud sync", "no such badge", COLOURS["unknown"])
-    account, integration_id = match[1], int(match[2])
+    return _serve(match[1], int(match[2]), bool(match[3]), query, state_of, uptime_of)
+
+
+def public_route(
+    path: str,
+    query: Mapping[str, list[str]],
+    accounts: Mapping[str, str],
+    state_of: StateOf,
+    uptime_of: UptimeOf | None,
+) -> tuple[int, str]:
+    """``/public/badge/{key}/{id}.svg`` and ``.../{id}/uptime.svg``, needing no credentials:
+    ``accounts`` maps each account's key to its name. They reveal the badge and nothing else:
+    a wrong key and an integration the account does not have are the same 404."""
+    match = _PUBLIC.match(path)
+    account = accounts.get(match[1]) if match is not None else None
+    if match is None or account is None:
+        return 404, badge("sendcloud sync", "no such badge", COLOURS["unknown"])
+    return _serve(
+        account, int(match[2]), bool(match[3]), query, state_of, uptime_of, "no such badge"
+    )
+
+
+def _serve(
+    account: str,
+    integration_id: int,
+    uptime: bool,
+    query: Mapping[str, list[str]],
+    state_of: StateOf,
+    uptime_of: UptimeOf | None,
+    unknown: str = "not watched",
+) -> tuple[int, str]:
     state = state_of(account, integration_id)
     if state is None:
-        return 404, badge("sendcloud sync", "not watched", COLOURS["unknown"])
-    if match[3] is None:
+        return 404, badge("sendcloud sync", unknown, COLOURS["unknown"])
+    if not uptime:
         return 200, state_badge(state)
     text = (query.get("window") or ["30d"])[0]
     found = _WINDOW.match(text)

@@ -28,6 +28,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from prometheus_client import CollectorRegistry, make_wsgi_app
 
 from monitor import __version__
+from monitor.exporter.badges import PUBLIC_PREFIX
 from monitor.exporter.status import Status, render_html
 
 StartResponse = Callable[..., Any]
@@ -103,6 +104,12 @@ class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         return  # scrapes every few seconds would drown the useful log lines
 
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        if getattr(self.server, "ssl_context", None) is not None:
+            environ["HTTPS"] = "on"  # wsgiref then says wsgi.url_scheme "https"
+        return environ
+
 
 def make_app(
     metrics: CollectorRegistry | Callable[[Environ, StartResponse], Iterable[bytes]],
@@ -111,18 +118,35 @@ def make_app(
     reload: Callable[[], tuple[bool, str]] | None = None,
     api: Callable[[str, dict[str, list[str]]], tuple[int, Any]] | None = None,
     badges: Callable[[str, dict[str, list[str]]], tuple[int, str]] | None = None,
-    pages: Callable[[str], tuple[int, str]] | None = None,
+    pages: Callable[[str, str], tuple[int, str]] | None = None,
     mutes: MutesApi | None = None,
+    public_badges: Callable[[str, dict[str, list[str]]], tuple[int, str]] | None = None,
 ) -> Callable[[Environ, StartResponse], Iterable[bytes]]:
     """The WSGI application: dispatch by path; /metrics from a registry (prometheus-client's
     rendering) or a WSGI exposition, the status page and /status.json from ``status``
     (without it, ``/`` is a landing page), POST /-/reload to ``reload``, ``/api/v1/mutes`` to
     ``mutes`` (method, path, the user basic auth let in, the body), the rest of ``/api/v1/``
-    (the history API) to ``api``."""
+    (the history API) to ``api``; ``/public/badge/`` (served without credentials) to
+    ``public_badges`` alone, and nothing else under it. ``pages`` get the path and the base URL
+    the page was asked for (for the embed code of badges)."""
     metrics_app = make_wsgi_app(metrics) if isinstance(metrics, CollectorRegistry) else metrics
 
     def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
+        if path.startswith(PUBLIC_PREFIX):  # first: nothing but a badge is ever served here
+            answer, svg = (
+                public_badges(path, parse_qs(environ.get("QUERY_STRING", "")))
+                if public_badges is not None
+                else (404, "not found\n")
+            )
+            kind = "image/svg+xml" if public_badges is not None else "text/plain; charset=utf-8"
+            return _text(
+                start_response,
+                f"{answer} {HTTPStatus(answer).phrase}",
+                svg,
+                kind,
+                [("Cache-Control", "max-age=60")],
+            )
         if path == "/metrics":
             return metrics_app(environ, start_response)
         if path == "/-/reload" and reload is not None:
@@ -132,7 +156,7 @@ def make_app(
             code = "200 OK" if ok else "500 Internal Server Error"
             return _text(start_response, code, message + "\n")
         if path.startswith(("/integrations/", "/accounts/")) and pages is not None:
-            answer, page = pages(path)
+            answer, page = pages(path, _base_url(environ))
             status_line = f"{answer} {HTTPStatus(answer).phrase}"
             return _text(start_response, status_line, page, "text/html; charset=utf-8")
         if path.startswith("/badge/") and badges is not None:
@@ -184,6 +208,13 @@ def make_app(
         return _text(start_response, "404 Not Found", "not found\n")
 
     return app
+
+
+def _base_url(environ: Environ) -> str:
+    """The scheme and host the client asked for (what an embed code must point at)."""
+    scheme = "https" if environ.get("wsgi.url_scheme") == "https" else "http"
+    host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME')}:{environ.get('SERVER_PORT')}"
+    return f"{scheme}://{host}"
 
 
 def _text(

@@ -8,10 +8,11 @@ as the metrics do.
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -53,6 +54,10 @@ class Row:
     history: Summary | None = None
     #: "in maintenance (NAME) until T" or "muted by WHO until T: WHY" while notifications wait
     quiet: str | None = None
+    #: the cause as a short phrase ("shop answered 503", "TLS certificate expired")
+    cause_summary: str | None = None
+    #: when it started failing by Sendcloud's ``started_failing_at`` (while failing)
+    failing_since: str | None = None
 
     @property
     def problem(self) -> bool:
@@ -118,8 +123,16 @@ class Status:
         return document
 
 
+@dataclass(frozen=True, slots=True)
+class Cause:
+    """A firing alert's cause: a short phrase to read, and the text it came from."""
+
+    summary: str  # "shop answered 503", "TLS certificate expired", "connection timed out"
+    text: str  # exception type and message (redacted), and the response code
+
+
 FiringAlerts = Mapping[tuple[str, int], Iterable[str]]  # (account, id) -> alert names
-Causes = Mapping[tuple[str, int], str]  # (account, id) -> cause text
+Causes = Mapping[tuple[str, int], Cause]  # (account, id) -> its cause
 Histories = Mapping[tuple[str, int], Summary]  # (account, id) -> its last 30 days
 Holds = Mapping[tuple[str, int], str]  # (account, id) -> why its notifications wait
 
@@ -175,6 +188,7 @@ def _row(
     record, health = observation.record, observation.health
     at = observation.values_at(now)
     key = (account, observation.integration_id)
+    cause = causes.get(key)
     return Row(
         account=account,
         integration_id=observation.integration_id,
@@ -187,10 +201,12 @@ def _row(
         last_fetched_at=_iso(record.last_fetched_at) if record else None,
         last_read_at=_iso(observation.last_success),
         alerts=tuple(sorted(firing.get(key, ()))),
-        cause=causes.get(key),
+        cause=cause.text if cause else None,
         unreadable_since=_iso(observation.unreadable_since),
         history=history.get(key),
         quiet=holds.get(key),
+        cause_summary=cause.summary if cause else None,
+        failing_since=_iso(health.failing_since) if health and health.failing else None,
     )
 
 
@@ -240,11 +256,29 @@ tr.not_found,tr.unknown{background:#f1f1f4}
 .state.failing{background:#c62828;color:#fff}.state.stale{background:#f9a825;color:#1d2330}
 .state.not_found{background:#6a1b9a;color:#fff}.state.unknown{background:#616161;color:#fff}
 .state.healthy{background:#2e7d32;color:#fff}
-.muted{color:#6b7280}nav a{margin-right:1rem}input{padding:.3rem;width:18rem}
+.muted{color:#6b7280}nav a{margin-right:1rem}input{padding:.3rem;width:18rem;max-width:100%}
+time,.nowrap,td.num{white-space:nowrap}
+.sub{display:none;font-size:.85em}
+.note{display:block;font-size:.85em;color:#4a5263;margin-top:.25rem;max-width:16rem;
+overflow-wrap:anywhere}
+.note .state{font-size:1em}
+td.cause{min-width:8rem;max-width:24rem;overflow-wrap:anywhere}
+details summary{cursor:pointer}
+details .raw{font:12px/1.35 ui-monospace,monospace;color:#4a5263;margin-top:.25rem;
+overflow-wrap:anywhere;white-space:pre-wrap}
+.alarm{background:#c62828;color:#fff;padding:.6rem .8rem;border-radius:.3rem;margin:.6rem 0}
+.alarm a{color:#fff}
+.warning{background:#fff6e0;border-left:4px solid #f9a825;padding:.5rem .8rem;margin:.6rem 0}
 .strip{display:inline-flex;gap:1px}.day{display:inline-block;width:6px;height:18px;border-radius:1px}
 .day.healthy{background:#2e7d32}.day.failing{background:#c62828}.day.stale{background:#f9a825}
 .day.not_found{background:#6a1b9a}.day.unknown{background:#c4c7cc}
 .sr{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
+pre.embed{background:#f4f6f9;padding:.5rem;overflow-wrap:anywhere;white-space:pre-wrap;
+font-size:12px}
+.window{display:inline-block;white-space:nowrap;margin-right:.6rem}
+@media (max-width:1100px){body{margin:1rem}th,td{padding:.3rem .4rem}.day{width:4px}
+.wide{display:none}.sub{display:block}}
+@media (max-width:900px){.strip-cell{display:none}}
 """
 _SCRIPT = """
 document.getElementById('filter').addEventListener('input', function (e) {
@@ -254,13 +288,34 @@ document.getElementById('filter').addEventListener('input', function (e) {
   });
 });
 """
+#: Columns of the table; ``wide`` ones give way on narrow screens (below 1100 px).
+COLUMNS = (
+    ("Account", ""),
+    ("Shop", ""),
+    ("Type", "wide"),
+    ("State", ""),
+    ("Failing for", ""),
+    ("Last fetched", ""),
+    ("Last read", "wide"),
+    ("Cause", ""),
+    ("Last 30 days", "strip-cell"),
+    ("24 h · 7 d · 30 d", ""),
+)
+#: Above this many accounts, those that read fine are summed up in one line.
+ACCOUNT_LINES = 5
 
 
 def render_html(status: Status, now: datetime) -> str:
     """The status page: server-rendered, every value from the API escaped, no external asset,
-    readable without JavaScript (a few lines filter the rows when it runs)."""
+    readable without JavaScript (a few lines filter the rows when it runs). Every time is
+    relative, its exact UTC time on hover; it fits a window of 800 px without scrolling
+    sideways."""
     counts = summary_counts(status.integrations)
     shown = status.integrations[:PAGE_ROWS]
+    with_rows = {row.account for row in status.integrations}
+    head = "".join(
+        f"<th class='{css}'>{name}</th>" if css else f"<th>{name}</th>" for name, css in COLUMNS
+    )
     parts = [
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
         "<meta http-equiv='refresh' content='30'>",
@@ -269,16 +324,20 @@ def render_html(status: Status, now: datetime) -> str:
         f"<style>{STYLE}</style></head><body><header>",
         "<h1>Sendcloud integrations</h1>",
         f"<p>{_counts_line(counts)} · {status.firing_alerts} alerts firing"
-        f" · version {escape(status.version)} · generated {escape(status.generated_at)}</p>",
-        *(_account_line(account, now) for account in status.accounts),
+        f" · version {escape(status.version)} · generated {when(status.generated_at, now)}</p>",
+        *(_account_alarm(account, now) for account in status.accounts),
+        _accounts_line(status.accounts, now),
         *(f"<p class='quiet'>Maintenance: {escape(m.text())}</p>" for m in status.maintenance),
         "<nav><a href='/metrics'>/metrics</a><a href='/healthz'>/healthz</a>"
         "<a href='/readyz'>/readyz</a><a href='/status.json'>/status.json</a></nav>",
         "</header><p><label>Filter <input id='filter' type='search' "
         "placeholder='shop, type, state, account'></label></p>",
-        "<table><thead><tr><th>Account</th><th>Shop</th><th>Type</th><th>State</th>"
-        "<th>Failing for</th><th>Last fetched</th><th>Last read</th><th>Cause</th>"
-        "<th>Last 30 days</th><th>24 h · 7 d · 30 d</th></tr></thead><tbody>",
+        f"<table><thead><tr>{head}</tr></thead><tbody>",
+        *(
+            _account_row(account)
+            for account in status.accounts
+            if account.name not in with_rows and _account_problem(account)
+        ),
         *(_row_html(row, now) for row in shown),
         "</tbody></table>",
     ]
@@ -296,15 +355,60 @@ def _counts_line(counts: Mapping[str, int]) -> str:
     return " · ".join(f"{n} {state.replace('_', ' ')}" for state, n in counts.items())
 
 
-def _account_line(account: AccountStatus, now: datetime) -> str:
+def _account_problem(account: AccountStatus) -> bool:
+    return not account.auth_ok or account.api_error is not None
+
+
+def _account_alarm(account: AccountStatus, now: datetime) -> str:
+    """An account whose keys are rejected is an alarm: none of its shops is being checked."""
+    name = f"<a href='{account_link(account.name)}'>{escape(account.name)}</a>"
+    last = (
+        f"last good poll {when(account.last_cycle_success, now)}"
+        if account.last_cycle_success
+        else "never read"
+    )
     if not account.auth_ok:
-        health = "<strong>API keys rejected</strong>"
-    elif account.api_error:
-        health = f"<strong>API unreadable</strong> ({escape(account.api_error)})"
-    else:
-        health = "API ok"
-    last = when(account.last_cycle_success, now) if account.last_cycle_success else "never"
-    return f"<p>Account <b>{escape(account.name)}</b>: {health}; last good poll {last}</p>"
+        return (
+            f"<div class='alarm' role='alert'><strong>Account {name}: Sendcloud rejects the "
+            f"API keys.</strong> None of its integrations is being checked ({last}). Check the "
+            "public and secret key in the Sendcloud panel; a reload picks up new ones.</div>"
+        )
+    if account.api_error:
+        return (
+            f"<div class='warning' role='alert'><strong>Account {name}: the Sendcloud API "
+            f"cannot be read</strong> ({escape(account.api_error)}); its integrations keep "
+            f"their last known state ({last}).</div>"
+        )
+    return ""
+
+
+def _accounts_line(accounts: Iterable[AccountStatus], now: datetime) -> str:
+    fine = [a for a in accounts if not _account_problem(a)]
+    if len(fine) > ACCOUNT_LINES:
+        polls = [a.last_cycle_success for a in fine if a.last_cycle_success]
+        oldest = f"; oldest last good poll {when(min(polls), now)}" if polls else ""
+        return f"<p>{len(fine)} accounts: API ok{oldest}</p>"
+    return "".join(
+        f"<p>Account <b>{escape(a.name)}</b>: API ok; last good poll "
+        f"{when(a.last_cycle_success, now) if a.last_cycle_success else 'not yet'}</p>"
+        for a in fine
+    )
+
+
+def _account_row(account: AccountStatus) -> str:
+    """The table's row of an account that has no integration to show because it cannot be
+    read at all."""
+    what = (
+        "API keys rejected: none of this account's integrations is being checked"
+        if not account.auth_ok
+        else f"API unreadable ({escape(account.api_error or '')}): no integration read yet"
+    )
+    return (
+        f"<tr class='failing'><td><a href='{account_link(account.name)}'>"
+        f"{escape(account.name)}</a></td><td colspan='{len(COLUMNS) - 1}'>"
+        f"<span class='state failing'>{'keys rejected' if not account.auth_ok else 'unreadable'}"
+        f"</span> {what}</td></tr>"
+    )
 
 
 def integration_link(account: str, integration_id: int) -> str:
@@ -321,27 +425,54 @@ def _row_html(row: Row, now: datetime) -> str:
     shop = f"<a href='{integration_link(row.account, row.integration_id)}'>{name}</a>"
     if url and linkable(url):
         shop += f" <a class='muted' href='{escape(url)}' title='the shop'>↗</a>"
+    kind = escape(row.integration_type or "")
     failing = duration(row.failing_seconds) if row.failing_seconds is not None else "-"
     fetched = when(row.last_fetched_at, now) if row.last_fetched_at else "never"
     read = when(row.last_read_at, now) if row.last_read_at else "never"
-    state_text = row.state.replace("_", " ")
+    notes = []
     if row.unreadable_since is not None:
-        state_text += (
-            "</span> <span class='muted unreadable'>unreadable since "
-            f"{when(row.unreadable_since, now)}"
-        )
+        notes.append(f"unreadable since {when(row.unreadable_since, now)}")
     if "IntegrationErrorsRising" in row.alerts:
-        state_text += "</span> <span class='state stale rising'>errors rising"
+        notes.append("<span class='state stale rising'>errors rising</span>")
     if row.quiet is not None:
-        state_text += f"</span> <span class='muted quiet'>{escape(row.quiet)}"
+        notes.append(quiet_note(row.quiet, now))
+    state = f"<span class='state {row.state}'>{row.state.replace('_', ' ')}</span>" + "".join(
+        f"<span class='note'>{note}</span>" for note in notes
+    )
     return (
         f"<tr class='{row.state}'><td><a href='{account_link(row.account)}'>"
         f"{escape(row.account)}</a></td>"
-        f"<td>{shop} <span class='muted'>#{row.integration_id}</span></td>"
-        f"<td>{escape(row.integration_type or '')}</td>"
-        f"<td><span class='state {row.state}'>{state_text}</span></td>"
-        f"<td>{failing}</td><td>{fetched}</td><td>{read}</td>"
-        f"<td>{escape(row.cause or '')}</td>{history_cells(row.history)}</tr>"
+        f"<td>{shop} <span class='muted nowrap'>#{row.integration_id}</span>"
+        f"<span class='sub muted'>{kind}</span></td>"
+        f"<td class='wide'>{kind}</td><td>{state}</td>"
+        f"<td class='num'>{failing}</td><td>{fetched}</td><td class='wide'>{read}</td>"
+        f"<td class='cause'>{cause_cell(row.cause_summary, row.cause)}</td>"
+        f"{history_cells(row.history)}</tr>"
+    )
+
+
+_UNTIL = re.compile(r" until (\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d))")
+
+
+def quiet_note(text: str, now: datetime) -> str:
+    """Why notifications wait — "muted by alice: migration · ends in 2h" — its end relative
+    like every other time on the page, not an RFC 3339 string in the middle of a sentence."""
+    found = _UNTIL.search(text)
+    if found is None:
+        return escape(text)
+    rest = text[: found.start()] + text[found.end() :]
+    return f"{escape(rest)} · ends {when(found.group(1), now, future=True)}"
+
+
+def cause_cell(summary: str | None, text: str | None) -> str:
+    """The cause as a short phrase; the exception text it came from behind a disclosure."""
+    if not text:
+        return ""
+    if not summary or summary == text:
+        return escape(text)
+    return (
+        f"<details><summary>{escape(summary)}</summary>"
+        f"<div class='raw'>{escape(text)}</div></details>"
     )
 
 
@@ -354,7 +485,7 @@ def history_cells(history: Summary | None) -> str:
     """The 30-day strip (each day in its worst state's colour, its availability as text for
     screen readers and on hover) and the availability over 24 h, 7 d and 30 d."""
     if history is None:
-        return "<td class='muted'>no history</td><td class='muted'>-</td>"
+        return "<td class='muted strip-cell'>no history</td><td class='muted windows'>-</td>"
     found = _CELLS.get(history)
     if found is None:
         found = _CELLS[history] = _render_cells(history)
@@ -368,22 +499,36 @@ def _render_cells(history: Summary) -> str:
         f"{percent(d.ratio)}</span></span>"
         for d in history.days
     )
-    windows = " · ".join(percent(value) for value in history.windows.values())
-    return f"<td><span class='strip'>{cells}</span></td><td>{windows}</td>"
+    windows = "".join(
+        f"<span class='window' title='{name}'>{percent(value)}</span>"
+        for name, value in history.windows.items()
+    )
+    return (
+        f"<td class='strip-cell'><span class='strip'>{cells}</span></td>"
+        f"<td class='windows'>{windows}</td>"
+    )
 
 
 def percent(ratio: float | None) -> str:
-    return "unknown" if ratio is None else f"{ratio * 100:.2f} %"
+    """``99.95 %`` (a no-break space: the sign never wraps onto a line of its own)."""
+    return "unknown" if ratio is None else f"{ratio * 100:.2f}\u00a0%"
 
 
-def when(iso: str | None, now: datetime) -> str:
-    """Relative and absolute (UTC) time."""
+def when(iso: str | None, now: datetime, *, future: bool = False) -> str:
+    """The one time format of the pages: relative ("3h 1m ago", "in 2h" where ``future``),
+    the exact UTC time on hover and in ``datetime``."""
     if iso is None:
         return "-"
     moment = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    ago = duration(max(0.0, (now - moment).total_seconds()))
-    absolute = moment.strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{ago} ago <span class='muted'>({absolute})</span>"
+    seconds = (now - moment).total_seconds()
+    if future and seconds <= -1:
+        text = f"in {duration(-seconds)}"
+    elif seconds < 1:
+        text = "just now"
+    else:
+        text = f"{duration(seconds)} ago"
+    exact = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"<time datetime='{_iso(moment)}' title='{exact}'>{text}</time>"
 
 
 def linkable(url: str) -> bool:

@@ -32,8 +32,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from monitor.config_errors import ConfigError, describe, yaml_problem
+from monitor.exporter.badges import PUBLIC_PREFIX
 
 #: Probes: they say only "alive" / "ready", and Kubernetes probes cannot send credentials.
+#: Besides them only the keyed badges under PUBLIC_PREFIX (a badge each, nothing else).
 UNPROTECTED = frozenset({"/healthz", "/readyz"})
 ClientAuth = Literal[
     "NoClientCert",
@@ -195,7 +197,7 @@ def protect(app: App, config: WebConfig) -> App:
 
         path = environ.get("PATH_INFO", "/")
         environ.pop("REMOTE_USER", None)  # only basic auth says who is asking
-        protected = config.users and path not in UNPROTECTED
+        protected = config.users and path not in UNPROTECTED and not path.startswith(PUBLIC_PREFIX)
         user = allowed(environ.get("HTTP_AUTHORIZATION", "")) if protected else None
         if user is not None:
             environ["REMOTE_USER"] = user

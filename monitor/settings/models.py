@@ -28,6 +28,7 @@ from pydantic_settings import (
 )
 
 from monitor.alerting.rules import AlertRules
+from monitor.config_errors import ConfigError
 from monitor.notify.grouping import GROUP_WAIT_SECONDS
 from monitor.notify.quiet import (
     MONTHS,
@@ -47,6 +48,7 @@ from monitor.settings.resolved import (
     Outbound,
     ReceiverConfig,
     WebhookConfig,
+    one_secret,
     resolve_account,
     resolve_receiver,
     resolve_webhook,
@@ -431,6 +433,22 @@ class HistorySettings(_Strict):
         return state_file.parent / "history.db" if state_file is not None else None
 
 
+class BadgeSettings(_Strict):
+    """Badges a merchant can embed while ``/metrics`` and the pages need credentials: each
+    account's badges are also served, without credentials, under a key derived from this
+    secret (``/public/badge/KEY/ID.svg``). Without it, no such URL exists."""
+
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+
+    def resolved_secret(self) -> SecretStr | None:
+        """The secret, its file read; raises ConfigError."""
+        found = one_secret(self.secret, self.secret_file, "secret", "badges")
+        if found is not None and len(found.get_secret_value()) < 16:
+            raise ConfigError("badges: the secret must be at least 16 characters long")
+        return found
+
+
 class Settings(BaseSettings):
     """The whole configuration as validated from file and environment."""
 
@@ -444,6 +462,7 @@ class Settings(BaseSettings):
     defaults: Defaults = Field(default_factory=Defaults)
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
+    badges: BadgeSettings = Field(default_factory=BadgeSettings)
     sendcloud: AccountSettings | None = None
     accounts: list[AccountSettings] = Field(default_factory=list)
 
@@ -575,6 +594,9 @@ class Settings(BaseSettings):
                 found.append(webhook.hmac_secret.get_secret_value())
         for receiver in self.alerting.resolved_receivers():
             found += secret_parts(receiver.url.get_secret_value())
+        badge_secret = self.badges.resolved_secret()
+        if badge_secret is not None:
+            found.append(badge_secret.get_secret_value())
         return tuple(found)
 
 

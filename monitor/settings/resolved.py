@@ -184,6 +184,13 @@ def resolve_receiver(receiver: ReceiverSettings) -> ReceiverConfig:
     )
 
 
+def one_secret(
+    value: SecretStr | None, file: Path | None, name: str, where: str
+) -> SecretStr | None:
+    """A secret given inline or as ``NAME_file`` (read now), never both; raises ConfigError."""
+    return _one_secret(value, file, name, where)
+
+
 def _one_secret(
     value: SecretStr | None, file: Path | None, name: str, where: str
 ) -> SecretStr | None:

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from monitor.alerting.cause import MAX_MESSAGE, cause_from_logs, redact_text
+from monitor.alerting.cause import MAX_MESSAGE, cause_from_logs, cause_summary, redact_text
 
 START = datetime(2026, 11, 27, 10, tzinfo=UTC)
 
@@ -194,3 +194,79 @@ def test_phone_numbers_are_masked(phone: str) -> None:
 def test_ordinary_diagnostics_stay_readable() -> None:
     text = "503 Server Error: Service Unavailable for url: https://shop.example.com/api at 12:00:00"
     assert redact_text(text) == text
+
+
+@pytest.mark.parametrize(
+    ("exception_type", "exception", "code", "phrase"),
+    [
+        (
+            "requests.exceptions.HTTPError",
+            "503 Server Error: Service Unavailable for url: https://woo.example.com/",
+            503,
+            "shop answered 503",
+        ),
+        (
+            "requests.exceptions.HTTPError",
+            "502 Server Error: Bad Gateway for url",
+            None,
+            "shop answered 502",
+        ),
+        (
+            "requests.exceptions.SSLError",
+            "[SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed: certificate has expired",
+            None,
+            "TLS certificate expired",
+        ),
+        (
+            "SSLError",
+            "certificate verify failed: self-signed certificate in certificate chain",
+            None,
+            "TLS certificate not trusted",
+        ),
+        (
+            "requests.exceptions.ConnectTimeout",
+            "HTTPSConnectionPool(host='shop.example.com', port=443): Max retries exceeded "
+            "(Caused by ConnectTimeoutError(..., 'Connection to shop.example.com timed out.'))",
+            None,
+            "connection timed out",
+        ),
+        (
+            "requests.exceptions.ReadTimeout",
+            "Read timed out. (read timeout=30)",
+            None,
+            "shop did not answer in time",
+        ),
+        (
+            "requests.exceptions.ConnectionError",
+            "Failed to establish a new connection: [Errno 111] Connection refused",
+            None,
+            "connection refused",
+        ),
+        (
+            "requests.exceptions.ConnectionError",
+            "Failed to resolve 'gone.example.com' ([Errno -2] Name or service not known)",
+            None,
+            "shop's host name not found",
+        ),
+        (
+            "requests.exceptions.HTTPError",
+            "401 Client Error: Unauthorized",
+            401,
+            "shop refused Sendcloud's credentials (401)",
+        ),
+        ("AuthenticationError", "API key expired", None, "shop refused Sendcloud's credentials"),
+        (
+            "HTTPError",
+            "429 Client Error: Too Many Requests",
+            None,
+            "shop is rate-limiting Sendcloud (429)",
+        ),
+        ("shopify.UnknownThing", "something odd", None, "UnknownThing"),
+        (None, None, None, "error"),
+    ],
+)
+def test_a_cause_reads_as_a_short_phrase(
+    exception_type: str | None, exception: str | None, code: int | None, phrase: str
+) -> None:
+    cause = {"exception_type": exception_type, "exception": exception, "response_code": code}
+    assert cause_summary(cause) == phrase

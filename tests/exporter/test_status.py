@@ -151,6 +151,8 @@ def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
         "last_read_at",
         "alerts",
         "cause",
+        "cause_summary",
+        "failing_since",
         "quiet",
     }
     json.dumps(document)

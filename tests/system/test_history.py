@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
 from pathlib import Path
 
 import httpx
@@ -144,3 +145,127 @@ def test_a_corrupt_history_file_never_stops_polling_or_alerting(tmp_path: Path) 
             assert daemon.terminate()[0] == 0
         finally:
             daemon.kill()
+
+
+class Times(HTMLParser):
+    """Each table row's cells: their text and the ``datetime`` of the <time> in them; and the
+    <time> elements outside tables (the header)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[tuple[str, str | None]]]] = []
+        self.header_times: list[dict[str, str | None]] = []
+        self._cell: list[str | None] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr" and self.tables:
+            self.tables[-1].append([])
+        elif tag == "td":
+            self._cell = ["", None]
+        elif tag == "time":
+            if self._cell is not None:
+                self._cell[1] = dict(attrs).get("datetime")
+            else:
+                self.header_times.append(dict(attrs))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None:
+            self.tables[-1][-1].append((self._cell[0] or "", self._cell[1]))
+            self._cell = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell[0] = (self._cell[0] or "") + data
+
+
+def moment(iso: str | None) -> datetime:
+    assert iso is not None
+    return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+@pytest.mark.timeout(90)
+def test_the_page_of_a_shop_failing_for_40_minutes_says_40_minutes(tmp_path: Path) -> None:
+    """A shop Sendcloud reports failing for 40 minutes, as a merchant's support person opens
+    its page in a monitor that just started: the page, the history API and the report all
+    count from Sendcloud's started_failing_at, as the status page does — never from the
+    moment the monitor first saw it."""
+    now = datetime.now(UTC)
+    started = (now - timedelta(minutes=40)).replace(microsecond=0)
+    shops = [
+        SimIntegration(1, "healthy", "Steady shop"),
+        SimIntegration(2, "failing", "Woo shop", started_failing_at=started),
+    ]
+    with Simulator(shops) as sim:
+        port = free_port()
+        history = tmp_path / "history.db"
+        env = monitor_env(sim, port, MONITOR_HISTORY_FILE=str(history))
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_ready()
+            path = "/api/v1/integrations/default/2/history"
+            daemon.wait_for(
+                lambda: bool(api(daemon, path).json().get("episodes")), 10, "the episode"
+            )
+            page = daemon.get("/integrations/default/2")
+            document = api(daemon, path).json()
+            status = daemon.get("/status.json").json()
+            unknown = [
+                api(daemon, "/api/v1/integrations/nobody/2/history"),
+                api(daemon, "/api/v1/integrations/default/99/history"),
+                api(daemon, "/api/v1/availability", account="nobody"),
+            ]
+            month = now.strftime("%Y-%m")
+            report = run_once(
+                ["report", "--account", "default", "--month", month, "--format", "json"],
+                {"MONITOR_HISTORY_FILE": str(history)},
+            )
+            typo = run_once(
+                ["report", "--account", "defualt", "--month", month],
+                {"MONITOR_HISTORY_FILE": str(history)},
+            )
+            assert daemon.terminate()[0] == 0
+        finally:
+            daemon.kill()
+    [row] = [r for r in status["integrations"] if r["integration_id"] == 2]
+    assert moment(row["failing_since"]) == started
+    assert 40 * 60 <= row["failing_seconds"] < 41 * 60  # what the status page says: 40m
+
+    assert page.status_code == 200
+    times = Times()
+    times.feed(page.text)
+    # the header: "Now: failing for 40m", the time it began on hover
+    [now_failing] = [t for t in times.header_times if t.get("class") == "failing-for"]
+    assert moment(now_failing["datetime"]) == started
+    _, episodes, timeline = times.tables
+    [episode] = [cells for cells in episodes if cells and cells[0][0] == "IntegrationFailing"]
+    began, fired, resolved, lasted = episode[1], episode[2], episode[3], episode[4]
+    assert moment(began[1]) == started  # "Began 40m ago", not when the monitor fired
+    assert began[0] == "40m ago"
+    assert moment(fired[1]) > now  # the alert itself fired when the monitor started
+    assert resolved[0] == "still firing"
+    assert lasted[0] == "40m"
+    [failing] = [cells for cells in timeline if cells and cells[0][0] == "failing"]
+    assert moment(failing[1][1]) == started  # "failing since 40m ago ..."
+    assert (failing[2][0], failing[3][0]) == ("now", "40m")  # "... for 40m"
+
+    VALIDATOR.validate(document)
+    assert [(i["state"], moment(i["since"])) for i in document["intervals"]] == [
+        ("failing", started)
+    ]
+    assert moment(document["episodes"][0]["started"]) == started
+    for answer in unknown:  # a name it does not know is not an empty history
+        assert answer.status_code == 404
+        VALIDATOR.validate(answer.json())
+
+    assert report.returncode == 0, report.stderr
+    figures = json.loads(report.stdout)
+    assert moment(figures["to"]) <= datetime.now(UTC)  # the current month ends now
+    assert figures["so_far"] is True
+    [woo] = [line for line in figures["integrations"] if line["integration_id"] == 2]
+    assert moment(woo["incident_list"][0]["started"]) == started
+    assert typo.returncode == 2
+    assert typo.stdout == ""
+    assert "'defualt'" in typo.stderr
+    assert "default" in typo.stderr.replace("'defualt'", "")
