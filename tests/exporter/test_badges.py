@@ -12,11 +12,14 @@ from xml.etree import ElementTree
 import bcrypt
 import httpx
 import pytest
+from pydantic import SecretStr
 
+from monitor.config_errors import ConfigError
 from monitor.exporter.badges import COLOURS, badge_key, route, state_badge, uptime_badge
+from monitor.settings import BadgeSettings
 from monitor.simulator import SimIntegration, Simulator
 from tests.conftest import free_port
-from tests.daemon_process import DaemonProcess, monitor_env
+from tests.daemon_process import DaemonProcess, monitor_env, run_once
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -168,6 +171,7 @@ def test_badges_embed_without_credentials_while_everything_else_needs_them(
             assert daemon.terminate()[0] == 0
         finally:
             daemon.kill()
+        dumped = run_once(["validate-config"], env)
     assert state.status_code == 200
     assert state.headers["content-type"] == "image/svg+xml"
     assert texts(state.text)[1] == ["sendcloud sync", "failing"]
@@ -185,8 +189,10 @@ def test_badges_embed_without_credentials_while_everything_else_needs_them(
     assert old.status_code == 404
     assert new.status_code == 200
     assert fresh["state"] != urls["state"]
+    assert dumped.returncode == 0, dumped.stderr
     for value in (secret, rotated):
         assert value not in daemon.output
+        assert value not in dumped.stdout + dumped.stderr
 
 
 @pytest.mark.timeout(60)
@@ -212,3 +218,13 @@ def test_a_badge_key_is_the_accounts_own_and_the_secrets() -> None:
     assert len(keys) == 4
     assert all(re.fullmatch(r"[0-9a-f]{32}", key) for key in keys)
     assert badge_key("one-secret-0123456", "a") == badge_key("one-secret-0123456", "a")
+
+
+def test_a_short_badge_secret_is_refused_without_echoing_it(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as refused:
+        BadgeSettings(secret=SecretStr("short-one")).resolved_secret()
+    assert "16 characters" in str(refused.value)
+    assert "short-one" not in str(refused.value)
+    both = BadgeSettings(secret=SecretStr("x" * 20), secret_file=tmp_path / "f")
+    with pytest.raises(ConfigError, match="not both"):
+        both.resolved_secret()
