@@ -3,7 +3,9 @@
 Every sink and receiver delivers through one: ``put`` never blocks (when the queue is full the
 oldest message is dropped, and counted), a task sends one message at a time, retrying what may
 pass next time (no answer, 5xx, 429, a receiver's own temporary failure) with stamina's
-exponential backoff and jitter, and ``aclose`` gives what is queued a moment before it stops.
+exponential backoff and jitter, and ``aclose`` gives what is queued a moment before it stops:
+what is still queued or being sent then is dropped — counted (``dropped``) and logged once, never
+waited for (a SIGTERM stops the daemon within its 5 s whatever a receiver does).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ DeliveryObserver = Callable[[str, str], None]  # (sink, outcome)
 DepthObserver = Callable[[str, int], None]  # (sink, queue depth)
 #: The longest wait between two attempts of one delivery.
 MAX_BACKOFF_SECONDS = 30.0
+#: How long ``aclose`` lets queued deliveries go out before it drops the rest.
+DRAIN_SECONDS = 1.5
 
 
 class Undeliverable(Exception):
@@ -66,6 +70,7 @@ class Delivery(Generic[T]):
         self._wakeup = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
+        self._sending = False  # a message is being sent (taken from the queue)
         self._task = asyncio.create_task(self._run(), name=f"sink {name}")
         depth(name, 0)
 
@@ -85,7 +90,10 @@ class Delivery(Generic[T]):
             while self._queue:
                 message = self._queue.popleft()
                 self._depth(self.name, len(self._queue))
-                self._observe(self.name, "success" if await self.deliver(message) else "failed")
+                self._sending = True
+                delivered = await self.deliver(message)
+                self._sending = False
+                self._observe(self.name, "success" if delivered else "failed")
             self._idle.set()
 
     async def deliver(self, message: T) -> bool:
@@ -113,9 +121,24 @@ class Delivery(Generic[T]):
             return reason
         return None
 
-    async def aclose(self, drain_seconds: float = 1.5) -> None:
-        """Give queued deliveries a moment, then stop."""
+    async def aclose(self, drain_seconds: float = DRAIN_SECONDS) -> None:
+        """Give queued deliveries a moment, then stop: what is left — queued, or being sent
+        and its retries — is dropped, counted and logged, never waited for."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._idle.wait(), drain_seconds)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+        dropped = len(self._queue) + (1 if self._sending else 0)
+        self._queue.clear()
+        self._sending = False
+        if dropped:
+            for _ in range(dropped):
+                self._observe(self.name, "dropped")
+            self._depth(self.name, 0)
+            log.warning(
+                "alert_deliveries_dropped",
+                sink=self.name,
+                deliveries=dropped,
+                reason=f"still queued or being sent {drain_seconds:g} s after the sink was closed "
+                "(shutdown or reload)",
+            )

@@ -9,6 +9,7 @@ force is read at each evaluation, so a new mute or a window's end takes effect a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
@@ -91,5 +92,5 @@ class QuietGate:
         return len(self._held)
 
     async def aclose(self) -> None:
-        for sink in self.sinks:
-            await sink.aclose()
+        """The sinks drain together: a shutdown waits for the slowest, not for their sum."""
+        await asyncio.gather(*(sink.aclose() for sink in self.sinks))

@@ -5,18 +5,22 @@ The URL is a secret (it carries tokens, passwords, webhook paths): it is never l
 an error, a metric or a page — only the receiver's name is. Apprise is imported on first use
 (about half a second with its plugins), so a daemon without receivers never pays for it.
 Apprise's ``notify`` blocks (its plugins use ``requests``): each receiver sends from a thread of
-its own, so the event loop never waits and one slow service delays no other.
+its own, so the event loop never waits and one slow service delays no other. That thread is a
+daemon thread: a send blocked at shutdown (an SMTP server that never greets, a long timeout) is
+abandoned with the process, never waited for (the delivery counts it as dropped).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import queue
 import re
+import threading
 import warnings
-from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Callable, Iterable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from monitor.logs import looks_like_token
@@ -127,11 +131,77 @@ def _scrub(text: str, secrets: Iterable[str]) -> str:
 
 
 def _asset(apprise: Any) -> Any:
+    """Apprise's settings. ``service_timeout=0``: Apprise sends in the calling thread (the
+    receiver's daemon thread) instead of handing the send to its own pool, whose threads the
+    interpreter joins at exit — a blocked send would hold a stopping daemon; the receiver's
+    timeout is kept by the delivery instead."""
     return apprise.AppriseAsset(
         app_id="sendcloud-integration-monitor",
         app_desc="Sendcloud integration monitor",
         secure_logging=True,
+        service_timeout=0,
     )
+
+
+R = TypeVar("R")
+
+
+class DaemonThreadExecutor(Executor):
+    """One daemon thread running what is submitted, in order. ``ThreadPoolExecutor``'s threads
+    are joined when the interpreter exits, so one blocked send held a stopping daemon for as long
+    as Apprise's timeout (14.6 s for an SMTP server that never greets); this one's is not."""
+
+    def __init__(self, name: str) -> None:
+        self._work: queue.SimpleQueue[tuple[Future[Any], Callable[[], Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._started = False
+        self._closed = False
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
+        future: Future[R] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("cannot submit after shutdown")
+            if not self._started:
+                self._thread.start()
+                self._started = True
+            self._work.put((future, lambda: fn(*args, **kwargs)))
+        return future
+
+    def _serve(self) -> None:
+        while True:
+            item = self._work.get()
+            if item is None:
+                return
+            future, call = item
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                result = call()
+            except BaseException as exc:  # handed to the awaiting side, as the pool does
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            if cancel_futures:
+                while True:
+                    try:
+                        item = self._work.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is not None:
+                        item[0].cancel()
+            self._work.put(None)
+        if wait and self._started:
+            self._thread.join()
 
 
 class AppriseReceiver:
@@ -156,7 +226,7 @@ class AppriseReceiver:
         self._secrets = secret_parts(url)
         self._timeout = timeout_seconds
         self._client: Any = None
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix=f"receiver {name}")
+        self._thread = DaemonThreadExecutor(f"receiver {name}")
         self._delivery: Delivery[Message] = Delivery(
             self.name,
             self._send,
@@ -175,8 +245,15 @@ class AppriseReceiver:
         return await self._delivery.attempt(message)
 
     async def _send(self, message: Message) -> None:
+        """One attempt, bounded by the receiver's timeout here: a send still blocked then is
+        left to its thread (its sockets' own timeouts end it) and the attempt fails."""
         loop = asyncio.get_running_loop()
-        reason = await loop.run_in_executor(self._thread, self._notify, message)
+        try:
+            reason = await asyncio.wait_for(
+                loop.run_in_executor(self._thread, self._notify, message), self._timeout
+            )
+        except TimeoutError:
+            raise Undeliverable(f"no answer within {self._timeout:g} s", retryable=True) from None
         if reason is not None:
             raise Undeliverable(reason, retryable=True)
 
@@ -195,7 +272,6 @@ class AppriseReceiver:
                 title=message.title,
                 body_format=apprise.NotifyFormat.HTML if html else apprise.NotifyFormat.TEXT,
                 notify_type=message.kind,
-                timeout=self._timeout,
             )
         except Exception as exc:  # a plugin's own bug must not end the receiver
             return f"{type(exc).__name__} in Apprise"

@@ -9,6 +9,8 @@ import email
 import email.policy
 import json
 import logging
+import socket
+import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
@@ -343,3 +345,37 @@ async def test_a_thousand_shops_in_five_accounts_failing_at_once_are_one_email(
     assert "1000 shopify integrations in 5 accounts failing since 10:02 UTC" in text
     assert "Likely a platform-side incident: 1000 of 1200 shopify" in text
     assert "…and 990 more" in text
+
+
+async def test_a_receiver_that_never_answers_fails_its_attempt_in_time_and_holds_no_exit(
+    captured_logs: LogCapture,
+) -> None:
+    """A json:// service that accepts and never answers, with a read timeout far beyond the
+    receiver's: the attempt fails after the receiver's timeout; the send still blocked runs in a
+    daemon thread (an exiting process does not wait for it, tests/system/test_lifecycle.py),
+    not in a pool the interpreter joins at exit; a message queued behind it fails after its own
+    timeout, not after the blocked send."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    threading.Thread(target=lambda: accepted.append(server.accept()[0]), daemon=True).start()
+    try:
+        outcomes, observe, depth = observed()
+        url = f"json://127.0.0.1:{server.getsockname()[1]}/alerts?rto=60"
+        receiver = AppriseReceiver(
+            "hook", url, timeout_seconds=0.5, max_attempts=1, observe=observe, depth=depth
+        )
+        reason = await receiver.send_now(trial_message("hook", "now"))
+        assert reason == "no answer within 0.5 s"
+        assert accepted  # it did reach the service
+        blocked = [t for t in threading.enumerate() if t.name == "receiver hook"]
+        assert [t.daemon for t in blocked] == [True]
+        receiver.put(trial_message("hook", "later"))  # behind the blocked send: its own timeout
+        await wait_until(lambda: outcomes)
+        await receiver.aclose()
+    finally:
+        server.close()
+        for connection in accepted:
+            connection.close()
+    assert outcomes == [("receiver:hook", "failed")]
+    reasons = [e["reason"] for e in captured_logs.events("alert_delivery_failed")]
+    assert reasons == ["no answer within 0.5 s"] * 2

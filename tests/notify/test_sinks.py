@@ -163,6 +163,34 @@ async def test_slow_receiver_never_holds_up_the_caller_and_full_queue_drops_olde
     assert counts.outcomes[("webhook:ops", "dropped")] == 3
 
 
+async def test_closing_with_deliveries_queued_and_in_flight_drops_and_counts_them(
+    captured_logs: LogCapture,
+) -> None:
+    """A shutdown while the receiver hangs (its timeout 30 s): the close takes the drain, not
+    the timeout; the one being sent and the two queued are counted as dropped, in one line."""
+    counts = Counts()
+    receiver = Receiver()
+    receiver.release.clear()  # the receiver hangs until released
+    with running(receiver):
+        sink = webhook(receiver.url, counts, timeout_seconds=30)
+        for n in (1, 2, 3):
+            sink.submit("acme", [event(integration_id=n)], [])
+        await until(receiver.received.is_set)
+        started = time.monotonic()
+        await sink.aclose()
+        closing = time.monotonic() - started
+        receiver.release.set()
+    assert closing < 10  # the drain (1.5 s), never the receiver's 30 s
+    assert counts.outcomes == {("webhook:ops", "dropped"): 3}
+    assert counts.depths["webhook:ops"] == 0
+    [dropped] = captured_logs.events("alert_deliveries_dropped")
+    assert (dropped["sink"], dropped["deliveries"], dropped["level"]) == (
+        "webhook:ops",
+        3,
+        "warning",
+    )
+
+
 async def test_slack_format() -> None:
     counts = Counts()
     with running(Receiver()) as receiver:

@@ -7,8 +7,10 @@ import json
 import os
 import random
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -78,6 +80,91 @@ def test_a_signal_mid_poll_mid_lookup_mid_retry_stops_cleanly(
     saved = json.loads(state_file.read_text())  # written whole, readable
     firing = [a["key"][0] for a in saved["alerts"] if a["firing_since"] is not None]
     assert firing == ["IntegrationFailing"]
+
+
+class Silent:
+    """A TCP server on 127.0.0.1 that accepts connections and never says a word: an SMTP server
+    that never greets, an HTTP server that never answers."""
+
+    def __init__(self) -> None:
+        self._socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self._socket.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._socket.accept()
+            except OSError:
+                return
+            self.connections.append(connection)
+
+    def close(self) -> None:
+        self._socket.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@pytest.mark.timeout(60)
+def test_sigterm_with_receivers_that_never_answer_stops_within_5_s_and_counts_them_dropped(
+    tmp_path: Path,
+) -> None:
+    """An e-mail receiver whose SMTP server never greets (Apprise waits 15 s for it) and a
+    json:// receiver with a 25 s read timeout, both sending when SIGTERM comes: the process
+    ends within 5 s, exit 0, and what was in flight is counted as dropped and logged, per
+    receiver — never waited for."""
+    now = datetime.now(UTC)
+    shops = [SimIntegration(1, "failing", "Shop", started_failing_at=now - timedelta(hours=2))]
+    smtp, http = Silent(), Silent()
+    try:
+        with Simulator(shops) as sim:
+            config = tmp_path / "monitor.yaml"
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "alerting": {
+                            "state_file": str(tmp_path / "alerts.json"),
+                            "group_wait_seconds": 0,
+                            "receivers": [
+                                {
+                                    "name": "mail",
+                                    "url": f"mailto://127.0.0.1:{smtp.port}?mode=insecure"
+                                    "&from=monitor@example.com&to=ops@example.com",
+                                    "timeout_seconds": 30,
+                                },
+                                {
+                                    "name": "hook",
+                                    "url": f"json://127.0.0.1:{http.port}/alerts?rto=25",
+                                    "timeout_seconds": 30,
+                                },
+                            ],
+                        }
+                    }
+                )
+            )
+            port = free_port()
+            env = monitor_env(sim, port, MONITOR_CONFIG_FILE=str(config))
+            daemon = DaemonProcess(["run"], env, port)
+            try:
+                daemon.wait_ready()
+                daemon.wait_for(
+                    lambda: smtp.connections and http.connections, 20, "both sends in flight"
+                )
+                code, seconds = daemon.terminate(timeout=30)
+            finally:
+                daemon.kill()
+    finally:
+        smtp.close()
+        http.close()
+    assert code == 0
+    assert seconds < 5, f"SIGTERM took {seconds:.1f} s"
+    dropped = {e["sink"]: e for e in daemon.events("alert_deliveries_dropped")}
+    assert set(dropped) == {"receiver:mail", "receiver:hook"}
+    assert all(e["deliveries"] == 1 and e["level"] == "warning" for e in dropped.values())
+    assert daemon.events("monitor_stopped")
+    assert not [e for e in daemon.events() if "exception" in e or "exc_info" in e]
 
 
 SOAK_INTEGRATIONS = 1000
