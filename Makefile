@@ -1,6 +1,7 @@
 # Two entry points: `make demo` and `make test`. Both create .venv on first use.
 PYTHON ?= python3
 VENV   ?= .venv
+LISTEN ?=
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
@@ -14,8 +15,9 @@ $(STAMP): pyproject.toml
 	@touch $@
 
 ## Run the daemon against the built-in Sendcloud simulator: http://localhost:9877/metrics
+## (another address: make demo LISTEN=127.0.0.1:8080)
 demo: $(STAMP)
-	$(BIN)/integration-monitor demo
+	$(BIN)/integration-monitor demo $(if $(LISTEN),--listen $(LISTEN))
 
 ## Lint, type-check and run the whole test suite
 test: lint typecheck unit

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import getpass
 import json
@@ -55,6 +56,8 @@ from monitor.store import AccountSnapshot, Store
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
+#: Where ``demo`` listens unless told otherwise.
+DEMO_LISTEN = "127.0.0.1:9877"
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +185,10 @@ def _parser() -> argparse.ArgumentParser:
         "format (or MONITOR_WEB_CONFIG_FILE)",
     )
     demo = command("demo", "run the daemon against the built-in Sendcloud simulator", _demo)
-    demo.add_argument("--listen", default="127.0.0.1:9877", help="metrics address (host:port)")
+    demo.add_argument(
+        "--listen",
+        help=f"metrics address, host:port (or MONITOR_LISTEN_ADDRESS; default {DEMO_LISTEN})",
+    )
     demo.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
     report = command(
         "report",
@@ -429,7 +435,8 @@ def _demo(args: argparse.Namespace) -> int:
         os.environ.get("MONITOR_LOG_FORMAT") or None,
         level=_level(os.environ.get("MONITOR_LOG_LEVEL") or "info"),
     )
-    listen = parse_listen_address(args.listen)
+    address = args.listen or os.environ.get("MONITOR_LISTEN_ADDRESS") or DEMO_LISTEN
+    listen = parse_listen_address(address)
     integrations = demo_integrations(utcnow())
     with Simulator(integrations) as sim:
         defaults = Defaults()
@@ -444,24 +451,43 @@ def _demo(args: argparse.Namespace) -> int:
             max_concurrency=defaults.max_concurrency,
             request_timeout_seconds=defaults.request_timeout_seconds,
         )
-        # MONITOR_STATE_FILE keeps the demo's open alerts too (the container image sets it);
-        # its history lives beside it, or in a temporary directory (MONITOR_HISTORY_FILE)
+        # MONITOR_STATE_FILE keeps the demo's open alerts and its history (beside it) in that
+        # directory (the container image sets it: a read-only root needs nothing else);
+        # MONITOR_HISTORY_FILE names the history; with neither, a temporary directory holds it
         state_file = os.environ.get("MONITOR_STATE_FILE") or None
-        alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
-        scratch = tempfile.TemporaryDirectory(prefix="integration-monitor-demo-")
         named = os.environ.get("MONITOR_HISTORY_FILE") or None
-        history = HistorySettings(
-            path=Path(named) if named else (None if state_file else Path(scratch.name) / "h.db")
-        )
-        log.info(
-            "demo_started",
-            simulator=sim.url,
-            metrics=f"http://{args.listen.replace('0.0.0.0', 'localhost')}/metrics",
-            state_file=state_file,
-            history_file=str(history.resolved_path(alerting.state_file)),
-        )
-        with scratch:
+        alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
+        with contextlib.ExitStack() as scratch:
+            history: HistorySettings | None = HistorySettings(path=Path(named) if named else None)
+            if not state_file and not named:
+                history = _demo_scratch_history(scratch)
+            log.info(
+                "demo_started",
+                simulator=sim.url,
+                metrics=f"http://{address.replace('0.0.0.0', 'localhost')}/metrics",
+                state_file=state_file,
+                history_file=str(history.resolved_path(alerting.state_file)) if history else None,
+            )
             return _serve([account], listen, alerting, history=history)
+
+
+def _demo_scratch_history(scratch: contextlib.ExitStack) -> HistorySettings | None:
+    """The demo's history in a temporary directory (removed when it stops), or none when no
+    temporary directory can be made (a read-only root without a writable /tmp): said in one
+    line, naming what to set."""
+    try:
+        directory = scratch.enter_context(
+            tempfile.TemporaryDirectory(prefix="integration-monitor-demo-")
+        )
+    except OSError as exc:
+        log.warning(
+            "demo_without_history",
+            reason=f"no writable temporary directory ({exc.strerror or exc})",
+            hint="set MONITOR_STATE_FILE to a file in a writable directory (the open alerts "
+            "and the history are kept there) or TMPDIR to a writable directory",
+        )
+        return None
+    return HistorySettings(path=Path(directory) / "history.db")
 
 
 def _simulator(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -52,12 +52,16 @@ def run_once(args: list[str], env: dict[str, str]) -> subprocess.CompletedProces
 class DaemonProcess:
     """The daemon as an operator runs it: a process, env vars, stdout logs, SIGTERM."""
 
-    def __init__(self, args: list[str], env: dict[str, str], port: int) -> None:
+    def __init__(
+        self, args: list[str], env: dict[str, str], port: int, *, wrapper: Sequence[str] = ()
+    ) -> None:
+        """``wrapper``: a command that execs its arguments (e.g. ``unshare -m sh -c ...``),
+        so the process signalled is still the daemon."""
         self.port = port
         self.lines: list[str] = []
         full_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **env}
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "monitor", *args],
+            [*wrapper, sys.executable, "-m", "monitor", *args],
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

@@ -181,13 +181,16 @@ class Container:
 
 
 def run_demo(podman: Podman, volume: str, *extra: str) -> Container:
-    """The demo as the Kubernetes manifest runs the daemon: read-only root filesystem, only the
-    state directory writable, all capabilities dropped."""
+    """The demo as the Kubernetes manifest and the compose file run the daemon: read-only root
+    filesystem — without podman's default tmpfs on /tmp, /var/tmp and /run, which compose's
+    ``read_only: true`` does not add either — only the state directory writable, all
+    capabilities dropped, the address from the image's MONITOR_LISTEN_ADDRESS."""
     port = free_port()
     cid = podman(
         "run",
         "--detach",
         "--read-only",
+        "--read-only-tmpfs=false",
         "--cap-drop=ALL",
         "--security-opt=no-new-privileges",
         f"--volume={volume}:{STATE_DIR}",
@@ -195,8 +198,6 @@ def run_demo(podman: Podman, volume: str, *extra: str) -> Container:
         *extra,
         IMAGE,
         "demo",
-        "--listen",
-        "0.0.0.0:9877",
         "--interval",
         "5",
     )
@@ -227,7 +228,11 @@ def test_the_demo_answers_from_the_host_as_a_non_root_user_on_a_read_only_root(
     assert podman("exec", container.id, "id", "-u") == "10001"
     assert podman("exec", container.id, "id", "-g") == "10001"
     assert podman.returncode("exec", container.id, "touch", "/opt/venv/x") != 0  # read-only
+    for scratch in ("/tmp", "/var/tmp"):  # no tmpfs: the demo needs no temporary directory
+        assert podman.returncode("exec", container.id, "touch", f"{scratch}/x") != 0, scratch
     assert podman.returncode("exec", container.id, "touch", f"{STATE_DIR}/probe") == 0
+    [started] = container.events("demo_started")
+    assert started["history_file"] == f"{STATE_DIR}/history.db"  # all in the state directory
     # the final stage carries no compilers, no pip and no sources
     for tool in ("gcc", "cc", "make", "pip", "pip3"):
         assert podman.returncode("exec", container.id, "sh", "-c", f"command -v {tool}") != 0
