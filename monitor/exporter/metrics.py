@@ -187,6 +187,16 @@ class Metrics:
         )
         for kind in ("write", "dropped"):
             self._history_failures.labels(kind)
+        self._mutes_readable = Gauge(
+            "integration_monitor_mutes_readable",
+            "1 while the mutes (in the history file) can be read; 0 when they cannot: mutes made "
+            "since are not applied, and none is when none could be read since the start.",
+            registry=self.own,
+        )
+        self._mutes_readable.set(1.0)
+
+    def mutes_status(self, readable: bool) -> None:
+        self._mutes_readable.set(1.0 if readable else 0.0)
 
     def history_enabled(self, enabled: bool) -> None:
         self._history_enabled.set(1.0 if enabled else 0.0)

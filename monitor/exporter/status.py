@@ -111,6 +111,8 @@ class Status:
     integrations: tuple[Row, ...]
     #: maintenance windows active now or starting within a week
     maintenance: tuple[MaintenanceWindow, ...] = ()
+    #: what the operator must know about the monitor itself (mutes that are not applied)
+    notices: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """Stable keys, documented in the README (``/status.json``, ``check --output json``)."""
@@ -147,6 +149,7 @@ def build(
     history: Histories | None = None,
     holds: Holds | None = None,
     maintenance: tuple[MaintenanceWindow, ...] = (),
+    notices: tuple[str, ...] = (),
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
@@ -173,6 +176,7 @@ def build(
         firing_alerts=firing_alerts,
         integrations=tuple(rows),
         maintenance=maintenance,
+        notices=notices,
     )
 
 
@@ -279,6 +283,7 @@ font-size:12px}
 @media (max-width:1100px){body{margin:1rem}th,td{padding:.3rem .4rem}.day{width:4px}
 .wide{display:none}.sub{display:block}}
 @media (max-width:900px){.strip-cell{display:none}}
+.notice{background:#c62828;color:#fff;padding:.4rem .6rem;border-radius:.3rem;font-weight:600}
 """
 _SCRIPT = """
 document.getElementById('filter').addEventListener('input', function (e) {
@@ -328,6 +333,7 @@ def render_html(status: Status, now: datetime) -> str:
         *(_account_alarm(account, now) for account in status.accounts),
         _accounts_line(status.accounts, now),
         *(f"<p class='quiet'>Maintenance: {escape(m.text())}</p>" for m in status.maintenance),
+        *(f"<p class='notice' role='alert'>{escape(n)}</p>" for n in status.notices),
         "<nav><a href='/metrics'>/metrics</a><a href='/healthz'>/healthz</a>"
         "<a href='/readyz'>/readyz</a><a href='/status.json'>/status.json</a></nav>",
         "</header><p><label>Filter <input id='filter' type='search' "

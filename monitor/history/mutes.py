@@ -1,7 +1,8 @@
 """Mutes, kept in the history file: the CLI (``mute``, ``unmute``, ``mutes``) and the daemon's
 ``/api/v1/mutes`` write the same table the running daemon reads, so whoever may write the state
 directory may mute, and a mute survives restarts. Mutes expire by themselves (``until``);
-expired ones stay in the file as a record and are pruned with the history's retention.
+ended ones stay in the file as a record and are pruned with the history's retention (those
+that ended longer than ``history.retention_days`` ago go with the day's pruning).
 
 Without a history file (no state directory) the daemon keeps its mutes in memory only.
 """
@@ -31,10 +32,18 @@ MAX_MUTE_DAYS = 31
 
 
 class MuteStore:
-    def __init__(self, path: Path | None) -> None:
+    """The mutes of one history file (or of memory, without one). ``expected`` says whether the
+    file must exist (the daemon's writer has it open): a missing file is then an error, never
+    "no mutes" — it was removed, and the writer is about to write it again."""
+
+    def __init__(self, path: Path | None, *, expected: Callable[[], bool] = lambda: False) -> None:
         self.path = path
+        self._expected = expected
         self._memory: dict[str, Mute] = {}
         self._lock = threading.Lock()
+
+    def _missing(self) -> HistoryError:
+        return HistoryError(f"the history file {self.path} is missing (removed while in use?)")
 
     def add(
         self,
@@ -106,6 +115,8 @@ class MuteStore:
                     (m for m in self._memory.values() if m.until > now), key=lambda m: m.created
                 )
         if not self.path.exists():
+            if self._expected():
+                raise self._missing()
             return []
         try:
             db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=1.0)
@@ -130,6 +141,8 @@ class MuteStore:
     @contextlib.contextmanager
     def _writer(self) -> Iterator[sqlite3.Connection]:
         assert self.path is not None
+        if self._expected() and not self.path.exists():
+            raise self._missing()  # a new file here would hide the one being written again
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, timeout=5.0, isolation_level=None)
@@ -224,7 +237,8 @@ REFRESH_SECONDS = 1.0
 class QuietSource:
     """What is quiet now, for the daemon: the configured windows and the mutes of the store,
     read again at most once a second. A store that cannot be read keeps the last mutes known
-    (one warning line), never none."""
+    (one warning line), never none; ``problem`` says why while it lasts (the status page shows
+    it) and ``on_status`` hears whether the mutes could be read (a metric)."""
 
     def __init__(
         self,
@@ -232,14 +246,18 @@ class QuietSource:
         windows: tuple[Window, ...],
         clock: Callable[[], datetime],
         monotonic: Callable[[], float] = time.monotonic,
+        on_status: Callable[[bool], None] = lambda readable: None,
     ) -> None:
         self.mutes = mutes
         self.windows = windows
         self._clock = clock
         self._monotonic = monotonic
+        self._on_status = on_status
         self._known: tuple[Mute, ...] = ()
         self._read_at: float | None = None
-        self._failing = False
+        self._ever_read = False
+        #: why the mutes cannot be read now, or None
+        self.problem: str | None = None
         self._lock = threading.Lock()
 
     def __call__(self) -> Quiet:
@@ -249,12 +267,35 @@ class QuietSource:
                 self._read_at = now
                 try:
                     self._known = tuple(self.mutes.active(self._clock()))
-                    self._failing = False
                 except HistoryError as exc:
-                    if not self._failing:
+                    if self.problem is None:
                         log.warning("mutes_unreadable", error=str(exc), kept=len(self._known))
-                    self._failing = True
+                    self.problem = str(exc)
+                    self._on_status(False)
+                else:
+                    if self.problem is not None:
+                        log.info("mutes_readable", mutes=len(self._known))
+                    self.problem = None
+                    self._ever_read = True
+                    self._on_status(True)
             return Quiet(self.windows, self._known)
+
+    def notice(self) -> str | None:
+        """For the operator, while the mutes cannot be read: which mutes are applied."""
+        self()
+        problem = self.problem
+        if problem is None:
+            return None
+        if not self._ever_read:
+            return (
+                f"Mutes are not applied: they cannot be read ({problem}). Mutes made with "
+                "`integration-monitor mute` or the API are ignored until the history file can "
+                "be read."
+            )
+        return (
+            f"Mutes cannot be read ({problem}): the {len(self._known)} mutes read before stay "
+            "in force; new mutes and unmutes are not applied until the history file can be read."
+        )
 
     def refresh(self) -> None:
         """Read the mutes at the next call (after a change through the API)."""

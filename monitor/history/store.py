@@ -10,13 +10,23 @@ History never puts monitoring at risk: ``record`` only queues (a bounded queue; 
 is dropped, and counted, when it is full), the writer thread does the I/O, and a file that is
 corrupt, locked, read-only or on a full disk gives one error line, ``up`` False and a failure
 count; the writer tries again at the next batch and recovers when the file is usable again.
+
+One process writes a history file: the daemon holds an exclusive lock (``flock``) on
+``<file>.lock`` beside it for as long as it runs (:meth:`HistoryStore.claim`), so a second
+daemon on the same file (two shards given one state directory) cannot close the first one's
+open intervals as if it had crashed. The CLI's short writes (mutes) go through SQLite's own
+locking and need no claim. A file deleted while the daemon runs is written again from the
+connection the writer still has open; a file replaced by another is taken up as found.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
+import os
 import queue
+import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -154,8 +164,17 @@ class _Flush:
 _Item = _Poll | _Forget | _Episode | _Position | _Flush
 
 
+#: How often an idle writer looks whether its file is still the one at its path.
+CHECK_SECONDS = 1.0
+
+
 class HistoryError(Exception):
     """The history file cannot be used (the reason is in the message)."""
+
+
+def lock_path(path: Path) -> Path:
+    """The lock file a daemon holds while it writes ``path``."""
+    return path.with_name(path.name + ".lock")
 
 
 class HistoryStore:
@@ -173,6 +192,10 @@ class HistoryStore:
     ) -> None:
         self.path = path
         self.retention = timedelta(days=retention_days)
+        self._lock_fd: int | None = None  # the claim on the file (see claim)
+        #: (device, inode) of the file the writer has open, while it has one
+        self._identity: tuple[int, int] | None = None
+        self._restored = False  # the file was just written again from the open connection
         self._on_status = on_status
         self._on_failure = on_failure
         self._clock = clock
@@ -191,6 +214,65 @@ class HistoryStore:
         self.up = False
 
     # -- writing (any thread) -----------------------------------------------------------------
+
+    def claim(self) -> str | None:
+        """Take the file for this process: an exclusive lock on ``<file>.lock``, held until the
+        writer stops. None when this process holds it (or the lock file cannot be made: then
+        the writes fail and say why, and the writer claims it before its first write), else who
+        holds it, e.g. ``pid 12 on host monitor-0``."""
+        if self._lock_fd is not None:
+            return None
+        try:
+            return self._take_lock()
+        except OSError:
+            return None
+
+    def _take_lock(self) -> str | None:
+        """The lock, or who holds it; raises OSError when the lock file cannot be made."""
+        lock = lock_path(self.path)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+            os.close(fd)
+            return holder or "another process"
+        except OSError:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}\n".encode(), 0)
+        self._lock_fd = fd
+        return None
+
+    def _ensure_claim(self) -> None:
+        """In the writer, before it opens the file: the claim, or a HistoryError."""
+        if self._lock_fd is not None:
+            return
+        try:
+            holder = self._take_lock()
+        except OSError as exc:
+            raise HistoryError(
+                f"cannot lock {lock_path(self.path)}: {exc.strerror or exc}"
+            ) from None
+        if holder is not None:
+            raise HistoryError(f"the history file is in use by {holder}")
+
+    def _release(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the flock
+            self._lock_fd = None
+
+    @property
+    def opened(self) -> bool:
+        """Whether the writer has the file open: it exists then, unless someone removed it."""
+        return self._identity is not None
+
+    def set_retention(self, days: int) -> None:
+        """A new retention (a reload): applied at the writer's next batch."""
+        self.retention = timedelta(days=days)
+        self._pruned = None
 
     def start(self) -> None:
         self._thread.start()
@@ -244,6 +326,7 @@ class HistoryStore:
     def close(self, at: datetime, timeout: float = 2.0) -> None:
         """At shutdown: what is queued is written, open intervals end at ``at``."""
         if not self._thread.is_alive():
+            self._release()  # claimed, never started (the writer releases it otherwise)
             return
         with contextlib.suppress(queue.Full):
             self._queue.put(_Forget("", at), timeout=timeout)  # "" ends every account
@@ -275,7 +358,11 @@ class HistoryStore:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=CHECK_SECONDS if self._db is not None else None)
+            except queue.Empty:
+                self._check_file()  # idle: a file removed now is written again within a second
+                continue
             batch = [item]
             # polls of many accounts arrive one by one: what comes within a moment goes into
             # one transaction (a commit costs more than the rows of a small account). The
@@ -297,12 +384,16 @@ class HistoryStore:
             if done:
                 if self._db is not None:
                     self._db.close()
+                    self._db = None
+                self._identity = None
+                self._release()
                 return
 
     def _write(self, batch: list[_Item]) -> None:
         if not batch:
             return
         try:
+            self._check_file()
             db = self._connection()
             with db:
                 if self._broken is not None:
@@ -329,23 +420,95 @@ class HistoryStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise HistoryError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+        self._ensure_claim()
         db = sqlite3.connect(self.path, timeout=1.0, isolation_level=None, check_same_thread=True)
         try:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
             migrate(db)
-            self._open = _open_intervals(db)
-            last = db.execute("SELECT value FROM meta WHERE key = 'last_write'").fetchone()
-            if self._open and last is not None:  # a crash: they end where the file stopped
-                with db:
-                    db.execute("UPDATE intervals SET until = ? WHERE until IS NULL", (last[0],))
-                self._open = {}
+            if self._restored:  # our own file, written again: what is open stays open
+                self._restored = False
+            else:
+                self._open = _open_intervals(db)
+                last = db.execute("SELECT value FROM meta WHERE key = 'last_write'").fetchone()
+                if self._open and last is not None:  # a crash: they end where the file stopped
+                    with db:
+                        db.execute("UPDATE intervals SET until = ? WHERE until IS NULL", (last[0],))
+                    self._open = {}
+            status = os.stat(self.path)
         except BaseException:
             db.close()
             raise
         db.isolation_level = "DEFERRED"
         self._db = db
+        self._identity = (status.st_dev, status.st_ino)
         return db
+
+    def _check_file(self) -> None:
+        """The file the writer has open must still be the one at its path. Removed (an
+        operator, a clean-up job): it is written again, whole, from the open connection, and
+        the mutes, intervals and episodes in it are kept. Replaced by another file: the writer
+        lets its own go and takes up the new one at the next write (what was open in it ends
+        at its last write, as after a crash)."""
+        if self._db is None or self._identity is None:
+            return
+        try:
+            status = os.stat(self.path)
+        except FileNotFoundError:
+            self._write_again()
+            return
+        except OSError:
+            return  # the next write says what is wrong
+        if (status.st_dev, status.st_ino) == self._identity:
+            return
+        log.error(
+            "history_file_replaced",
+            path=str(self.path),
+            hint="another file was put in place of the history file while the daemon ran; it "
+            "is used from now on (stop the daemon before you restore or replace the file)",
+        )
+        self._let_go(empty_wal=True)
+
+    def _let_go(self, *, empty_wal: bool = False) -> None:
+        """Close the writer's connection (reopened at the next write). ``empty_wal``: when the
+        file at the path is no longer the one open, its ``-wal`` beside the path is first
+        emptied into the file it belongs to, so that no other file there ever replays it."""
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                if empty_wal:
+                    self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                self._db.close()
+        self._db = None
+        self._identity = None
+        self._names = {}
+
+    def _write_again(self) -> None:
+        """The open file was removed: a copy of it (SQLite's backup, which sees its WAL too)
+        goes where it was. The old connection is closed first, its ``-wal`` emptied (and, as the
+        last connection, removed with the ``-shm``): the copy must not inherit them."""
+        assert self._db is not None
+        copy = self.path.with_name(self.path.name + ".restoring")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            target = sqlite3.connect(copy)
+            try:
+                self._db.backup(target)
+            finally:
+                target.close()
+            self._let_go(empty_wal=True)
+            os.replace(copy, self.path)
+            self._restored = True
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                copy.unlink()
+            self._fail(exc)  # what the open file held is lost; the next write starts anew
+            return
+        log.error(
+            "history_file_restored",
+            path=str(self.path),
+            hint="the history file was removed while the daemon ran; it was written again from "
+            "the daemon's open copy, mutes included (stop the daemon before you remove it)",
+        )
 
     def _resume(self, db: sqlite3.Connection) -> None:
         """After failed writes: what was open ends at the last write that succeeded, so the
@@ -406,15 +569,12 @@ class HistoryStore:
         horizon = _ts(at - self.retention)
         db.execute("DELETE FROM intervals WHERE until IS NOT NULL AND until < ?", (horizon,))
         db.execute("DELETE FROM episodes WHERE resolved IS NOT NULL AND resolved < ?", (horizon,))
+        db.execute("DELETE FROM mutes WHERE until < ?", (horizon,))  # ended, kept as a record
 
     def _fail(self, exc: BaseException) -> None:
         reason = str(exc) or type(exc).__name__
         self._on_failure("write")
-        if self._db is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._db.close()
-            self._db = None  # reopened at the next batch
-        self._names = {}  # the failed transaction wrote none of them
+        self._let_go()  # reopened at the next batch; the failed transaction wrote no names
         if self._broken is None:
             log.error(
                 "history_write_failed",

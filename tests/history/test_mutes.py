@@ -121,3 +121,26 @@ def test_without_a_history_file_mutes_live_in_memory() -> None:
     assert store.active(T0) == [mute]
     assert store.remove(mute.id, T0) == mute
     assert store.active(T0) == []
+
+
+def test_mutes_that_ended_longer_than_the_retention_ago_are_pruned(tmp_path: Path) -> None:
+    """The docstring promised it, the pruning forgot the table: ended mutes stayed forever."""
+    path = tmp_path / "history.db"
+    mutes = MuteStore(path)
+    day = timedelta(days=1)
+    old = mutes.add(account="a", until=T0 + timedelta(hours=1), reason="x", author="me", now=T0)
+    recent = mutes.add(
+        account="a", until=T0 + 2 * day + timedelta(hours=1), reason="y", author="me", now=T0
+    )
+    active = mutes.add(
+        account="a", until=T0 + 3 * day + timedelta(hours=1), reason="z", author="me", now=T0
+    )
+    writer = HistoryStore(path, retention_days=1, clock=lambda: T0 + 3 * day)
+    assert writer.claim() is None
+    writer.start()
+    writer.record(AccountSnapshot("a", {}, 1, T0 + 3 * day), T0 + 3 * day)  # the day's pruning
+    writer.close(T0 + 3 * day)
+    with sqlite3.connect(path) as db:
+        kept = [row[0] for row in db.execute("SELECT id FROM mutes ORDER BY until")]
+    assert old.id not in kept  # ended two days before, with a retention of one
+    assert kept == [recent.id, active.id]  # ended within the retention, and in force

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,7 +21,7 @@ from monitor.history import HistoryStore, availability
 from monitor.history.store import SCHEMA_VERSION
 from monitor.sendcloud import parse_integration
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
-from tests.conftest import LogCapture
+from tests.conftest import ROOT, LogCapture
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
@@ -227,15 +230,28 @@ def test_a_failing_interval_begins_when_sendcloud_says_it_began(tmp_path: Path) 
     ]
 
 
+CRASHING_WRITER = """
+import os, signal, sys
+from tests.history.test_store import HistoryStore, minutes, snapshot
+store = HistoryStore(__import__("pathlib").Path(sys.argv[1]))
+assert store.claim() is None
+store.start()
+store.record(snapshot(minutes(0), i1="failing"), minutes(0))
+assert store.flush()
+store.record(snapshot(minutes(1), i1="failing"), minutes(1))
+assert store.flush()
+os.kill(os.getpid(), signal.SIGKILL)  # no close(): the process dies
+"""
+
+
 def test_after_a_crash_open_intervals_end_at_the_last_write(tmp_path: Path) -> None:
     path = tmp_path / "history.db"
-    crashed = HistoryStore(path)
-    crashed.start()
-    crashed.record(snapshot(minutes(0), i1="failing"), minutes(0))
-    crashed.record(snapshot(minutes(1), i1="failing"), minutes(1))
-    until(lambda: len(rows(path)) == 1, "the interval")
-    time.sleep(0.2)  # the second batch's heartbeat
-    # no close(): the process died; a new one starts on the same file
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_WRITER, str(path)], cwd=ROOT, check=False, timeout=60
+    )
+    assert crashed.returncode == -signal.SIGKILL
+    assert len(rows(path)) == 1
+    # a new process starts on the same file
     restarted = HistoryStore(path)
     restarted.start()
     restarted.record(snapshot(minutes(30), i1="healthy"), minutes(30))
@@ -244,6 +260,36 @@ def test_after_a_crash_open_intervals_end_at_the_last_write(tmp_path: Path) -> N
     assert [(i.state, i.since, i.until) for i in found] == [
         ("failing", minutes(0), minutes(1)),  # ends where the file stopped, not at the restart
         ("healthy", minutes(30), minutes(31)),
+    ]
+
+
+def test_a_file_replaced_while_the_daemon_writes_is_taken_up_as_found(
+    tmp_path: Path, captured_logs: LogCapture
+) -> None:
+    """A backup put back while the daemon runs: the writer lets its own file go (its last
+    writes were never in the backup) and writes to the file at the path from then on; what was
+    open in the backup ends at its last write, as after a crash."""
+    path = tmp_path / "history.db"
+    store = HistoryStore(path)
+    store.start()
+    store.record(snapshot(minutes(0), i1="healthy"), minutes(0))
+    assert store.flush()
+    with (
+        contextlib.closing(sqlite3.connect(path)) as source,
+        contextlib.closing(sqlite3.connect(tmp_path / "backup.db")) as backup,
+    ):
+        source.backup(backup)
+    store.record(snapshot(minutes(5), i1="failing"), minutes(5))  # not in the backup
+    assert store.flush()
+    os.replace(tmp_path / "backup.db", path)  # against the advice: the daemon runs
+    until(lambda: bool(captured_logs.events("history_file_replaced")), "the replacement seen")
+    store.record(snapshot(minutes(10), i1="failing"), minutes(10))
+    assert store.flush()
+    assert store.up
+    store.close(minutes(11))
+    assert rows(path) == [
+        (1, "healthy", minutes(0).timestamp(), minutes(0).timestamp()),  # ends at its last write
+        (1, "failing", minutes(10).timestamp(), minutes(11).timestamp()),
     ]
 
 
