@@ -25,7 +25,7 @@ from pydantic import SecretStr
 
 from monitor import __version__, logs
 from monitor.config_errors import ConfigError
-from monitor.daemon import Daemon, Loader, open_pollers, receivers
+from monitor.daemon import Daemon, HistoryInUse, Loader, open_pollers, receivers
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.status import Row, Status, duration, summary_counts
 from monitor.exporter.status import build as build_status
@@ -351,6 +351,7 @@ def _run(args: argparse.Namespace) -> int:
         shard=settings.shard,
         history=settings.history,
         badge_secret=settings.badges.resolved_secret(),
+        settings=settings,
     )
 
 
@@ -373,6 +374,7 @@ def _serve(
     shard: str | None = None,
     history: HistorySettings | None = None,
     badge_secret: SecretStr | None = None,
+    settings: Settings | None = None,
 ) -> int:
     try:
         daemon = Daemon(
@@ -384,12 +386,16 @@ def _serve(
             shard=shard,
             history=history,
             badge_secret=badge_secret,
+            settings=settings,
         )
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
         return EXIT_RUNTIME
     settle_garbage_collector()
-    asyncio.run(_until_signal(daemon))
+    try:
+        asyncio.run(_until_signal(daemon))
+    except HistoryInUse:  # said in one error line; nothing started
+        return EXIT_RUNTIME
     return EXIT_OK
 
 

@@ -2,7 +2,8 @@
 
 The scheduler is created inside the running loop (APScheduler's AsyncIOScheduler binds to it).
 Shutdown order matters: pause the scheduler, let in-flight polls finish (bounded), shut the
-scheduler down, then close the HTTP clients and the server.
+scheduler down, let the sinks drain (bounded: what is left is dropped and counted), close the
+history, then the HTTP clients and the server — all within ``SHUTDOWN_SECONDS``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -70,14 +72,33 @@ from monitor.settings import (
     Settings,
     alerting_changes,
     mute_target_problem,
+    parse_listen_address,
 )
 from monitor.store import AccountSnapshot, Store
 
 log = structlog.get_logger(__name__)
 
-#: At shutdown, polls in flight get this long to finish before they are abandoned; with the
-#: sinks' drain this keeps a SIGTERM under 5 s.
+#: A SIGTERM ends the process within this (docs/configuration.md): polls in flight get
+#: POLL_GRACE_SECONDS (and POLL_UNWIND_SECONDS to return once abandoned), queued deliveries
+#: the sinks' drain (``DRAIN_SECONDS``; what is left is dropped, counted and logged), the
+#: history's last write what remains of SHUTDOWN_BUDGET_SECONDS; the rest is the interpreter's.
+SHUTDOWN_SECONDS = 5.0
+SHUTDOWN_BUDGET_SECONDS = 4.5
 POLL_GRACE_SECONDS = 1.5
+POLL_UNWIND_SECONDS = 0.5
+#: A second daemon on the same history file waits this long for the first to stop (a restart
+#: that overlaps) before it refuses to start.
+HISTORY_CLAIM_SECONDS = 6.0
+#: What a reload cannot apply. A reload that changes one is refused, naming it, and the running
+#: configuration stays; docs/operations.md lists the same (a test keeps both equal).
+RESTART_SETTINGS = (
+    "listen_address",
+    "shard",
+    "log_format",
+    "log_level",
+    "alerting.state_file",
+    "history.path",
+)
 #: The status page's history strips are computed at most this often (they change by the day).
 SUMMARY_SECONDS = 60.0
 #: Share of an account's request budget that cause lookups may use; polls keep the rest.
@@ -205,8 +226,11 @@ class Daemon:
         shard: str | None = None,
         history: HistorySettings | None = None,
         badge_secret: SecretStr | None = None,
+        settings: Settings | None = None,
     ) -> None:
         self.accounts = accounts
+        #: what a reload may not change, as started (None: nothing to compare, e.g. the demo)
+        self._restart_values = restart_values(settings) if settings is not None else None
         self.alerting = alerting or AlertingSettings()
         self.alerter: Alerter | None = None
         self.store = Store([a.name for a in accounts])
@@ -228,8 +252,14 @@ class Daemon:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
         self.history = self._history(history or HistorySettings())
-        self.mutes = MuteStore(self.history.path if self.history is not None else None)
-        self.quiet = QuietSource(self.mutes, self.alerting.windows(), clock)
+        history_store = self.history
+        self.mutes = MuteStore(
+            history_store.path if history_store is not None else None,
+            expected=lambda: history_store is not None and history_store.opened,
+        )
+        self.quiet = QuietSource(
+            self.mutes, self.alerting.windows(), clock, on_status=self.metrics.mutes_status
+        )
         self.metrics.holds = self._holds
         #: account -> its exception-log stream; kept across reloads (position, counts)
         self.streams: dict[str, ExceptionStream] = {}
@@ -432,6 +462,7 @@ class Daemon:
             history=self._summaries(snapshots, now),
             holds={key: hold.text for key, hold in self._hold_texts(now).items()},
             maintenance=self._maintenance(now),
+            notices=tuple(n for n in [self.quiet.notice()] if n is not None),
         )
         return document, now
 
@@ -458,9 +489,17 @@ class Daemon:
         return found
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Serve and poll until ``stop`` is set. Raises HistoryInUse, before anything starts,
+        when another process writes the history file."""
         self._loop = asyncio.get_running_loop()
         if self.history is not None:
+            try:
+                await self._claim_history(self.history, stop)
+            except HistoryInUse:
+                self.server.stop()
+                raise
             self.history.start()
+        self.quiet()  # the mutes as they are at the start: readable or not (metric, page)
         self.server.start()
         log.info(
             "monitor_started",
@@ -482,17 +521,44 @@ class Daemon:
             scheduler.start()
             await stop.wait()
         finally:
+            deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
             if scheduler.running:
                 scheduler.pause()
             await self._stop(list(self._workers.values()), reason="shutdown")
             if scheduler.running:
                 scheduler.shutdown(wait=False)
-            await self.alerter.aclose()
+            await self.alerter.aclose()  # the sinks drain for DRAIN_SECONDS at most
             if self.history is not None:  # open intervals end now; what follows is unknown
-                await asyncio.to_thread(self.history.close, self._clock())
+                await asyncio.to_thread(
+                    self.history.close,
+                    self._clock(),
+                    timeout=max(0.2, deadline - time.monotonic()),
+                )
             await self._pool.aclose()
             self.server.stop()
             log.info("monitor_stopped")
+
+    async def _claim_history(self, history: HistoryStore, stop: asyncio.Event) -> None:
+        """This process's claim on the history file. Held by another process: wait a moment
+        (a restart whose old process is still stopping), then refuse to start, naming it."""
+        deadline = time.monotonic() + HISTORY_CLAIM_SECONDS
+        waiting = False
+        while (holder := history.claim()) is not None:
+            if time.monotonic() >= deadline or stop.is_set():
+                log.error(
+                    "history_in_use",
+                    path=str(history.path),
+                    holder=holder,
+                    hint="one process writes a history file: give each shard and replica its "
+                    "own state directory (alerting.state_file) or history.path; the monitor "
+                    "does not start",
+                )
+                raise HistoryInUse(history.path, holder)
+            if not waiting:
+                log.warning("history_in_use_waiting", path=str(history.path), holder=holder)
+                waiting = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.2)
 
     def _announce_empty(self) -> None:
         """Once, when this process has no account to poll (an empty shard, or a reload that
@@ -569,7 +635,10 @@ class Daemon:
         if stopped:
             event = "shutdown_cancelled_polls" if reason == "shutdown" else "reload_cancelled_polls"
             log.info(event, polls=len(stopped), accounts=stopped)
-            await asyncio.wait([asyncio.ensure_future(p.idle.wait()) for p in pollers], timeout=1.0)
+            unwinding = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
+            _, pending = await asyncio.wait(unwinding, timeout=POLL_UNWIND_SECONDS)
+            for task in pending:
+                task.cancel()
         for worker in workers:
             await worker.client.aclose()
 
@@ -596,6 +665,7 @@ class Daemon:
                 outbound = settings.alerting.resolved_outbound()
                 badge_secret = settings.badges.resolved_secret()
                 logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
+                self._check_restart_settings(settings)
             except ConfigError as exc:
                 log.error("config_reload_failed", reason=str(exc))
                 self.metrics.config_loaded(False, self._clock())
@@ -610,6 +680,24 @@ class Daemon:
                 self._announce_empty()
             log.info("config_reloaded", **summary, **alerting)
             return True, reload_reply(summary, alerting)
+
+    def _check_restart_settings(self, settings: Settings) -> None:
+        """A ConfigError naming each setting of RESTART_SETTINGS the new configuration changes:
+        the reload is refused as a whole rather than keep them silently."""
+        if self._restart_values is None:
+            return
+        new = restart_values(settings)
+        changed = [
+            f"{name} ({_shown(self._restart_values[name])} -> {_shown(new[name])})"
+            for name in RESTART_SETTINGS
+            if new[name] != self._restart_values[name]
+        ]
+        if changed:
+            raise ConfigError(
+                f"{', '.join(changed)}: a reload cannot change "
+                f"{'this setting' if len(changed) == 1 else 'these settings'}, a restart applies "
+                "it; nothing was reloaded and the running configuration stays"
+            )
 
     async def _apply(
         self, settings: Settings, accounts: list[AccountConfig], outbound: Outbound
@@ -642,7 +730,12 @@ class Daemon:
             self.alerter.cause_budgets[name] = _cause_budget(account)
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
-        return {"added": added, "removed": removed, "changed": changed}
+        summary = {"added": added, "removed": removed, "changed": changed}
+        retention = timedelta(days=settings.history.retention_days)
+        if self.history is not None and self.history.retention != retention:
+            self.history.set_retention(settings.history.retention_days)
+            summary["history"] = ["retention_days"]
+        return summary
 
     def _sinks(self, alerting: AlertingSettings, outbound: Outbound) -> list[Sink]:
         """stdout, then the notifying sinks behind the quiet gate, then the history."""
@@ -723,6 +816,42 @@ def reload_reply(
         if said:
             lines.append(f"{_PARTS.get(part, part)}: {'; '.join(said)}")
     return "\n".join(lines) or "nothing changed"
+
+
+class HistoryInUse(HistoryError):
+    """Another process holds the history file: this one does not start."""
+
+    def __init__(self, path: Path, holder: str) -> None:
+        super().__init__(f"the history file {path} is in use by {holder}")
+        self.path = path
+        self.holder = holder
+
+
+def restart_values(settings: Settings) -> dict[str, object]:
+    """The values of RESTART_SETTINGS in ``settings``, as the daemon uses them (the address
+    parsed, the history file resolved beside the state file)."""
+    try:
+        listen: object = parse_listen_address(settings.listen_address)
+    except ValueError:
+        listen = settings.listen_address
+    values: dict[str, object] = {
+        "listen_address": listen,
+        "shard": settings.shard,
+        "log_format": settings.log_format,
+        "log_level": settings.log_level,
+        "alerting.state_file": settings.alerting.state_file,
+        "history.path": settings.history.resolved_path(settings.alerting.state_file),
+    }
+    assert tuple(values) == RESTART_SETTINGS
+    return values
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "unset"
+    if isinstance(value, tuple):
+        return ":".join(str(part) for part in value)
+    return str(value)
 
 
 def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
