@@ -673,6 +673,9 @@ class Daemon:
             had_accounts = bool(self.accounts)
             alerting = alerting_changes(self.alerting, settings.alerting, self._outbound, outbound)
             summary = await self._apply(settings, accounts, outbound)
+            history = self._apply_retention(settings.history)
+            if history:
+                alerting = {**alerting, "history": history}
             self._badge_secret = badge_secret
             self._badge_keys = self._keys()
             self.metrics.config_loaded(True, self._clock())
@@ -730,12 +733,15 @@ class Daemon:
             self.alerter.cause_budgets[name] = _cause_budget(account)
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
-        summary = {"added": added, "removed": removed, "changed": changed}
-        retention = timedelta(days=settings.history.retention_days)
-        if self.history is not None and self.history.retention != retention:
-            self.history.set_retention(settings.history.retention_days)
-            summary["history"] = ["retention_days"]
-        return summary
+        return {"added": added, "removed": removed, "changed": changed}
+
+    def _apply_retention(self, settings: HistorySettings) -> dict[str, list[str]]:
+        """A new ``history.retention_days`` applies at the next write (what changed)."""
+        retention = timedelta(days=settings.retention_days)
+        if self.history is None or self.history.retention == retention:
+            return {}
+        self.history.set_retention(settings.retention_days)
+        return {"changed": ["retention_days"]}
 
     def _sinks(self, alerting: AlertingSettings, outbound: Outbound) -> list[Sink]:
         """stdout, then the notifying sinks behind the quiet gate, then the history."""
@@ -801,6 +807,7 @@ _PARTS = {
     "routes": "routes",
     "maintenance": "maintenance windows",
     "alerting": "alerting settings",
+    "history": "history",
 }
 
 

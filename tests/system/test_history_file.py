@@ -41,13 +41,16 @@ def open_intervals(path: Path) -> list[tuple[str, int, str]]:
     return [(a, i, s) for a, i, s in rows]
 
 
-def mute(history: Path, account: str, integration_id: int) -> str:
-    """``integration-monitor mute`` as an operator types it; the new mute's ID."""
+def mute(
+    history: Path | None, account: str, integration_id: int, config: Path | None = None
+) -> str:
+    """``integration-monitor mute`` as an operator types it (with the daemon's configuration
+    file, and a history file when given); the new mute's ID."""
     result = run_once(
         [
             "mute",
-            "--history",
-            str(history),
+            *(["--config", str(config)] if config is not None else []),
+            *(["--history", str(history)] if history is not None else []),
             "--account",
             account,
             "--integration",
@@ -136,7 +139,7 @@ def test_two_shards_given_one_history_file_the_second_refuses_and_the_first_is_u
             assert not second.events("monitor_started")
             assert open_intervals(history) == before  # nothing of the first's was closed
 
-            mute_id = mute(history, first_account, 2)  # the CLI's short write still works
+            mute_id = mute(history, first_account, 2, config)  # the CLI's short write still works
             first.wait_for(lambda: held(first, first_account, 2) == 1, 5, "the mute applied")
             assert first.metric("integration_monitor_history_up") == 1
             assert first.terminate()[0] == 0
@@ -319,10 +322,27 @@ def test_a_reload_that_moves_the_history_file_is_refused_naming_it(tmp_path: Pat
             daemon.wait_for(
                 lambda: daemon.metric("integration_monitor_history_up") == 1, 10, "the history"
             )
-            new.mkdir()
-            moved_mute = mute(new / "history.db", "default", 1)
-
             write(old, new)
+            # the operator mutes with the edited file: the file it names does not exist yet
+            early = run_once(
+                [
+                    "mute",
+                    "--config",
+                    str(config),
+                    "--account",
+                    "default",
+                    "--integration",
+                    "1",
+                    "--for",
+                    "1h",
+                    "--reason",
+                    "moving",
+                ],
+                {},
+            )
+            assert early.returncode == 2
+            assert str(new / "history.db") in early.stderr
+            assert not (new / "history.db").exists()
             refused = reload(daemon)
             assert refused.status_code == 500
             assert "history.path" in refused.text
@@ -345,12 +365,12 @@ def test_a_reload_that_moves_the_history_file_is_refused_naming_it(tmp_path: Pat
             write(old, old, retention=30)
             applied = reload(daemon)
             assert applied.status_code == 200, applied.text
-            assert "history: ['retention_days']" in applied.text
+            assert "history: changed retention_days" in applied.text.splitlines()
             assert daemon.metric("integration_monitor_config_last_reload_successful") == 1
 
             # the running daemon still uses the old file: its mute applies, the new one's not
             assert held(daemon, "default", 1) is None
-            mute(old / "history.db", "default", 2)
+            mute(old / "history.db", "default", 2, config)
             daemon.wait_for(lambda: held(daemon, "default", 2) == 1, 5, "the old file's mute")
             assert held(daemon, "default", 1) is None
             assert not (new / "alerts.json").exists()
@@ -362,6 +382,8 @@ def test_a_reload_that_moves_the_history_file_is_refused_naming_it(tmp_path: Pat
         daemon = DaemonProcess(["run", "--config", str(config)], {}, port)
         try:
             daemon.wait_ready()
+            daemon.wait_for(lambda: (new / "history.db").exists(), 10, "the new history file")
+            moved_mute = mute(None, "default", 1, config)  # the edited file names the new one
             daemon.wait_for(lambda: held(daemon, "default", 1) == 1, 5, "the new file's mute")
             assert held(daemon, "default", 2) is None
             listed = run_once(
