@@ -28,6 +28,7 @@ import structlog
 from psycopg import AsyncConnection, AsyncCursor
 
 from monitor.database.backend import (
+    Backend,
     Batch,
     Claim,
     DatabaseError,
@@ -115,10 +116,12 @@ class _Connection(AsyncConnection[Any]):
         cls, conninfo: str = "", *, failures: list[str], **kwargs: Any
     ) -> _Connection:
         try:
-            return await super().connect(conninfo, **kwargs)
+            connection = await super().connect(conninfo, **kwargs)
         except psycopg.Error as exc:
             failures[:] = [str(exc).strip()]
             raise
+        failures.clear()
+        return connection
 
 
 class PostgresBackend:
@@ -802,3 +805,7 @@ def _message(exc: BaseException | str) -> str:
 def _consume(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
+
+
+def _conforms(store: PostgresBackend) -> Backend:
+    return store  # mypy checks that the backend implements the whole interface

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from monitor.database.backend import (
+    Backend,
     Batch,
     Claim,
     DatabaseError,
@@ -582,3 +583,7 @@ def _enqueue(
         ),
     )
     return cursor.lastrowid if cursor.rowcount == 1 else None
+
+
+def _conforms(store: SqliteBackend) -> Backend:
+    return store  # mypy checks that the backend implements the whole interface
