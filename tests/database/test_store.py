@@ -287,3 +287,40 @@ async def test_two_replicas_writing_the_same_transitions_at_once_keep_one_histor
             assert found[1][0] == "failing"
             assert found[1][2] is None
             assert found[0][2] == found[1][1] in (NOW + 60, NOW + 62)
+
+
+def reopened(backend: Backend) -> Backend:
+    """The same store as a restarted process opens it."""
+    if isinstance(backend, PostgresBackend):
+        return PostgresBackend(backend.url)
+    from monitor.database.sqlite import SqliteBackend
+
+    assert isinstance(backend, SqliteBackend)
+    return SqliteBackend(backend.path)
+
+
+async def test_a_restarted_process_goes_on_where_the_store_stands(backend: Backend) -> None:
+    """Open intervals, open episodes and unsent events outlive the process that wrote them: its
+    successor's repeated fired is the same episode, its resolve ends it, and what was never
+    marked sent is still there to send."""
+    await backend.write(Batch(NOW, [tr(1, "failing", NOW)]))
+    await backend.claim([alert("fired", NOW)], producer="a")
+    [taken] = await backend.take("notifier-a", NOW + 1)
+    await backend.close()
+    store = reopened(backend)
+    await store.open()
+    try:
+        assert await store.open_intervals() == {"acme": {1: "failing"}}
+        claims = await store.claim([alert("fired", NOW + 70)], producer="a")
+        assert (claims[0].claimed, claims[0].reason) == (False, DUPLICATE)
+        [again] = await store.take("notifier-b", NOW + 80)
+        assert (again.id, again.attempts) == (taken.id, 2)  # maybe sent before: it can tell
+        await store.write(Batch(NOW + 120, [tr(1, "healthy", NOW + 120)]))
+        assert [
+            c.claimed for c in await store.claim([alert("resolved", NOW + 120)], producer="a")
+        ] == [True]
+        assert await store.open_intervals() == {"acme": {1: "healthy"}}
+        [episode] = await store.episodes("acme", 7, NOW - 1, NOW + 200)
+        assert episode["resolved"] == "2026-11-27T12:02:00Z"
+    finally:
+        await store.close()
