@@ -1,8 +1,8 @@
 """One versioned schema, written twice: for SQLite and for PostgreSQL. Version N means the
 same tables on both, so a history can be copied from one to the other.
 
-Versions 1 to 3 are the history file as it has always been (SQLite's ``PRAGMA user_version``
-numbering is kept, so every existing file migrates forward); version 4 adds what several
+Versions 1 to 4 are the history file as it has always been (SQLite's ``PRAGMA user_version``
+numbering is kept, so every existing file migrates forward); version 5 adds what several
 replicas share: the alert episodes' identity (``origin``, ``starts_at``) and notification
 bookkeeping, the **outbox** of alert events, the **fleet** state (accounts and integrations as
 last written) and the **replicas**.
@@ -75,7 +75,13 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
         last_time TEXT NOT NULL -- RFC 3339: the exact microsecond the stream compares with
     );
     """,
-    # 4: what replicas share: episode identity, the outbox, the fleet, the replicas
+    # 4: when each episode's condition began by the API's own timestamps (started_failing_at
+    # for IntegrationFailing), beside when the monitor fired it; older episodes: when fired
+    """
+    ALTER TABLE episodes ADD COLUMN started REAL;
+    UPDATE episodes SET started = fired;
+    """,
+    # 5: what replicas share: episode identity, the outbox, the fleet, the replicas
     """
     ALTER TABLE episodes ADD COLUMN origin REAL;
     ALTER TABLE episodes ADD COLUMN starts_at REAL;
@@ -188,6 +194,10 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
         last_id bigint NOT NULL,
         last_time text NOT NULL
     );
+    """,
+    """
+    ALTER TABLE episodes ADD COLUMN started double precision;
+    UPDATE episodes SET started = fired;
     """,
     """
     ALTER TABLE episodes ADD COLUMN origin double precision;
