@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -59,7 +60,7 @@ from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
 from monitor.schedule import first_poll_delays, job_options
 from monitor.sendcloud import SendcloudClient
-from monitor.sendcloud.budget import RequestBudget
+from monitor.sendcloud.budget import BudgetShare, RequestBudget
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
 from monitor.sendcloud.stream import ExceptionStream, Position
 from monitor.sendcloud.transport import new_transport
@@ -101,8 +102,6 @@ RESTART_SETTINGS = (
 )
 #: The status page's history strips are computed at most this often (they change by the day).
 SUMMARY_SECONDS = 60.0
-#: Share of an account's request budget that cause lookups may use; polls keep the rest.
-CAUSE_BUDGET_SHARE = 0.1
 _EVENT_NAMES = {
     EVENT_JOB_ERROR: "job_error",
     EVENT_JOB_MISSED: "missed",
@@ -112,11 +111,51 @@ _EVENT_NAMES = {
 
 @dataclass(frozen=True)
 class Worker:
-    """One account at work: its configuration, client and poller (with its request budget)."""
+    """One account at work: its configuration, client and poller, and its share of the
+    request budget of its API key."""
 
     config: AccountConfig
     client: SendcloudClient
     poller: AccountPoller
+    budget: BudgetShare
+
+
+def budget_key(account: AccountConfig) -> str:
+    """What Sendcloud limits requests by: the API key (at its API). A digest: the key itself
+    is kept nowhere else."""
+    text = f"{account.api_url.rstrip('/')}\0{account.public_key.get_secret_value()}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Budgets:
+    """One request budget per API key: accounts configured with the same key share it (at the
+    lowest of their ``max_requests_per_minute``); a budget no account holds any more goes."""
+
+    def __init__(self) -> None:
+        self._budgets: dict[str, RequestBudget] = {}
+
+    def share(self, account: AccountConfig, accounts: Sequence[AccountConfig]) -> BudgetShare:
+        """``account``'s share; ``accounts``: every account configured now (the rate of a
+        shared key is the lowest any of them allows)."""
+        key = budget_key(account)
+        rate = min(
+            [a.max_requests_per_minute for a in accounts if budget_key(a) == key]
+            + [account.max_requests_per_minute]
+        )
+        budget = self._budgets.get(key)
+        if budget is None or budget.holders == 0:
+            budget = self._budgets[key] = RequestBudget(rate)
+        elif budget.per_minute != rate:
+            budget.set_rate(rate)
+        return budget.share()
+
+    @staticmethod
+    def shared(accounts: Sequence[AccountConfig]) -> list[list[AccountConfig]]:
+        """The groups of accounts that use one key (two or more)."""
+        groups: dict[str, list[AccountConfig]] = {}
+        for account in accounts:
+            groups.setdefault(budget_key(account), []).append(account)
+        return [group for group in groups.values() if len(group) > 1]
 
 
 def new_worker(
@@ -126,8 +165,9 @@ def new_worker(
     *,
     clock: Callable[[], datetime] = utcnow,
     transport: httpx.AsyncBaseTransport | None = None,
+    budget: BudgetShare | None = None,
 ) -> Worker:
-    budget = RequestBudget(account.max_requests_per_minute)
+    budget = budget or RequestBudget(account.max_requests_per_minute).share()
     events = metrics.client_events(account.name)
     client = SendcloudClient(
         account.api_url,
@@ -149,7 +189,7 @@ def new_worker(
         budget=budget,
         events=events,
     )
-    return Worker(account, client, poller)
+    return Worker(account, client, poller, budget)
 
 
 @contextlib.asynccontextmanager
@@ -161,8 +201,20 @@ async def open_pollers(
     clock: Callable[[], datetime] = utcnow,
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[list[AccountPoller]]:
-    """One client and one poller per account (for ``check`` and tests); clients closed on exit."""
-    workers = [new_worker(a, store, metrics, clock=clock, transport=transport) for a in accounts]
+    """One client and one poller per account (for ``check`` and tests); clients closed on exit.
+    Accounts of one API key share its request budget."""
+    budgets = Budgets()
+    workers = [
+        new_worker(
+            a,
+            store,
+            metrics,
+            clock=clock,
+            transport=transport,
+            budget=budgets.share(a, accounts),
+        )
+        for a in accounts
+    ]
     try:
         yield [worker.poller for worker in workers]
     finally:
@@ -248,6 +300,8 @@ class Daemon:
         self._transport = SharedTransport(self._pool)
         self._loader = loader
         self._workers: dict[str, Worker] = {}
+        self._budgets = Budgets()
+        self._shared_budgets: list[list[str]] = []  # as announced last
         self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
@@ -518,6 +572,7 @@ class Daemon:
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
                 self._start(account, start + timedelta(seconds=delay))
             self._announce_empty()
+            self._announce_shared_budgets()
             scheduler.start()
             await stop.wait()
         finally:
@@ -571,15 +626,39 @@ class Daemon:
                 "ready and serves /metrics, and starts polling when a reload adds accounts",
             )
 
+    def _announce_shared_budgets(self) -> None:
+        """Once (at start, and when a reload changes them): the accounts that share an API
+        key, and so one request budget (Sendcloud limits requests per key)."""
+        groups = Budgets.shared(self.accounts)
+        names = [[a.name for a in group] for group in groups]
+        if names == self._shared_budgets:
+            return
+        self._shared_budgets = names
+        for group in groups:
+            log.info(
+                "request_budget_shared",
+                accounts=[a.name for a in group],
+                max_requests_per_minute=min(a.max_requests_per_minute for a in group),
+                hint="these accounts use the same API key, and Sendcloud limits requests per "
+                "key: they share one request budget, each planning with an equal part of it",
+            )
+
     def _start(self, account: AccountConfig, first: datetime | None = None) -> None:
         """An account's client, poller and job; its first poll runs at ``first`` (now)."""
         assert self._scheduler is not None
         assert self.alerter is not None
         worker = new_worker(
-            account, self.store, self.metrics, clock=self._clock, transport=self._transport
+            account,
+            self.store,
+            self.metrics,
+            clock=self._clock,
+            transport=self._transport,
+            budget=self._budgets.share(account, self.accounts),
         )
         worker.poller.after_cycle = self._after_cycle
         worker.poller.stream = self._stream(account)
+        # cause lookups take from the same budget, after the polls
+        self.alerter.cause_budgets[account.name] = worker.budget
         self._workers[account.name] = worker
         self.store.add(account.name)
         worker.poller.announce_plan()
@@ -604,13 +683,23 @@ class Daemon:
             saved = self._saved_positions().get(account.name)
             if saved is not None:
                 stream.position = Position(*saved)
-            history = self.history
-            if history is not None:
-                name = account.name
-                stream.on_position = lambda p: history.stream_position(name, p.last_id, p.last_time)
+            name = account.name
+            stream.on_position = lambda p: self._remember_position(name, p)
             self.streams[account.name] = stream
         stream.max_pages = account.exception_logs_max_pages
+        stream.skew_tolerance = timedelta(seconds=account.clock_skew_tolerance_seconds)
+        stream.window = self._errors_rising_window()
         return stream
+
+    def _errors_rising_window(self) -> timedelta:
+        return timedelta(seconds=self.alerting.rules().errors_rising_window_seconds)
+
+    def _remember_position(self, account: str, position: Position) -> None:
+        """A stream's new position: in the history file (for a restart) and here (for the
+        account removed by a reload and added again by a later one)."""
+        self._saved_positions()[account] = (position.last_id, position.last_time)
+        if self.history is not None:
+            self.history.stream_position(account, position.last_id, position.last_time)
 
     def _saved_positions(self) -> dict[str, tuple[int, datetime]]:
         if self._positions is None:
@@ -640,6 +729,7 @@ class Daemon:
             for task in pending:
                 task.cancel()
         for worker in workers:
+            worker.budget.release()
             await worker.client.aclose()
 
     def reload_blocking(self) -> tuple[bool, str]:
@@ -727,12 +817,14 @@ class Daemon:
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
         self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
         self.quiet.windows = settings.alerting.windows()
+        for stream in self.streams.values():  # the accounts that stay polling too
+            stream.window = self._errors_rising_window()
         for name in changed + added:
             account = new[name]
             self.alerter.ids_configured[name] = account.integration_ids is not None
-            self.alerter.cause_budgets[name] = _cause_budget(account)
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
+        self._announce_shared_budgets()
         return {"added": added, "removed": removed, "changed": changed}
 
     def _apply_retention(self, settings: HistorySettings) -> dict[str, list[str]]:
@@ -770,8 +862,13 @@ class Daemon:
         """The alerting service, hooked after every poll cycle; needs the running loop."""
 
         async def fetch_logs(account: str, integration_id: int) -> list[dict[str, Any]]:
+            # the alerter took the request from the account's budget already (before its
+            # timeout), in the background: after the polls
             return await self._workers[account].client.integration_logs(
-                integration_id, page_size=self.alerting.cause_logs_page_size
+                integration_id,
+                page_size=self.alerting.cause_logs_page_size,
+                background=True,
+                prepaid=self.alerter is not None and account in self.alerter.cause_budgets,
             )
 
         return Alerter(
@@ -784,7 +881,6 @@ class Daemon:
             state_file=self.alerting.state_file,
             on_alert=self.metrics.alert_emitted,
             on_firing=self.metrics.alerts_firing,
-            cause_budgets={a.name: _cause_budget(a) for a in self.accounts},
         )
 
     def _on_job_event(self, event: JobEvent) -> None:
@@ -872,10 +968,6 @@ def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object
         }
         for e in episodes
     ]
-
-
-def _cause_budget(account: AccountConfig) -> RequestBudget:
-    return RequestBudget(max(1.0, CAUSE_BUDGET_SHARE * account.max_requests_per_minute))
 
 
 def build_sinks(

@@ -7,9 +7,11 @@ The cycle reads the clock once, at its start, and passes that ``now`` down; the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,10 +25,12 @@ from monitor.sendcloud import (
     AuthFailed,
     ClientEvents,
     Integration,
+    ListPage,
+    ListWalk,
     NoEvents,
     NotFound,
 )
-from monitor.sendcloud.budget import RequestBudget, smallest_interval
+from monitor.sendcloud.budget import Budget, smallest_interval
 from monitor.sendcloud.stream import Activity, ExceptionStream
 from monitor.settings import AccountConfig
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
@@ -47,12 +51,13 @@ class IntegrationSource(Protocol):
 
     async def get_integration(self, integration_id: int) -> Integration: ...
 
-    async def list_integrations(
+    def list_pages(
         self,
+        walk: ListWalk,
         *,
         max_pages: int | None = None,
         known: Callable[[int], Integration | None] = ...,
-    ) -> Any: ...
+    ) -> AsyncIterator[ListPage]: ...
 
     async def integration_logs(
         self, integration_id: int, *, page_size: int = 10
@@ -89,6 +94,8 @@ def choose_plan(ids: tuple[int, ...] | None, last_list_pages: int | None) -> Pla
 
 #: Share of the poll interval one cycle may take, everything included.
 CYCLE_DEADLINE_SHARE = 0.9
+#: Why a cycle stops before it has read everything: its deadline, or the list's page cap.
+CUT_REASONS = frozenset({"deadline", "page_cap"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,12 +107,25 @@ class Read:
 
 
 @dataclass
+class _Walk:
+    """``all`` mode: the walk of the integration list under way. A cycle cut by its deadline
+    keeps the pages it read, and the next cycle goes on from the page after, so a list too
+    long (or too slow) for one interval is still read whole, over several cycles."""
+
+    pages: ListWalk = field(default_factory=ListWalk)
+    seen: set[int] = field(default_factory=set)  # the integrations it listed so far
+    seconds: float = 0.0  # time the cycles spent on it
+    cycles: int = 0  # cycles it ran in
+
+
+@dataclass
 class _Fetch:
     """What a cycle's fetching learnt besides the records."""
 
     list_pages: int | None
     account_error: ApiError | None = None
     cut: str | None = None  # "deadline" or "page_cap" when the cycle was cut short
+    walked: _Walk | None = None  # ``all`` mode: the walk that ended in this cycle
 
 
 CycleObserver = Callable[[str, float, bool], None]
@@ -127,7 +147,7 @@ class AccountPoller:
         *,
         clock: Callable[[], datetime] = utcnow,
         on_cycle: CycleObserver = _ignore_cycle,
-        budget: RequestBudget | None = None,
+        budget: Budget | None = None,
         monotonic: Callable[[], float] = time.monotonic,
         events: ClientEvents | None = None,
     ) -> None:
@@ -149,6 +169,10 @@ class AccountPoller:
         self._account_error: str | None = None
         self._cut: str | None = None
         self._last_requests = 0
+        self._walk = _Walk()
+        self._walks_done = 0
+        self._warned_invalid_logs = False
+        self._skewed_logs = False
         self._running: asyncio.Task[AccountSnapshot] | None = None
         self._stopping = False
         self._crashed = False
@@ -184,7 +208,8 @@ class AccountPoller:
         self._auth_retry_at = None if snapshot.auth_ok else self._monotonic() + self._auth_backoff
         if self.budget is not None:
             self._last_requests = self.budget.acquired - requests_before
-            self._check_budget(self._last_requests)
+            if self.account.integration_ids is not None:  # all mode: when a walk ends
+                self._check_budget(self._last_requests)
         ok = self._account_error is None
         self._on_cycle(self.account.name, time.perf_counter() - started, ok)
         return snapshot
@@ -224,58 +249,103 @@ class AccountPoller:
         error = ApiError("the poll cycle failed inside the monitor", reason=INTERNAL_ERROR)
         reads = {i: Read(error, self._clock()) for i in self._expected(previous, {})}
         self._announce_account(error)
+        self._walk = _Walk()
         snapshot = replace(
             previous,
             integrations=self._observe(previous, reads),
             cycles_completed=previous.cycles_completed + 1,
             account_error=error.reason,
+            covered=True,  # the account answered: the monitor failed, and says so
         )
         self._store.put(snapshot)
         return snapshot
 
     def announce_plan(self) -> None:
         """One line at start: what is polled, how, at what cost; a warning when the plan
-        cannot fit the interval within the request budget (then the interval that would)."""
+        cannot fit the interval within the request budget (then the interval that would).
+        In ``all`` mode the cost is known after the first walk of the list: the line is
+        given again then, complete (``_announce_walk``)."""
         ids = self.account.integration_ids
-        per_minute = self.budget.per_minute if self.budget else None
-        interval = self.account.poll_interval_seconds
         if ids is None:
             plan, requests = "list (100 integrations a page)", None
         elif len(ids) == 1:
             plan, requests = "per-ID GET", 1
         else:
             plan, requests = "list capped at N-1 pages, else per-ID GETs", len(ids)
+        self._log_plan(
+            plan,
+            "all" if ids is None else len(ids),
+            requests if requests is not None else "known after the first walk",
+        )
+        if requests is not None:
+            self._check_budget(requests)  # the same warning a real cycle would give
+
+    def _log_plan(
+        self, plan: str, integrations: int | str, requests: int | str, **extra: Any
+    ) -> None:
+        per_minute = self.budget.per_minute if self.budget else None
+        interval = self.account.poll_interval_seconds
         share = None
-        if requests is not None and per_minute:
+        if isinstance(requests, int) and per_minute:
             share = round(requests / (per_minute * interval / 60.0), 3)
         self._log.info(
             "poll_plan",
-            integrations="all" if ids is None else len(ids),
+            integrations=integrations,
             plan=plan,
-            requests_per_cycle=requests if requests is not None else "known after the first walk",
+            requests_per_cycle=requests,
             max_requests_per_minute=per_minute,
             budget_share=share,
             poll_interval_seconds=interval,
             stale_after_seconds=self.account.stale_after_seconds,
+            **extra,
         )
-        if requests is not None and self.budget is not None:
-            self._check_budget(requests)  # the same warning a real cycle would give
 
-    def _check_budget(self, requests: int) -> None:
-        """Warn once when a cycle needs more of the budget than its interval allows."""
-        assert self.budget is not None
-        needed = smallest_interval(requests, self.budget.per_minute)
-        if needed > self.account.poll_interval_seconds and not self._warned_budget:
-            self._warned_budget = True
-            self._log.warning(
-                "poll_interval_too_short",
-                requests_per_cycle=requests,
-                max_requests_per_minute=self.budget.per_minute,
-                poll_interval_seconds=self.account.poll_interval_seconds,
-                smallest_feasible_interval_seconds=needed,
-                hint="cycles are stretched to stay within the request budget; raise "
-                "poll_interval_seconds or monitor fewer integrations",
+    def _announce_walk(self, walk: _Walk) -> None:
+        """``all`` mode, when a walk of the list has ended: after the first, the plan line
+        again with the real cost (the list's pages, and the stream's page); after any, the
+        warning when the walk does not fit its interval, within the budget or in time (a slow
+        API), with the interval at which every integration is read."""
+        self._walks_done += 1
+        requests = walk.pages.pages + (1 if self.stream is not None else 0)
+        if self._walks_done == 1:
+            self._log_plan(
+                "list (100 integrations a page)",
+                len(walk.seen),
+                requests,
+                walk_seconds=round(walk.seconds, 3),
+                walk_cycles=walk.cycles,
             )
+        self._check_budget(requests, walk.seconds if walk.cycles > 1 else None)
+
+    def _check_budget(self, requests: int, walk_seconds: float | None = None) -> None:
+        """Warn once when a cycle needs more of the budget than its interval allows (or, for a
+        walk of the list spread over several cycles, more time): the interval named is the
+        smallest at which a cycle fits within its deadline, and the one at which each
+        integration is read meanwhile."""
+        if self.budget is None or self._warned_budget:
+            return
+        needed = smallest_interval(requests, self.budget.per_minute, CYCLE_DEADLINE_SHARE)
+        if walk_seconds is not None:
+            needed = max(needed, math.ceil(walk_seconds / CYCLE_DEADLINE_SHARE))
+        if needed <= self.account.poll_interval_seconds:
+            return
+        self._warned_budget = True
+        listing = self.account.integration_ids is None
+        self._log.warning(
+            "poll_interval_too_short",
+            requests_per_cycle=requests,
+            max_requests_per_minute=self.budget.per_minute,
+            poll_interval_seconds=self.account.poll_interval_seconds,
+            smallest_feasible_interval_seconds=needed,
+            **({"walk_seconds": round(walk_seconds, 3)} if walk_seconds is not None else {}),
+            hint=(
+                "the list walk goes on over several cycles: each integration is read about "
+                "every smallest_feasible_interval_seconds"
+                if listing
+                else "cycles are stretched to stay within the request budget"
+            )
+            + "; raise poll_interval_seconds or monitor fewer integrations",
+        )
 
     async def _after(self, snapshot: AccountSnapshot) -> None:
         """Run the after-cycle hook; its failure must not turn into a failed poll."""
@@ -291,14 +361,16 @@ class AccountPoller:
         # account-wide failure: rejected keys cost one request a back-off, not two)
         previous = self._store.get(self.account.name)
         readable = previous.cycles_completed > 0 and previous.account_error is None
-        streaming = None
-        if self.stream is not None and readable:
-            streaming = asyncio.create_task(self._read_stream())
-        try:
-            return await self._poll_cycle(streaming)
-        finally:
-            if streaming is not None and not streaming.done():
-                streaming.cancel()  # a poll cancelled (shutdown, reload) ends its read too
+        cycle = self.budget.cycle() if self.budget is not None else contextlib.nullcontext()
+        with cycle:  # background requests (cause lookups) wait for a full bucket meanwhile
+            streaming = None
+            if self.stream is not None and readable:
+                streaming = asyncio.create_task(self._read_stream())
+            try:
+                return await self._poll_cycle(streaming)
+            finally:
+                if streaming is not None and not streaming.done():
+                    streaming.cancel()  # a poll cancelled (shutdown, reload) ends its read too
 
     async def _poll_cycle(
         self, streaming: asyncio.Task[Mapping[int, Activity]] | None
@@ -313,27 +385,37 @@ class AccountPoller:
         except TimeoutError:
             fetch.cut = "deadline"
         expected = self._expected(previous, reads)
+        kept: dict[int, Observation] = {}
         if fetch.cut is None:
             self._cut = None
         else:
-            self._announce_cut(fetch.cut, read=len(reads), unread=len(expected - set(reads)))
+            unread = expected - reads.keys()
+            self._announce_cut(fetch.cut, read=len(reads), unread=len(unread))
             if not reads and fetch.account_error is None:
                 fetch.account_error = ApiError("poll cycle cut short", reason=fetch.cut)
-            unread = ApiError("not read before the cycle was cut short", reason=fetch.cut)
-            reads.update((i, Read(unread, self._clock())) for i in expected - set(reads))
+            # past the deadline, what was read before and not this time keeps its last values
+            # as they are: the next cycle reads it first (the walk goes on from here, the
+            # GETs go oldest first). Past the page cap it will not be: unreadable (frozen).
+            # What was never read is unknown.
+            if fetch.cut == "deadline":
+                kept = {i: previous.integrations[i] for i in unread if i in previous.integrations}
+            error = ApiError("not read before the cycle was cut short", reason=fetch.cut)
+            reads.update((i, Read(error, self._clock())) for i in unread - kept.keys())
         account_error = fetch.account_error
         if account_error is not None:
             at = self._clock()
             reads = {i: Read(account_error, at) for i in expected}
+            kept = {}
         else:
             account_error = _account_wide_error(r.outcome for r in reads.values())
         self._announce_account(account_error)
-        observations = self._observe(previous, reads)
+        observations = {**kept, **self._observe(previous, reads)}
         exceptions = previous.exceptions
         if streaming is not None and account_error is not None:
             streaming.cancel()  # the account cannot be read: neither can its stream
         elif streaming is not None:
             exceptions = await self._stream_result(streaming, deadline - self._monotonic())
+        known = self.stream is None or self.stream.reads > 0
         snapshot = AccountSnapshot(
             account=self.account.name,
             integrations=observations,
@@ -344,11 +426,33 @@ class AccountPoller:
             auth_ok=not isinstance(account_error, AuthFailed),
             account_error=account_error.reason if account_error is not None else None,
             list_pages=fetch.list_pages,
+            covered=previous.covered or self._covered(fetch, account_error, observations),
             exceptions=exceptions,
-            exception_counts=self.stream.counts() if self.stream is not None else None,
+            exceptions_known=known,
+            exception_counts=self.stream.counts(exceptions if known else None)
+            if self.stream is not None
+            else None,
         )
         self._store.put(snapshot)
+        if fetch.walked is not None:
+            self._announce_walk(fetch.walked)
         return snapshot
+
+    def _covered(
+        self,
+        fetch: _Fetch,
+        account_error: ApiError | None,
+        observations: Mapping[int, Observation],
+    ) -> bool:
+        """Whether this cycle completes the account's first full read: the account answered
+        as a whole, a walk of the list ended, or (configured IDs) each one was reached."""
+        if account_error is not None:
+            return account_error.reason not in CUT_REASONS
+        if self.account.integration_ids is None:
+            return fetch.walked is not None or fetch.cut is None
+        return all(
+            o.health is not None or o.error_reason not in CUT_REASONS for o in observations.values()
+        )
 
     async def _stream_result(
         self, streaming: asyncio.Task[Mapping[int, Activity]], remaining: float
@@ -360,7 +464,7 @@ class AccountPoller:
             return await asyncio.wait_for(streaming, max(0.0, remaining))
         except TimeoutError:
             self._stream_failed("deadline")
-            return self.stream.activity()
+            return self.stream.activity(self._clock())
 
     def _stream_failed(self, reason: str) -> None:
         if self._stream_error != reason:
@@ -372,12 +476,13 @@ class AccountPoller:
         budget, bounded in pages and time); its failure is one warning and costs the poll
         nothing: the activity known stays."""
         assert self.stream is not None
+        now = self._clock()
         try:
             async with asyncio.timeout(STREAM_SECONDS):
-                result = await self.stream.read(self.client, self._clock())
+                result = await self.stream.read(self.client, now)
         except (ApiError, TimeoutError) as exc:
             self._stream_failed(exc.reason if isinstance(exc, ApiError) else "timeout")
-            return self.stream.activity()
+            return self.stream.activity(now)
         if self._stream_error is not None:
             self._log.info("exception_logs_readable")
             self._stream_error = None
@@ -389,17 +494,45 @@ class AccountPoller:
                 hint="more new exception logs than stream_max_pages allow in one cycle: the "
                 "newest were read",
             )
-        return self.stream.activity()
+        self._announce_unusable_logs(result.invalid, result.clamped)
+        return self.stream.activity(now)
+
+    def _announce_unusable_logs(self, invalid: int, clamped: int) -> None:
+        """Logs of a stream page that cannot be used are counted (``sendcloud_api_errors_total
+        {endpoint="account_logs",reason="invalid_record"}``) with one warning; logs dated
+        beyond the skew tolerance are read as dated now, counted by the stream, with one
+        warning per episode."""
+        for _ in range(invalid):
+            self._events.error("account_logs", "invalid_record")
+        if invalid and not self._warned_invalid_logs:
+            self._warned_invalid_logs = True
+            self._log.warning(
+                "exception_logs_invalid",
+                invalid=invalid,
+                hint="exception logs without a usable id, integration_id or created_at are "
+                "skipped; they are counted in sendcloud_api_errors_total",
+            )
+        if clamped and not self._skewed_logs:
+            self._log.warning(
+                "exception_log_clock_skew",
+                logs=clamped,
+                tolerance_seconds=self.account.clock_skew_tolerance_seconds,
+                hint="exception logs dated in the future are read as dated now; check the "
+                "clocks (sendcloud_exception_logs_clamped_total counts them)",
+            )
+        self._skewed_logs = clamped > 0
 
     def _deadline_seconds(self) -> float:
-        """90 % of the interval — or of the interval the request budget makes necessary, so a
-        cycle that cannot fit its interval is stretched (with one warning) instead of cut at
-        the same place every time."""
+        """90 % of the interval. With configured IDs, 90 % of the interval the request budget
+        makes necessary when that is longer, so a cycle that cannot fit its interval is
+        stretched (with one warning) instead of cut at the same place every time; in ``all``
+        mode a walk cut short goes on from where it stopped next cycle instead."""
         interval = self.account.poll_interval_seconds
-        if self.budget is not None:
-            ids = self.account.integration_ids
-            expected = max(self._last_requests, len(ids) if ids is not None else 0)
-            interval = max(interval, smallest_interval(expected, self.budget.per_minute))
+        ids = self.account.integration_ids
+        if self.budget is not None and ids is not None:
+            expected = max(self._last_requests, len(ids))
+            needed = smallest_interval(expected, self.budget.per_minute, CYCLE_DEADLINE_SHARE)
+            interval = max(interval, needed)
         return CYCLE_DEADLINE_SHARE * interval
 
     def _expected(self, previous: AccountSnapshot, reads: Mapping[int, Read]) -> set[int]:
@@ -413,31 +546,57 @@ class AccountPoller:
     ) -> None:
         """Fill ``reads`` as answers arrive, so a cycle cut short keeps what it got."""
         ids = self.account.integration_ids
+        if ids is None:
+            await self._walk_list(previous, reads, fetch)
+            return
         plan = choose_plan(ids, previous.list_pages)
         if plan.use_list:
+            walk = ListWalk()
+            wanted = set(ids)
             try:
-                result = await self.client.list_integrations(
-                    max_pages=plan.max_pages, known=_last_records(previous)
-                )
+                async for page in self.client.list_pages(
+                    walk, max_pages=plan.max_pages, known=_last_records(previous)
+                ):
+                    _take_page(page, reads, self._clock(), wanted)
             except ApiError as exc:
                 fetch.account_error = exc
                 return
-            at = self._clock()
-            wanted = None if ids is None else set(ids)
-            reads.update(
-                (r.id, Read(r, at)) for r in result.integrations if wanted is None or r.id in wanted
-            )
-            reads.update(
-                (i, Read(exc, at))
-                for i, exc in result.unreadable.items()
-                if wanted is None or i in wanted
-            )
-            if ids is None and not result.complete:
-                fetch.cut = "page_cap"  # a cursor that never ends: keep the rest as they were
-                return
-            fetch.list_pages = result.pages if result.complete else len(ids or ())
+            fetch.list_pages = walk.pages if walk.done else len(ids)
         missing = self._expected(previous, reads) - reads.keys()
         await self._get_many(_oldest_read_first(missing, previous), reads)
+
+    async def _walk_list(
+        self, previous: AccountSnapshot, reads: dict[int, Read], fetch: _Fetch
+    ) -> None:
+        """``all`` mode: walk the list from where the last cycle stopped, each page kept as it
+        arrives. When the walk ends, the integrations known but not listed are confirmed with
+        a GET (a 404: gone), and — if this cycle did not begin that walk — a new one starts
+        at the first page, within what is left of the deadline."""
+        fresh = self._walk.pages.pages == 0
+        while True:
+            walk = self._walk
+            walk.cycles += 1
+            started = self._monotonic()
+            try:
+                async for page in self.client.list_pages(walk.pages, known=_last_records(previous)):
+                    walk.seen.update(_take_page(page, reads, self._clock()))
+            except ApiError as exc:
+                fetch.account_error = exc
+                self._walk = _Walk()  # the next cycle starts over (a bad cursor, a loop)
+                return
+            finally:
+                walk.seconds += self._monotonic() - started
+            self._walk = _Walk()
+            if not walk.pages.done:  # the page cap: a cursor that never ends
+                fetch.cut = "page_cap"  # keep the rest as they were
+                return
+            fetch.list_pages = walk.pages.pages
+            fetch.walked = walk
+            missing = previous.integrations.keys() - walk.seen - reads.keys()
+            await self._get_many(_oldest_read_first(missing, previous), reads)
+            if fresh:
+                return
+            fresh = True  # a walk that began in an earlier cycle ended: begin the next one
 
     async def _get_many(self, ids: Iterable[int], reads: dict[int, Read]) -> None:
         """GET each ID, at most ``max_concurrency`` at a time, recording each on arrival."""
@@ -562,6 +721,22 @@ class AccountPoller:
             self._log.info("sendcloud_auth_recovered")
         else:
             self._log.info("account_poll_recovered", previous_reason=previous)
+
+
+def _take_page(
+    page: ListPage, reads: dict[int, Read], at: datetime, wanted: set[int] | None = None
+) -> list[int]:
+    """One list page's records (and its unreadable ones) into ``reads``; returns the IDs."""
+    taken = []
+    for record in page.integrations:
+        if wanted is None or record.id in wanted:
+            reads[record.id] = Read(record, at)
+            taken.append(record.id)
+    for integration_id, exc in page.unreadable.items():
+        if wanted is None or integration_id in wanted:
+            reads[integration_id] = Read(exc, at)
+            taken.append(integration_id)
+    return taken
 
 
 def _oldest_read_first(ids: Iterable[int], previous: AccountSnapshot) -> list[int]:

@@ -80,8 +80,14 @@ class AccountSnapshot:
     auth_ok: bool = True
     account_error: str | None = None  # reason of an account-wide failure in the last cycle
     list_pages: int | None = None  # pages of the last complete list walk (request planning)
+    #: every integration of the account was read (or the account answered as a whole) at
+    #: least once since start: a walk cut short and resumed is not there yet
+    covered: bool = False
     #: integrations with exception logs in the last hour, from the account's log stream
     exceptions: Mapping[int, Activity] = field(default_factory=dict)
+    #: whether ``exceptions`` is known: the stream was read since start (or there is none);
+    #: before, what the stream would say is unknown, not "no logs"
+    exceptions_known: bool = False
     #: the log stream's counters per integration (None: the account has no stream)
     exception_counts: Counts | None = None
 
@@ -117,5 +123,7 @@ class Store:
             return self._snapshots
 
     def ready(self) -> bool:
-        """True once every account has completed at least one poll cycle."""
-        return all(s.cycles_completed > 0 for s in self.snapshots().values())
+        """True once every account has completed a first full read: each integration read at
+        least once (a list walk resumed over several cycles has ended), or the account
+        answered as a whole (its keys rejected, the API unreachable)."""
+        return all(s.cycles_completed > 0 and s.covered for s in self.snapshots().values())

@@ -83,7 +83,8 @@ def exported_metric_names() -> set[str]:
     stream.kinds[("requests.exceptions.SSLError", "5xx")] = 3
     store = Store(["default"])
     observation = Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))
-    store.put(AccountSnapshot("default", {1: observation}, 1, T0, exception_counts=stream.counts()))
+    counts = stream.counts(stream.activity(T0))  # as after the stream's first read
+    store.put(AccountSnapshot("default", {1: observation}, 1, T0, exception_counts=counts))
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
     events = metrics.client_events("default")
     events.request("get_integration", "200", 0.1)

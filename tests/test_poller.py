@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 
@@ -341,7 +342,8 @@ async def test_the_plan_is_announced_once_at_start(
     assert listed["budget_share"] == round(2000 / 900, 3)
     [warning] = captured_logs.events("poll_interval_too_short")
     assert warning["level"] == "warning"
-    assert warning["smallest_feasible_interval_seconds"] == 134  # 2000 requests at 900/min
+    # 2000 requests at 900/min take 134 s: the interval whose 90 % (the deadline) holds them
+    assert warning["smallest_feasible_interval_seconds"] == 149
 
 
 async def test_a_corrupt_health_field_makes_that_integration_unreadable_not_healthy(
@@ -372,8 +374,9 @@ async def test_a_corrupt_health_field_makes_that_integration_unreadable_not_heal
 class _Broken:
     """A client whose list walk raises what no error class covers (a bug in the monitor)."""
 
-    async def list_integrations(self, **kwargs: object) -> None:
+    async def list_pages(self, *args: object, **kwargs: object) -> AsyncIterator[None]:
         raise RuntimeError("a bug")
+        yield  # an async generator, as the client's
 
 
 async def test_an_unexpected_exception_in_a_cycle_leaves_the_account_unreadable(
@@ -410,3 +413,120 @@ async def test_a_poll_started_after_stop_does_nothing(world: Simulator, clock: F
         rig.poller.stop()
         await rig.poll()
         assert world.requests == []
+
+
+async def test_a_walk_cut_by_its_deadline_keeps_its_pages_and_goes_on_next_cycle(
+    clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    """A large account on a slow API: 5 pages of 0.3 s against a 0.9 s deadline. The pages of
+    a cut cycle used to be thrown away (and the account reported ready with nothing read); now
+    each cycle keeps its pages, the next goes on from the page after, and the account is ready
+    once every integration has been read."""
+    with Simulator([SimIntegration(i) for i in range(1, 501)], clock=clock) as sim:
+        sim.inject_fault(kind="slow", delay=0.3, count=1000, endpoint="list")
+        account = account_for(sim, None, poll_interval_seconds=1.0)
+        store = Store([account.name])
+        async with open_pollers([account], store, Metrics(store, [account.name]), clock=clock) as (
+            poller,
+        ):
+            poller.announce_plan()
+            await poller.poll()
+            first = store.get(account.name)
+            assert 0 < len(first.integrations) < 500  # the pages read are kept
+            assert {o.status for o in first.integrations.values()} == {ReadOutcome.OK}
+            assert first.account_error is None
+            assert not store.ready()  # some integrations were never read
+            cycles = 1
+            while not store.ready() and cycles < 12:
+                clock.advance(1)
+                await poller.poll()
+                cycles += 1
+            snapshot = store.get(account.name)
+            assert store.ready()
+            assert sorted(snapshot.integrations) == list(range(1, 501))
+            assert {o.status for o in snapshot.integrations.values()} == {ReadOutcome.OK}
+            assert snapshot.list_pages == 5
+            # the next walk goes on over the cycles: what a cycle does not reach keeps its values
+            clock.advance(1)
+            await poller.poll()
+            again = store.get(account.name)
+            assert len(again.integrations) == 500
+            assert {o.status for o in again.integrations.values()} == {ReadOutcome.OK}
+            newer = [i for i, o in again.integrations.items() if o is not snapshot.integrations[i]]
+            assert 0 < len(newer) < 500
+    requested = [p for p in sim.requests if p == "/integrations"]
+    assert len(requested) >= 5  # every page, each once per walk: none read twice in a walk
+    # the plan line, completed once the first walk ended; then the interval that fits
+    every, complete = captured_logs.events("poll_plan")[-2:]
+    assert every["requests_per_cycle"] == "known after the first walk"
+    assert (complete["integrations"], complete["requests_per_cycle"]) == (500, 5)
+    assert complete["walk_cycles"] >= 2
+    [warning] = captured_logs.events("poll_interval_too_short")
+    assert warning["smallest_feasible_interval_seconds"] == math.ceil(warning["walk_seconds"] / 0.9)
+    assert warning["smallest_feasible_interval_seconds"] >= 2
+    assert len(captured_logs.events("poll_cycle_cut_short")) == 1  # once per episode
+
+
+async def test_configured_ids_cut_by_the_deadline_keep_what_was_read_before(
+    clock: FakeClock,
+) -> None:
+    """Per-ID GETs past the deadline: the IDs read before and not this time keep their values
+    as they are (integration_up 1, nothing changes for their alerts) and go first next time."""
+    with Simulator([SimIntegration(i) for i in range(1, 301)], clock=clock) as sim:
+        account = account_for(sim, (1, 250, 299), poll_interval_seconds=1.0, max_concurrency=1)
+        store = Store([account.name])
+        async with open_pollers([account], store, Metrics(store, [account.name]), clock=clock) as (
+            poller,
+        ):
+            await poller.poll()  # two pages and two GETs: the account is too large to list
+            before = store.get(account.name).integrations
+            clock.advance(1)
+            sim.inject_fault(kind="slow", delay=2.0, count=1, integration_id=250)
+            await poller.poll()  # GET 1, then GET 250 arrives after the 0.9 s deadline
+            cut = store.get(account.name).integrations
+            clock.advance(1)
+            sim.requests.clear()
+            await poller.poll()
+            after = store.get(account.name).integrations
+    assert cut[1].last_success == clock() - timedelta(seconds=1)  # read in the cut cycle
+    assert cut[250] is before[250]  # kept as it was
+    assert cut[299] is before[299]
+    assert sim.requests[:2] == ["/integrations/250", "/integrations/299"]  # oldest first
+    assert {o.last_success for o in after.values()} == {clock()}
+
+
+async def test_unusable_logs_of_the_stream_are_counted_with_one_warning(
+    world: Simulator, clock: FakeClock, captured_logs: LogCapture
+) -> None:
+    from monitor.sendcloud.stream import ExceptionStream
+
+    account = account_for(world, None)
+    store = Store([account.name])
+    metrics = Metrics(store, [account.name])
+    async with open_pollers([account], store, metrics, clock=clock) as (poller,):
+        poller.stream = ExceptionStream()
+        await poller.poll()  # the first poll: the stream is read from the second on
+        assert (
+            metric_value(
+                scraped(metrics),
+                "sendcloud_api_errors_total",
+                endpoint="account_logs",
+                reason="invalid_record",
+            )
+            == 0
+        )
+        world.append_raw_log({"id": "not-a-number", "integration_id": 1})
+        world.append_raw_log({"id": 77, "integration_id": 1, "created_at": "yesterday"})
+        world.append_log(1)
+        await poller.poll()
+        world.append_raw_log({"id": 78, "created_at": clock().isoformat()})
+        await poller.poll()
+        text = scraped(metrics)
+    invalid = metric_value(
+        text, "sendcloud_api_errors_total", endpoint="account_logs", reason="invalid_record"
+    )
+    # counted on each page they are read on, as unusable list records are: 2, then 2 + 1
+    assert invalid == 5
+    assert metric_value(text, "integration_exceptions_total", integration_id="1") == 1
+    [warning] = captured_logs.events("exception_logs_invalid")
+    assert warning["level"] == "warning"

@@ -145,8 +145,9 @@ def conditions_for(
 ) -> tuple[list[Condition], set[AlertKey]]:
     """Conditions holding in ``snapshot`` (from each integration's health as derived at its
     read), and the keys whose state is unknown this time (integrations that could not be
-    read, or every integration during an account-wide error): unknown is neither firing nor
-    resolved."""
+    read, or every integration during an account-wide error; ``IntegrationErrorsRising``
+    before the account's log stream has been read since start): unknown is neither firing
+    nor resolved."""
     account = snapshot.account
     conditions: list[Condition] = []
     unknown: set[AlertKey] = set()
@@ -172,8 +173,16 @@ def conditions_for(
         record, health = observation.record, observation.health
         assert record is not None
         assert health is not None
+        if not snapshot.exceptions_known and health.failing_since is None:
+            # the stream not read yet since start: cannot tell (a failing one is not rising)
+            unknown.add(AlertKey(INTEGRATION_ERRORS_RISING, account, integration_id))
         activity = snapshot.exceptions.get(integration_id)
-        rising = activity is not None and health.failing_since is None and rules is not None
+        rising = (
+            activity is not None
+            and health.failing_since is None
+            and rules is not None
+            and activity.recent >= rules.errors_rising_count
+        )
         stale = health.stale and health.fetched_since is not None
         if health.failing_since is None and not rising and not stale:
             continue  # nothing can hold: most integrations, every cycle
@@ -192,14 +201,13 @@ def conditions_for(
                 Condition(key, health.failing_since, context, record.started_failing_at)
             )
         if rising:
+            # the logs dated within the window at the stream's read (the window is the
+            # stream's, set from errors_rising_window_seconds): what /metrics exports as
+            # integration_exceptions_in_window for the shipped rule
             assert activity is not None
-            assert rules is not None
-            since = health.read_at - timedelta(seconds=rules.errors_rising_window_seconds)
-            count = activity.count_since(since)
-            if count >= rules.errors_rising_count:
-                detail = replace(context, detail=f"{count} exception logs")
-                key = AlertKey(INTEGRATION_ERRORS_RISING, account, integration_id)
-                conditions.append(Condition(key, None, detail))
+            detail = replace(context, detail=f"{activity.recent} exception logs")
+            key = AlertKey(INTEGRATION_ERRORS_RISING, account, integration_id)
+            conditions.append(Condition(key, None, detail))
         if stale:
             assert health.fetched_since is not None
             since = health.fetched_since + timedelta(seconds=health.stale_after_seconds)

@@ -3,10 +3,11 @@
 Pure rule logic lives in :mod:`monitor.alerting.rules`; this module does the I/O around it: the
 sinks, the state file, the metrics and the exception-log lookups. A lookup never delays a
 notification nor a poll: a newly firing ``IntegrationFailing`` goes out at once (``cause_error``
-says the lookup is pending), the lookup runs in the background (a few at a time, within a small
-share of the account's request budget), and its result is delivered with the account's next
-evaluation as a ``kind: cause`` event; from then on the alert carries it (Alertmanager's
-description annotation, repeats, escalations)."""
+says the lookup is pending), the lookup runs in the background (a few at a time, from the
+account's request budget after its polls: what the polls leave of the rate), and its result is
+delivered with the account's next evaluation as a ``kind: cause`` event; from then on the alert
+carries it (Alertmanager's description annotation, repeats, escalations). One lookup per
+episode: one that found nothing is not made again until the alert resolves."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ from monitor.alerting.rules import (
     event_fields,
 )
 from monitor.sendcloud import ApiError
-from monitor.sendcloud.budget import RequestBudget
+from monitor.sendcloud.budget import Budget
 from monitor.store import AccountSnapshot
 
 log = structlog.get_logger(__name__)
@@ -60,8 +61,8 @@ Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)
 CAUSE_PENDING = "the exception logs are being looked up; the cause follows as a 'cause' event"
 NO_LOG = "no exception log of this integration was read"
 CAUSE_FAILED = "the exception logs could not be looked up; tried again at the next evaluation"
-#: Cause lookups in flight at once, over all accounts.
-CAUSE_CONCURRENCY = 4
+#: Cause lookups in flight at once, over all accounts (each account's budget paces its own).
+CAUSE_CONCURRENCY = 8
 #: The alerts whose events carry a cause (from the stream, or IntegrationFailing's lookup).
 CAUSED = frozenset({INTEGRATION_FAILING, INTEGRATION_ERRORS_RISING})
 AlertObserver = Callable[[str, str], None]  # (alert, status)
@@ -113,7 +114,7 @@ class Alerter:
         state_file: Path | None = None,
         on_alert: AlertObserver = lambda alert, status: None,
         on_firing: FiringObserver = lambda counts: None,
-        cause_budgets: Mapping[str, RequestBudget] | None = None,
+        cause_budgets: Mapping[str, Budget] | None = None,
     ) -> None:
         self.rules = rules
         self.sinks = list(sinks)
@@ -325,12 +326,15 @@ class Alerter:
         task.add_done_callback(self._lookups.discard)
 
     async def _find_cause(self, state: AlertState) -> None:
-        """One lookup: a few at a time, within the account's cause budget, and only while the
-        alert still fires."""
+        """One lookup: a few at a time, from the account's request budget after its polls
+        (the request is taken here, before the timeout starts: the fetcher must not take it
+        again), and only while the alert still fires."""
         key = state.key
         budget = self.cause_budgets.get(key.account)
         if budget is not None:  # first the account's own budget, then a global slot: one
-            await budget.acquire()  # account's incident cannot hold the slots of the others
+            if not self._still_firing(key):  # account's incident cannot hold the slots of
+                return  # the others
+            await budget.acquire(background=True)
         async with self._cause_slots:
             if not self._still_firing(key):
                 return

@@ -38,6 +38,7 @@ STALENESS_SECONDS = "integration_fetch_staleness_seconds"
 INFO = "integration_info"
 EXCEPTIONS_TOTAL = "integration_exceptions_total"
 LAST_EXCEPTION = "integration_last_exception_timestamp_seconds"
+EXCEPTIONS_IN_WINDOW = "integration_exceptions_in_window"
 FAMILIES = (
     Family(
         FAILING_SECONDS,
@@ -88,6 +89,14 @@ FAMILIES = (
         "created_at of the integration's newest exception log read (absent before one).",
     ),
     Family(
+        EXCEPTIONS_IN_WINDOW,
+        "Exception logs of the integration dated within the alerting's "
+        "errors_rising_window_seconds (15 min by default) at the last read of the account's "
+        "log stream, whenever they were read: what IntegrationErrorsRising counts (the shipped "
+        "rule compares it with errors_rising_count). Absent until the stream has been read "
+        "since the monitor started.",
+    ),
+    Family(
         "integration_monitor_last_poll_success_timestamp_seconds",
         "When the last poll cycle without an account-wide error finished.",
         per_account=True,
@@ -116,13 +125,16 @@ def integration_samples(
 ) -> Iterator[tuple[str, float]]:
     """(family, value) of one integration's series that do not depend on the scrape's time
     (all but the elapsed ones, see ``elapsed_samples``, and ``integration_info``); with the
-    account's log-stream ``counts``, its exception counter (0 until a log) and newest log."""
+    account's log-stream ``counts``, its exception counter (0 until a log), newest log and the
+    logs within the early warning's window (once the stream has been read)."""
     if counts is not None:
         integration_id = observation.integration_id
         yield EXCEPTIONS_TOTAL, float(counts.totals.get(integration_id, 0))
         at = counts.last_at.get(integration_id)
         if at is not None:
             yield LAST_EXCEPTION, at.timestamp()
+        if counts.recent is not None:
+            yield EXCEPTIONS_IN_WINDOW, float(counts.recent.get(integration_id, 0))
     yield "integration_up", 1.0 if observation.status is ReadOutcome.OK else 0.0
     yield "integration_not_found", 1.0 if observation.status is ReadOutcome.NOT_FOUND else 0.0
     if observation.last_success is not None:

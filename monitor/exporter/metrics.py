@@ -256,6 +256,7 @@ class Metrics:
             for reason in INVALID_ANSWER_REASONS:
                 self._api_errors.labels(name, endpoint, reason)
         self._api_errors.labels(name, "poll", INTERNAL_ERROR)
+        self._api_errors.labels(name, "account_logs", "invalid_record")
 
     def remove_account(self, name: str) -> None:
         """An account that left the configuration: every series labelled with it ends (its
@@ -382,7 +383,7 @@ class _Exceptions:
     def describe(self) -> list[Metric]:
         return list(self._families())
 
-    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily]:
+    def _families(self) -> tuple[CounterMetricFamily, CounterMetricFamily, CounterMetricFamily]:
         return (
             CounterMetricFamily(
                 "sendcloud_exception_logs",
@@ -397,10 +398,17 @@ class _Exceptions:
                 "exception_logs_max_pages allow (estimated from the log IDs).",
                 labels=["account"],
             ),
+            CounterMetricFamily(
+                "sendcloud_exception_logs_clamped",
+                "Exception logs dated more than clock_skew_tolerance_seconds ahead of the "
+                "monitor's clock, read as dated now (a log dated tomorrow would hide every "
+                "later one).",
+                labels=["account"],
+            ),
         )
 
     def collect(self) -> list[Metric]:
-        kinds, skipped = self._families()
+        kinds, skipped, clamped = self._families()
         streams = self._streams()
         for account in sorted(self._store.snapshots()):
             stream = streams.get(account)
@@ -409,4 +417,5 @@ class _Exceptions:
             for (kind, code), count in sorted(stream.kinds.items()):
                 kinds.add_metric([account, kind, code], float(count))
             skipped.add_metric([account], float(stream.skipped))
-        return [kinds, skipped]
+            clamped.add_metric([account], float(stream.clamped))
+        return [kinds, skipped, clamped]

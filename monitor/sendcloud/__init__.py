@@ -4,19 +4,22 @@
 - ``records``: :class:`Integration` and its validation from API data;
 - ``errors``: :class:`ApiError` and its subclasses, the client's typed failures;
 - ``oauth``: OAuth2 client credentials as an ``httpx.Auth`` flow;
-- ``budget``: :class:`RequestBudget`, the per-account request rate (token bucket);
+- ``budget``: :class:`RequestBudget`, the request rate of one API key (token bucket), shared
+  by the accounts of that key (:class:`BudgetShare`);
 - ``transport``: the request path under httpx (aiohttp's engine, no cookies) and how a
   failed request is classified.
 
 May import only ``monitor`` itself (the version).
 """
 
-from monitor.sendcloud.budget import RequestBudget, smallest_interval
+from monitor.sendcloud.budget import Budget, BudgetShare, RequestBudget, smallest_interval
 from monitor.sendcloud.client import (
     MAX_BODY_BYTES,
     MAX_LIST_PAGES,
     ClientEvents,
+    ListPage,
     ListResult,
+    ListWalk,
     NoEvents,
     SendcloudClient,
     parse_retry_after,
@@ -44,11 +47,15 @@ __all__ = [
     "MAX_LIST_PAGES",
     "ApiError",
     "AuthFailed",
+    "Budget",
+    "BudgetShare",
     "ClientEvents",
     "Integration",
     "InvalidRecord",
     "InvalidResponse",
+    "ListPage",
     "ListResult",
+    "ListWalk",
     "NoEvents",
     "NotFound",
     "OAuth2ClientCredentials",

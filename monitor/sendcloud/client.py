@@ -13,7 +13,7 @@ import email.utils
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,7 +23,7 @@ import stamina
 import structlog
 
 from monitor import __version__
-from monitor.sendcloud.budget import RequestBudget
+from monitor.sendcloud.budget import Budget
 from monitor.sendcloud.errors import (
     ApiError,
     AuthFailed,
@@ -63,6 +63,27 @@ class ListResult:
     invalid: int  # records skipped because they did not parse
     #: integrations whose record arrived with a field that decides health invalid
     unreadable: dict[int, InvalidRecord] = field(default_factory=dict)
+
+
+@dataclass
+class ListWalk:
+    """Where a walk of the integration list stands. A walk may span several poll cycles: the
+    next one goes on from ``next_url`` (the pages already read are not read again)."""
+
+    next_url: httpx.URL | None = None  # the next page to read; None: the first page
+    pages: int = 0  # pages read so far
+    done: bool = False  # the last page was read
+    followed: set[str] = field(default_factory=set)  # next links followed (a loop is an error)
+
+
+@dataclass(frozen=True)
+class ListPage:
+    """One page of the integration list, as it arrived."""
+
+    integrations: list[Integration]
+    invalid: int  # records skipped because they did not parse
+    #: integrations whose record arrived with a field that decides health invalid
+    unreadable: dict[int, InvalidRecord]
 
 
 class ClientEvents(Protocol):
@@ -114,7 +135,7 @@ class SendcloudClient:
         max_attempts: int = 3,
         backoff_seconds: float = 0.5,
         events: ClientEvents | None = None,
-        budget: RequestBudget | None = None,
+        budget: Budget | None = None,
         auth: httpx.Auth | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         monotonic: Callable[[], float] = time.monotonic,
@@ -175,7 +196,34 @@ class SendcloudClient:
         max_pages: int | None = None,
         known: Callable[[int], Integration | None] = lambda integration_id: None,
     ) -> ListResult:
-        """Every integration of the account, page by page, up to ``max_pages``.
+        """Every integration of the account, page by page, up to ``max_pages`` (one walk,
+        collected: see ``list_pages`` for a walk read as it arrives)."""
+        walk = ListWalk()
+        found: list[Integration] = []
+        unreadable: dict[int, InvalidRecord] = {}
+        invalid = 0
+        async for page in self.list_pages(
+            walk, page_size=page_size, max_pages=max_pages, known=known
+        ):
+            found.extend(page.integrations)
+            unreadable.update(page.unreadable)
+            invalid += page.invalid
+        return ListResult(
+            found, walk.done, pages=walk.pages, invalid=invalid, unreadable=unreadable
+        )
+
+    async def list_pages(
+        self,
+        walk: ListWalk,
+        *,
+        page_size: int = MAX_PAGE_SIZE,
+        max_pages: int | None = None,
+        known: Callable[[int], Integration | None] = lambda integration_id: None,
+    ) -> AsyncIterator[ListPage]:
+        """The pages of the integration list from where ``walk`` stands, each as it arrives,
+        until the last page or until the walk has read ``max_pages`` (at most MAX_LIST_PAGES);
+        ``walk`` is brought up to date before each page is handed over, so a caller cut short
+        (its deadline) can go on from there later.
 
         A record equal to the one ``known`` gives for its id is returned as that very object:
         an unchanged integration costs no memory, and the new copy dies with its page instead
@@ -185,46 +233,61 @@ class SendcloudClient:
         the rest; the caller confirms missing ones individually. A 404 here is not "every
         integration is gone" but a wrong URL or a proxy: an account-wide error.
         """
-        max_pages = MAX_LIST_PAGES if max_pages is None else min(max_pages, MAX_LIST_PAGES)
-        url: httpx.URL | str = "integrations"
-        params: dict[str, Any] | None = {"page_size": page_size}
-        seen: set[str] = set()
-        found: list[Integration] = []
-        unreadable: dict[int, InvalidRecord] = {}
-        invalid = 0
-        pages = 0
-        while True:
-            response, raw = await self._request("list_integrations", url, params)
-            pages += 1
+        limit = MAX_LIST_PAGES if max_pages is None else min(max_pages, MAX_LIST_PAGES)
+        while not walk.done and walk.pages < limit:
+            if walk.next_url is None:
+                response, raw = await self._request(
+                    "list_integrations", "integrations", {"page_size": page_size}
+                )
+            else:
+                response, raw = await self._request("list_integrations", walk.next_url)
             with self._counted("list_integrations"):
+                unreadable: dict[int, InvalidRecord] = {}
+                invalid = 0
                 records = parse_page(raw)
                 if records is None:  # not a page of clean records: one by one, each counted
-                    records, skipped = self._parse_each(response, raw, unreadable)
-                    invalid += skipped
+                    records, invalid = self._parse_each(response, raw, unreadable)
+                found = []
                 for record in records:
                     same = known(record.id)
                     found.append(same if same == record else record)
                 next_url = self._next_link(response)
-                if next_url is None or pages >= max_pages:
-                    return ListResult(
-                        found, next_url is None, pages=pages, invalid=invalid, unreadable=unreadable
-                    )
-                if str(next_url) in seen:
+                if (
+                    next_url is not None
+                    and walk.pages + 1 < limit
+                    and str(next_url) in walk.followed
+                ):
                     raise InvalidResponse(
                         "pagination loops back to a page already read",
                         status=200,
                         reason="link_loop",
                     )
-            seen.add(str(next_url))
-            url, params = next_url, None
+            walk.pages += 1
+            if next_url is None:
+                walk.done = True
+            else:
+                walk.followed.add(str(next_url))
+            walk.next_url = next_url
+            yield ListPage(found, invalid, unreadable)
 
     async def integration_logs(
-        self, integration_id: int, *, page_size: int = 10
+        self,
+        integration_id: int,
+        *,
+        page_size: int = 10,
+        background: bool = False,
+        prepaid: bool = False,
     ) -> list[dict[str, Any]]:
         """The most recent exception logs of one integration (first page only), as raw objects:
-        they carry request details that callers must redact before use."""
+        they carry request details that callers must redact before use. ``background``: the
+        request (and its retries) takes from the budget after the polls; ``prepaid``: the
+        caller has taken the first attempt's request from the budget already."""
         response, raw = await self._request(
-            "integration_logs", f"integrations/{integration_id}/logs", {"page_size": page_size}
+            "integration_logs",
+            f"integrations/{integration_id}/logs",
+            {"page_size": page_size},
+            background=background,
+            prepaid=prepaid,
         )
         with self._counted("integration_logs"):
             return [item for item in _data_list(response, raw) if isinstance(item, dict)]
@@ -305,14 +368,20 @@ class SendcloudClient:
         return target
 
     async def _request(
-        self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None = None
+        self,
+        endpoint: str,
+        url: httpx.URL | str,
+        params: dict[str, Any] | None = None,
+        *,
+        background: bool = False,
+        prepaid: bool = False,
     ) -> tuple[httpx.Response, bytes]:
         """One logical GET: budgeted, with a bounded retry of transient failures (stamina:
         exponential backoff with jitter; the poll cycle's own deadline cancels whatever is
         still waiting, so there is no retry timeout of its own)."""
         try:
             try:  # almost every request ends here, without setting up a retry loop
-                return await self._attempt(endpoint, url, params)
+                return await self._attempt(endpoint, url, params, background, prepaid)
             except ApiError as exc:
                 if self._retry_wait(exc) is False:
                     raise
@@ -329,7 +398,7 @@ class SendcloudClient:
                     if failed is not None:  # the first attempt, made above: stamina counts
                         first, failed = failed, None  # it and waits as if it had made it
                         raise first
-                    return await self._attempt(endpoint, url, params)
+                    return await self._attempt(endpoint, url, params, background)
         except ApiError as exc:
             if not isinstance(exc, NotFound):
                 self._events.error(endpoint, exc.reason)
@@ -355,10 +424,15 @@ class SendcloudClient:
         self._events.throttled(exc.pause)
 
     async def _attempt(
-        self, endpoint: str, url: httpx.URL | str, params: dict[str, Any] | None
+        self,
+        endpoint: str,
+        url: httpx.URL | str,
+        params: dict[str, Any] | None,
+        background: bool = False,
+        prepaid: bool = False,
     ) -> tuple[httpx.Response, bytes]:
-        if self._budget is not None:
-            waited = await self._budget.acquire()
+        if self._budget is not None and not prepaid:
+            waited = await self._budget.acquire(background=background)
             if waited:
                 self._events.budget_wait(waited)
         started = time.perf_counter()

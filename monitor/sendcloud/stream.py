@@ -10,6 +10,17 @@ rest are skipped and counted (estimated from the log IDs, which increase with ti
 silently lost: the position jumps to what was read, so a storm never takes the budget from
 polling. A first start reads back ``horizon`` (1 h) only.
 
+A restart goes on from the saved position and reads back the same ``horizon``: the logs read
+before it are taken again into the recent activity (so a warning that held before the restart
+holds after it) but not counted again. A log dated in the future is read as dated now (as the
+health derivation clamps what the record's timestamps give): one dated tomorrow would be the
+position and hide every later log. Only a log more than ``skew_tolerance`` ahead is moved (and
+counted): within it, clocks that differ a little are not news, and the grace covers them.
+
+What ``IntegrationErrorsRising`` judges is each integration's logs dated within ``window`` at
+the read (``Activity.recent``): computed here once, it is both the daemon's condition and what
+``/metrics`` exports for the shipped rule, so both count the same logs, whenever they were read.
+
 Only what the monitor needs is kept of a log: its ID, integration, time, exception type and
 response code; and, of each integration's newest log, the raw object for its cause (the
 alerting redacts and allowlists it before anything is shown).
@@ -19,7 +30,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -32,6 +43,8 @@ HORIZON = timedelta(hours=1)
 LATE_GRACE = timedelta(minutes=5)
 #: How long each integration's log times are kept (the longest early-warning window).
 KEEP = timedelta(hours=1)
+#: The default window of IntegrationErrorsRising (the alerting's errors_rising_window_seconds).
+WINDOW = timedelta(minutes=15)
 #: Exception types with a label of their own per account; the rest are ``other``.
 TOP_TYPES = 10
 SEEN_IDS = 50_000
@@ -53,10 +66,12 @@ class Position:
 
 @dataclass(frozen=True)
 class Activity:
-    """One integration's recent exception logs: their times (within KEEP) and the newest."""
+    """One integration's recent exception logs: their times (within KEEP), the newest, and how
+    many are dated within the stream's window at the read (``recent``)."""
 
     times: tuple[datetime, ...]
     newest: Mapping[str, Any]
+    recent: int = 0
 
     def count_since(self, since: datetime) -> int:
         return sum(1 for t in self.times if t >= since)
@@ -65,10 +80,12 @@ class Activity:
 @dataclass(frozen=True, slots=True)
 class Counts:
     """The stream's per-integration counters as of one poll (what ``/metrics`` shows): logs
-    read since start, and the newest one's time. Only integrations with a log are in them."""
+    read since start, the newest one's time, and the logs within the window (None until the
+    stream has been read since start: unknown). Only integrations with a log are in them."""
 
     totals: Mapping[int, int]
     last_at: Mapping[int, datetime]
+    recent: Mapping[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +104,7 @@ class ReadResult:
     pages: int = 0
     skipped: int = 0
     invalid: int = 0
+    clamped: int = 0  # new logs dated more than skew_tolerance ahead (read as dated now)
     reached: bool = True
 
 
@@ -98,11 +116,19 @@ class ExceptionStream:
     horizon: timedelta = HORIZON
     position: Position | None = None
     on_position: Callable[[Position], None] = lambda position: None
+    #: IntegrationErrorsRising's window: ``Activity.recent`` counts the logs within it
+    window: timedelta = WINDOW
+    #: how far ahead of the clock a log may be dated before it is counted as clamped
+    skew_tolerance: timedelta = timedelta(seconds=60)
+    #: reads that succeeded in this process (0: the recent activity is not known yet)
+    reads: int = 0
     #: integration -> logs read since start (the counters of /metrics)
     totals: collections.Counter[int] = field(default_factory=collections.Counter)
     #: (exception type label, response code class) -> logs read since start
     kinds: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
     skipped: int = 0
+    #: logs dated more than skew_tolerance ahead of the clock, read as dated now
+    clamped: int = 0
     last_at: dict[int, datetime] = field(default_factory=dict)
     _times: dict[int, collections.deque[datetime]] = field(default_factory=dict)
     _newest: dict[int, _Log] = field(default_factory=dict)
@@ -116,13 +142,17 @@ class ExceptionStream:
         now: datetime,
     ) -> ReadResult:
         """One cycle's read; raises the API's errors (the caller counts and logs them)."""
+        first = self.reads == 0
         stop = (self.position.last_time - LATE_GRACE) if self.position else now - self.horizon
-        if self.position is not None and self._floor is None and not self._seen:
-            # a restart: what was read before it is at or before its position (the IDs seen
-            # then are not kept), late logs included
+        if self.position is not None and first:
+            # a restart (or an account added again): what was read before it is at or before
+            # its position (the IDs seen then are not kept); the horizon is read back all the
+            # same, so the recent activity is known again, without counting anything twice
             self._floor = (self.position.last_time, self.position.last_id)
+            stop = min(stop, now - self.horizon)
         result = ReadResult(reached=False)
-        fresh: list[_Log] = []
+        #: (log, counted: not read before a restart, dated beyond the skew tolerance)
+        fresh: list[tuple[_Log, bool, bool]] = []
         url: httpx.URL | None = None
         oldest: _Log | None = None
         while result.pages < self.max_pages:
@@ -133,6 +163,9 @@ class ExceptionStream:
                 if parsed is None:
                     result.invalid += 1
                     continue
+                skewed = parsed.created_at - now > self.skew_tolerance
+                if skewed:  # dated in the future beyond the tolerance: read as dated now
+                    parsed = replace(parsed, created_at=now)
                 if parsed.created_at < stop:
                     result.reached = True  # the page reaches back to what was read before
                     continue
@@ -140,9 +173,7 @@ class ExceptionStream:
                     oldest = parsed
                 if parsed.id in self._seen:
                     continue
-                if self._floor is not None and (parsed.created_at, parsed.id) <= self._floor:
-                    continue  # read before the restart
-                fresh.append(parsed)
+                fresh.append((parsed, not self._before_floor(parsed, skewed), skewed))
             if result.reached or following is None:
                 result.reached = True
                 break
@@ -150,36 +181,59 @@ class ExceptionStream:
         if not result.reached and self.position is not None and oldest is not None:
             result.skipped = max(0, oldest.id - self.position.last_id - 1)
             self.skipped += result.skipped
-        for entry in sorted(fresh, key=lambda e: (e.created_at, e.id)):
-            self._take(entry)
-        result.new = len(fresh)
+        fresh.sort(key=lambda entry: (entry[0].created_at, entry[0].id))
+        for entry, counted, _ in fresh:
+            self._take(entry, counted=counted)
+        result.new = sum(1 for _, counted, _ in fresh if counted)
+        result.clamped = sum(1 for _, counted, skewed in fresh if counted and skewed)
+        self.clamped += result.clamped
         self._prune(now)
-        newest = max(fresh, key=lambda e: (e.created_at, e.id), default=None)
+        self.reads += 1
+        newest = max((e for e, _, _ in fresh), key=lambda e: (e.created_at, e.id), default=None)
         if newest is not None and (
-            self.position is None or newest.created_at >= self.position.last_time
+            self.position is None
+            or (newest.created_at, newest.id) > (self.position.last_time, self.position.last_id)
         ):
             self.position = Position(newest.id, newest.created_at)
             self.on_position(self.position)
         return result
 
-    def counts(self) -> Counts:
-        """A copy of the per-integration counters, for the account's snapshot."""
-        return Counts(dict(self.totals), dict(self.last_at))
+    def _before_floor(self, entry: _Log, clamped: bool) -> bool:
+        """Whether a log was read (and counted) before this process took over the position.
+        A log dated too far in the future is read as dated now, a later time at each start:
+        it was read before if it was written before the position's log (log IDs grow with
+        time)."""
+        if self._floor is None:
+            return False
+        if clamped:
+            return entry.id <= self._floor[1]
+        return (entry.created_at, entry.id) <= self._floor
 
-    def activity(self) -> dict[int, Activity]:
-        """Each integration with logs within KEEP: the snapshot's ``exceptions``."""
+    def counts(self, activity: Mapping[int, Activity] | None = None) -> Counts:
+        """A copy of the per-integration counters, for the account's snapshot; with the
+        ``activity`` of the read, the logs each integration has within the window."""
+        recent = None if activity is None else {i: a.recent for i, a in activity.items()}
+        return Counts(dict(self.totals), dict(self.last_at), recent)
+
+    def activity(self, now: datetime) -> dict[int, Activity]:
+        """Each integration with logs within KEEP, and its logs within ``window`` as of
+        ``now``: the snapshot's ``exceptions``."""
+        since = now - self.window
         return {
-            integration_id: Activity(tuple(times), self._newest[integration_id].raw)
+            integration_id: Activity(
+                tuple(times), self._newest[integration_id].raw, sum(1 for t in times if t >= since)
+            )
             for integration_id, times in self._times.items()
             if times
         }
 
-    def _take(self, entry: _Log) -> None:
+    def _take(self, entry: _Log, *, counted: bool = True) -> None:
         self._seen[entry.id] = None
         while len(self._seen) > SEEN_IDS:
             self._seen.popitem(last=False)
-        self.totals[entry.integration_id] += 1
-        self.kinds[(self._type_label(entry.exception_type), entry.code_class)] += 1
+        if counted:
+            self.totals[entry.integration_id] += 1
+            self.kinds[(self._type_label(entry.exception_type), entry.code_class)] += 1
         self._times.setdefault(entry.integration_id, collections.deque()).append(entry.created_at)
         known = self._newest.get(entry.integration_id)
         if known is None or entry.created_at >= known.created_at:
@@ -196,7 +250,7 @@ class ExceptionStream:
         return "other"
 
     def _prune(self, now: datetime) -> None:
-        horizon = now - KEEP
+        horizon = now - max(KEEP, self.window)
         for integration_id in list(self._times):
             times = self._times[integration_id]
             while times and times[0] < horizon:

@@ -67,6 +67,8 @@ class SimIntegration:
     last_fetched_at: datetime | None = None
     flap_period_seconds: float = 60.0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: exception logs a failing shop has (0: a shop that fails without one)
+    log_count: int = 3
 
     def settle(self, now: datetime) -> None:
         """Pin the timestamps a scenario needs but were not given, as of ``now``."""
@@ -141,7 +143,7 @@ class SimIntegration:
                 "protected": False,
                 "additional_data": "",
             }
-            for n in range(2, -1, -1)
+            for n in range(self.log_count - 1, -1, -1)
         ]
 
 
@@ -291,6 +293,8 @@ class Simulator:
         #: exception logs appended by tests (append_log), beside the generated ones of failing
         #: shops; newest last
         self._logs: list[dict[str, Any]] = []
+        #: when each log appended raw (append_raw_log) is served as written, by id() of it
+        self._raw_times: dict[int, datetime] = {}
         self._next_log_id = 10_000_000
         self.rate_limit_per_minute = rate_limit_per_minute
         self._monotonic = monotonic
@@ -491,7 +495,7 @@ class Simulator:
                 "The Integration could not be found with the search criteria given",
             )
         if logs:
-            mine = [x for x in self._account_logs(now) if x["integration_id"] == integration_id]
+            mine = [x for x in self._account_logs(now) if x.get("integration_id") == integration_id]
             return self._log_page(path, query, mine)
         return Reply(200, {"data": record})
 
@@ -505,9 +509,12 @@ class Simulator:
             for log in i.logs(now)
         ]
         found += self._logs
-        return sorted(
-            found, key=lambda x: (datetime.fromisoformat(x["created_at"]), x["id"]), reverse=True
-        )
+        return sorted(found, key=lambda x: (self._log_time(x), str(x.get("id"))), reverse=True)
+
+    def _log_time(self, entry: dict[str, Any]) -> datetime:
+        """When a log was written: its ``created_at``, or for a raw one when it was added."""
+        raw = self._raw_times.get(id(entry))
+        return raw if raw is not None else datetime.fromisoformat(entry["created_at"])
 
     def _log_page(
         self, path: str, query: dict[str, list[str]], logs: list[dict[str, Any]]
@@ -528,12 +535,12 @@ class Simulator:
                 return _error(400, "invalid", "cursor must be a date-time.")
             if before.tzinfo is None:
                 return _error(400, "invalid", "cursor needs a time zone offset.")
-            logs = [x for x in logs if datetime.fromisoformat(x["created_at"]) < before]
+            logs = [x for x in logs if self._log_time(x) < before]
         page = logs[:size]
         headers: dict[str, str] = {}
         if len(logs) > size:
             base = self.next_link_base or self.origin
-            params = urlencode({"cursor": page[-1]["created_at"], "page_size": size})
+            params = urlencode({"cursor": self._log_time(page[-1]).isoformat(), "page_size": size})
             headers["Link"] = f'<{base}{API_PREFIX}{path}?{params}>; rel="next"'
         return Reply(200, {"data": page}, headers)
 
@@ -573,6 +580,13 @@ class Simulator:
             }
             self._logs.append(entry)
             return entry
+
+    def append_raw_log(self, entry: dict[str, Any]) -> None:
+        """A log exactly as given, however broken (an unusable record of the stream), served
+        among the others as if written now."""
+        with self._lock:
+            self._raw_times[id(entry)] = self.clock()
+            self._logs.append(entry)
 
     def append_logs(self, integration_ids: list[int], **fields: Any) -> None:
         """Many at once (a storm), each a microsecond after the one before."""

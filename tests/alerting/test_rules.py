@@ -157,6 +157,7 @@ def snapshot(
         T0,
         auth_ok=auth_ok,
         account_error=account_error,
+        exceptions_known=True,
     )
 
 

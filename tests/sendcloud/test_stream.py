@@ -43,9 +43,10 @@ async def test_new_logs_are_read_once_in_order_of_time_and_counted(
     assert (result.new, result.pages, result.skipped) == (3, 1, 0)
     assert stream.totals == {1: 2, 2: 1}
     assert stream.kinds == {("requests.exceptions.SSLError", "4xx"): 3}
-    activity = stream.activity()
+    activity = stream.activity(now)
     assert set(activity) == {1, 2}
     assert activity[1].count_since(now - timedelta(minutes=15)) == 2
+    assert (activity[1].recent, activity[2].recent) == (2, 1)  # within the 15-minute window
     assert activity[1].newest["exception_type"] == "requests.exceptions.SSLError"
     # nothing new: nothing counted twice, one page read
     again = await stream.read(client, now)
