@@ -60,7 +60,7 @@ from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
 from monitor.schedule import first_poll_delays, job_options
 from monitor.sendcloud import SendcloudClient
-from monitor.sendcloud.budget import BudgetShare, RequestBudget
+from monitor.sendcloud.budget import BudgetShare, RequestBudget, Sleep
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
 from monitor.sendcloud.stream import ExceptionStream, Position
 from monitor.sendcloud.transport import new_transport
@@ -131,8 +131,12 @@ class Budgets:
     """One request budget per API key: accounts configured with the same key share it (at the
     lowest of their ``max_requests_per_minute``); a budget no account holds any more goes."""
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self._budgets: dict[str, RequestBudget] = {}
+        self._clock = clock
+        self._sleep = sleep
 
     def share(self, account: AccountConfig, accounts: Sequence[AccountConfig]) -> BudgetShare:
         """``account``'s share; ``accounts``: every account configured now (the rate of a
@@ -144,7 +148,7 @@ class Budgets:
         )
         budget = self._budgets.get(key)
         if budget is None or budget.holders == 0:
-            budget = self._budgets[key] = RequestBudget(rate)
+            budget = self._budgets[key] = RequestBudget(rate, clock=self._clock, sleep=self._sleep)
         elif budget.per_minute != rate:
             budget.set_rate(rate)
         return budget.share()

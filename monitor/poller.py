@@ -385,20 +385,23 @@ class AccountPoller:
         except TimeoutError:
             fetch.cut = "deadline"
         expected = self._expected(previous, reads)
-        kept: dict[int, Observation] = {}
+        unread = expected - reads.keys()
+        # what was read before and not this time keeps its last values as they are: past the
+        # deadline the next cycle reads it first (the walk goes on from here, the GETs go
+        # oldest first), and a walk that ended here read it in an earlier cycle. Past the page
+        # cap it will not be read: unreadable (frozen). What was never read is unknown.
+        walked = fetch.walked.seen if fetch.walked is not None else set()
+        kept = {
+            i: previous.integrations[i]
+            for i in unread
+            if i in previous.integrations and (fetch.cut == "deadline" or i in walked)
+        }
         if fetch.cut is None:
             self._cut = None
         else:
-            unread = expected - reads.keys()
             self._announce_cut(fetch.cut, read=len(reads), unread=len(unread))
             if not reads and fetch.account_error is None:
                 fetch.account_error = ApiError("poll cycle cut short", reason=fetch.cut)
-            # past the deadline, what was read before and not this time keeps its last values
-            # as they are: the next cycle reads it first (the walk goes on from here, the
-            # GETs go oldest first). Past the page cap it will not be: unreadable (frozen).
-            # What was never read is unknown.
-            if fetch.cut == "deadline":
-                kept = {i: previous.integrations[i] for i in unread if i in previous.integrations}
             error = ApiError("not read before the cycle was cut short", reason=fetch.cut)
             reads.update((i, Read(error, self._clock())) for i in unread - kept.keys())
         account_error = fetch.account_error

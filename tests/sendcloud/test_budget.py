@@ -175,3 +175,123 @@ async def test_a_cycle_too_big_for_its_interval_warns_once(captured_logs: object
     # 10 s of requests, within the 90 % of the interval a cycle may take
     assert warning["smallest_feasible_interval_seconds"] == 12
     assert clock.now >= 19  # the cycles took what the budget allows, not the interval
+
+
+async def test_accounts_of_one_key_share_its_budget_and_count_their_own() -> None:
+    clock = Clock()
+    bucket = RequestBudget(600, clock=clock, sleep=clock.sleep)  # 10 a second, burst 10
+    eu, us = bucket.share(), bucket.share()
+    assert (eu.per_minute, us.per_minute) == (300, 300)  # each plans with its part
+    for _ in range(100):
+        await eu.acquire()
+        await us.acquire()
+    assert (eu.acquired, us.acquired) == (100, 100)
+    assert clock.now == pytest.approx(19.0)  # 200 requests at the key's rate, not twice it
+    us.release()
+    us.release()  # once only
+    assert eu.per_minute == 600
+
+
+def test_budgets_are_keyed_by_the_api_key_at_the_lowest_rate() -> None:
+    from pydantic import SecretStr
+
+    from monitor.daemon import Budgets
+    from tests.conftest import account_for
+
+    with Simulator([]) as sim:
+        eu = account_for(sim, None, name="eu", max_requests_per_minute=900)
+        us = account_for(sim, None, name="us", max_requests_per_minute=600)
+        own = account_for(sim, None, name="own", public_key=SecretStr("another-key"))
+    budgets = Budgets()
+    accounts = [eu, us, own]
+    first, second, third = (budgets.share(a, accounts) for a in accounts)
+    assert first.budget is second.budget
+    assert third.budget is not first.budget
+    assert first.budget.per_minute == 600  # the lowest the accounts of the key allow
+    assert [[a.name for a in g] for g in Budgets.shared(accounts)] == [["eu", "us"]]
+
+
+SHARED_SCALE = 20.0  # one real second is twenty budget seconds
+
+
+@pytest.mark.timeout(60)
+async def test_two_accounts_of_one_key_stay_within_the_keys_limit() -> None:
+    """Sendcloud limits requests per API key. Two accounts configured with the same key used
+    to get a budget of 900 a minute each: 1800 a minute against a limit of 1000, answered
+    with 429s. One budget per key keeps both within it."""
+    from monitor.daemon import Budgets
+    from tests.conftest import account_for
+
+    def virtual() -> float:
+        return time.monotonic() * SHARED_SCALE
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / SHARED_SCALE)
+
+    shops = [SimIntegration(i) for i in range(1, 1001)]
+    with Simulator(shops, rate_limit_per_minute=1000, monotonic=virtual) as sim:
+        accounts = [account_for(sim, None, name=name) for name in ("eu", "us")]
+        budgets = Budgets(clock=virtual, sleep=sleep)
+        clients = [
+            SendcloudClient(
+                sim.url,
+                DEMO_PUBLIC_KEY,
+                DEMO_SECRET_KEY,
+                budget=budgets.share(account, accounts),
+                monotonic=virtual,
+            )
+            for account in accounts
+        ]
+        limit = asyncio.Semaphore(8)
+
+        async def get(client: SendcloudClient, integration_id: int) -> int:
+            async with limit:
+                return (await client.get_integration(integration_id)).id
+
+        started = virtual()
+        ids = await asyncio.gather(
+            *(get(clients[i % 2], i) for i in range(1, 1001))  # 500 for each account
+        )
+        elapsed_minutes = (virtual() - started) / 60
+        for client in clients:
+            await client.aclose()
+    assert sorted(ids) == list(range(1, 1001))
+    assert sim.throttled == 0
+    assert 1000 / elapsed_minutes <= 910  # the key's budget, whatever the accounts
+
+
+async def test_background_requests_take_what_the_polls_leave() -> None:
+    """A poll cycle walks 100 pages as fast as the budget allows while cause lookups queue
+    in the background: the walk is not slowed (the lookups wait for a full bucket during the
+    cycle), and after the cycle the lookups get the whole rate."""
+
+    def virtual() -> float:
+        return time.monotonic() * SHARED_SCALE
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(seconds / SHARED_SCALE)
+
+    budget = RequestBudget(600, clock=virtual, sleep=sleep)  # 10 a second, burst 10
+    lookups: list[float] = []
+
+    async def lookup() -> None:
+        while True:
+            await budget.acquire(background=True)
+            lookups.append(virtual())
+
+    background = asyncio.create_task(lookup())
+    started = virtual()
+    with budget.cycle():
+        for _ in range(100):
+            await budget.acquire()
+            await asyncio.sleep(0.002 / SHARED_SCALE)  # a page's latency
+        walked = virtual() - started
+        during = len(lookups)
+    await sleep(10)
+    background.cancel()
+    after = [t for t in lookups if t > started + walked]
+    assert walked <= 9 + 2  # the walk at the budget's rate: 10, then 90 at 10 a second
+    assert during <= 2  # the lookups got (almost) nothing during the cycle
+    assert len(after) >= 80  # and the whole rate after it (100 in 10 s)
+    assert budget.acquired == 100
+    assert budget.background_acquired == len(lookups)
