@@ -14,8 +14,8 @@ A restart goes on from the saved position and reads back the same ``horizon``: t
 before it are taken again into the recent activity (so a warning that held before the restart
 holds after it) but not counted again. A log dated in the future is read as dated now (as the
 health derivation clamps what the record's timestamps give): one dated tomorrow would be the
-position and hide every later log. Only a log more than ``skew_tolerance`` ahead is moved (and
-counted): within it, clocks that differ a little are not news, and the grace covers them.
+position and hide every later log. Those more than ``skew_tolerance`` ahead are counted (within
+it, clocks that differ a little are not news).
 
 What ``IntegrationErrorsRising`` judges is each integration's logs dated within ``window`` at
 the read (``Activity.recent``): computed here once, it is both the daemon's condition and what
@@ -163,8 +163,9 @@ class ExceptionStream:
                 if parsed is None:
                     result.invalid += 1
                     continue
-                skewed = parsed.created_at - now > self.skew_tolerance
-                if skewed:  # dated in the future beyond the tolerance: read as dated now
+                written = parsed.created_at
+                skewed = written - now > self.skew_tolerance
+                if written > now:  # dated in the future: read as dated now
                     parsed = replace(parsed, created_at=now)
                 if parsed.created_at < stop:
                     result.reached = True  # the page reaches back to what was read before
@@ -173,7 +174,7 @@ class ExceptionStream:
                     oldest = parsed
                 if parsed.id in self._seen:
                     continue
-                fresh.append((parsed, not self._before_floor(parsed, skewed), skewed))
+                fresh.append((parsed, not self._before_floor(parsed, written), skewed))
             if result.reached or following is None:
                 result.reached = True
                 break
@@ -198,16 +199,17 @@ class ExceptionStream:
             self.on_position(self.position)
         return result
 
-    def _before_floor(self, entry: _Log, clamped: bool) -> bool:
-        """Whether a log was read (and counted) before this process took over the position.
-        A log dated too far in the future is read as dated now, a later time at each start:
-        it was read before if it was written before the position's log (log IDs grow with
-        time)."""
+    def _before_floor(self, entry: _Log, written: datetime) -> bool:
+        """Whether a log was read (and counted) before this process took over the position:
+        at or before it; or dated after it (it was read as dated then, being in the future)
+        but written before the position's log (log IDs grow with time: it was among the
+        newest when that log was read)."""
         if self._floor is None:
             return False
-        if clamped:
-            return entry.id <= self._floor[1]
-        return (entry.created_at, entry.id) <= self._floor
+        floor_time, floor_id = self._floor
+        if (entry.created_at, entry.id) <= self._floor:
+            return True
+        return entry.id <= floor_id and written > floor_time
 
     def counts(self, activity: Mapping[int, Activity] | None = None) -> Counts:
         """A copy of the per-integration counters, for the account's snapshot; with the

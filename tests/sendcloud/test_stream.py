@@ -184,3 +184,58 @@ def test_the_simulator_pages_logs_as_the_spec_says() -> None:
             assert bad.status_code == status
             assert bad.json()["errors"][0]["status"] == str(status)
         assert httpx.get(url, timeout=5).status_code == 401
+
+
+async def test_a_log_dated_tomorrow_is_read_as_now_and_hides_nothing(
+    sim_client: tuple[Simulator, SendcloudClient],
+) -> None:
+    """One log dated tomorrow used to be the position: every later log was older than it, so
+    none was counted again, and the position was saved so, across restarts too."""
+    sim, client = sim_client
+    now = datetime.now(UTC)
+    stream = ExceptionStream(skew_tolerance=timedelta(seconds=60))
+    sim.append_log(1, created_at=now + timedelta(days=1))
+    sim.append_log(1, created_at=now + timedelta(seconds=30))  # within the tolerance
+    first = await stream.read(client, now)
+    assert (first.new, first.clamped, stream.clamped) == (2, 1, 1)  # counted: beyond it only
+    assert stream.position is not None
+    assert stream.position.last_time == now  # both read as dated now
+    for _ in range(5):  # then ordinary logs, dated a moment later
+        sim.append_log(2)
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    second = await stream.read(client, later)
+    assert (second.new, second.clamped) == (5, 0)
+    assert stream.totals == {1: 2, 2: 5}
+    assert stream.activity(later)[2].recent == 5
+    # a restart from the saved position: nothing counted twice, the tomorrow log included
+    resumed = ExceptionStream(position=stream.position)
+    sim.append_log(3)
+    after = datetime.now(UTC) + timedelta(minutes=2)
+    third = await resumed.read(client, after)
+    assert (third.new, third.clamped) == (1, 0)
+    assert resumed.totals == {3: 1}
+    # and the recent activity is read back: what the early warning counts is known again
+    assert {i: a.recent for i, a in resumed.activity(after).items()} == {1: 2, 2: 5, 3: 1}
+
+
+async def test_a_restart_reads_the_window_back_without_counting_it_twice(
+    sim_client: tuple[Simulator, SendcloudClient],
+) -> None:
+    sim, client = sim_client
+    now = datetime.now(UTC)
+    for minutes in (50, 10, 5, 3, 2, 1):
+        sim.append_log(4, created_at=now - timedelta(minutes=minutes))
+    stream = ExceptionStream(horizon=timedelta(hours=1), window=timedelta(minutes=15))
+    await stream.read(client, now)
+    assert stream.totals == {4: 6}
+    assert stream.activity(now)[4].recent == 5
+    assert stream.position is not None
+    resumed = ExceptionStream(
+        position=stream.position, horizon=timedelta(hours=1), window=timedelta(minutes=15)
+    )
+    assert resumed.counts().recent is None  # not read yet: unknown
+    result = await resumed.read(client, now)
+    assert result.new == 0
+    assert resumed.totals == {}
+    assert resumed.activity(now)[4].recent == 5
+    assert resumed.counts(resumed.activity(now)).recent == {4: 5}
