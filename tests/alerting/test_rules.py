@@ -10,6 +10,7 @@ import pytest
 from monitor.alerting.rules import (
     API_UNREACHABLE,
     AUTH_FAILING,
+    INTEGRATION_ERRORS_RISING,
     INTEGRATION_FAILING,
     INTEGRATION_FETCH_STALE,
     INTEGRATION_NOT_FOUND,
@@ -18,6 +19,7 @@ from monitor.alerting.rules import (
     AlertState,
     Condition,
     Context,
+    Evaluation,
     conditions_for,
     evaluate,
     event_fields,
@@ -25,6 +27,7 @@ from monitor.alerting.rules import (
 )
 from monitor.health import derive
 from monitor.sendcloud import parse_integration
+from monitor.sendcloud.stream import Activity
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -269,3 +272,30 @@ def test_a_clamped_future_timestamp_is_not_a_new_episode_every_poll() -> None:
         now = T0 + timedelta(minutes=minute)
         run.step(minute, Condition(FAILING, now, Context(failing_seconds=0), episode=future))
     assert [kind for _, kind, _ in run.log] == ["fired"]
+
+
+def test_errors_rising_is_unknown_until_the_stream_is_read() -> None:
+    """After a start the first poll does not read the log stream: "no logs" there is not a
+    clear window. The alert firing from before the restart is kept until the stream says."""
+    key = AlertKey(INTEGRATION_ERRORS_RISING, "shop", 1)
+    firing = AlertState(key, T0 - timedelta(minutes=5), 3, T0 - timedelta(minutes=5))
+    healthy = obs(1, last_fetched_at="2026-11-27T11:59:00Z")
+    failing = obs(2, started_failing_at="2026-11-27T11:00:00Z")
+    before = replace(snapshot(healthy, failing), exceptions_known=False)
+    conditions, unknown = conditions_for(before, ids_configured=False, rules=RULES)
+    assert key in unknown
+    assert AlertKey(INTEGRATION_ERRORS_RISING, "shop", 2) not in unknown  # failing: not rising
+    assert events_of(key, evaluate({key: firing}, conditions, unknown, T0, RULES)) == []
+    # read, with six logs in the window: it holds; read, with none: it resolves
+    newest = {"exception_type": "requests.exceptions.SSLError"}
+    read = replace(before, exceptions_known=True, exceptions={1: Activity((T0,) * 6, newest, 6)})
+    conditions, unknown = conditions_for(read, ids_configured=False, rules=RULES)
+    assert {c.key for c in conditions} == {AlertKey(INTEGRATION_FAILING, "shop", 2), key}
+    assert events_of(key, evaluate({key: firing}, conditions, unknown, T0, RULES)) == []
+    quiet = replace(read, exceptions={})
+    conditions, unknown = conditions_for(quiet, ids_configured=False, rules=RULES)
+    assert events_of(key, evaluate({key: firing}, conditions, unknown, T0, RULES)) == ["resolved"]
+
+
+def events_of(key: AlertKey, evaluation: Evaluation) -> list[str]:
+    return [e.kind for e in evaluation.events if e.state.key == key]

@@ -14,7 +14,7 @@ import httpx
 import pytest
 import yaml
 
-from monitor.simulator import SimIntegration, Simulator
+from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, SimIntegration, Simulator
 from tests.conftest import ROOT, free_port, metric_samples, require_binary
 from tests.daemon_process import DaemonProcess, monitor_env
 from tests.receivers import Receiver, running
@@ -469,3 +469,58 @@ def test_a_first_start_on_old_logs_fires_in_neither_path(tmp_path: Path) -> None
         [promtool, "test", "rules", str(path)], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr + tests
+
+
+@pytest.mark.timeout(90)
+def test_an_account_removed_and_added_again_goes_on_from_its_latest_position(
+    tmp_path: Path,
+) -> None:
+    """A reload that adds an account back used to resume its stream from the position read at
+    start (here: none, a first start), so it counted again what it had read before."""
+    state = tmp_path / "state" / "alerts.json"
+    with Simulator([SimIntegration(i, "healthy", f"Shop {i}") for i in (1, 2)]) as sim:
+        port = free_port()
+        config = tmp_path / "monitor.yaml"
+        eu = {
+            "name": "eu",
+            "api_url": sim.url,
+            "public_key": DEMO_PUBLIC_KEY,
+            "secret_key": DEMO_SECRET_KEY,
+            "poll_interval_seconds": 5,
+        }
+
+        keep = {**eu, "name": "keep"}  # the same key: one budget for both, said at start
+
+        def write(accounts: list[dict[str, object]]) -> None:
+            config.write_text(
+                yaml.safe_dump(
+                    {
+                        "listen_address": f"127.0.0.1:{port}",
+                        "alerting": {"state_file": str(state)},
+                        "accounts": accounts,
+                    }
+                )
+            )
+
+        def read() -> float | None:
+            return daemon.metric("integration_exceptions_total", account="eu", integration_id="1")
+
+        write([keep, eu])
+        daemon = DaemonProcess(["run", "--config", str(config)], {}, port)
+        try:
+            daemon.wait_ready()
+            [shared] = daemon.events("request_budget_shared")
+            assert shared["accounts"] == ["keep", "eu"]
+            sim.append_logs([1, 1])
+            daemon.wait_for(lambda: read() == 2, 15, "the logs read")
+            write([keep])
+            assert httpx.post(daemon.base + "/-/reload", timeout=10).status_code == 200
+            daemon.wait_for(lambda: read() is None, 10, "the account's series gone")
+            sim.append_log(1)  # while the account is not polled
+            write([keep, eu])
+            assert httpx.post(daemon.base + "/-/reload", timeout=10).status_code == 200
+            daemon.wait_for(lambda: (read() or 0) >= 1, 20, "the stream read again")
+            time.sleep(6)  # another cycle
+            assert read() == 1  # only the log written meanwhile
+        finally:
+            daemon.terminate()
