@@ -40,6 +40,7 @@ image-test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/daemon.py
 	$(BIN)/python bench/history.py
+	$(BIN)/python bench/incident.py
 
 ## Regenerate deploy/kubernetes/prometheusrule.yaml from deploy/prometheus/rules.yml
 deploy: $(STAMP)

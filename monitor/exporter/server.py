@@ -42,7 +42,7 @@ LANDING = """<!doctype html>
 <body><h1>Sendcloud integration monitor</h1><p>Version {version}</p>
 <ul><li><a href="/metrics">/metrics</a> Prometheus metrics</li>
 <li><a href="/healthz">/healthz</a> liveness</li>
-<li><a href="/readyz">/readyz</a> readiness (after the first poll cycle)</li></ul>
+<li><a href="/readyz">/readyz</a> readiness (after each account's first full read)</li></ul>
 </body></html>
 """
 

@@ -56,3 +56,19 @@ def test_the_quick_history_benchmark_runs_and_reports_every_figure() -> None:
     assert float(rows["status page with 30-day strips, cold"].removesuffix(" s")) > 0
     assert float(rows["status page, strips cached (60 s)"].removesuffix(" s")) > 0
     assert float(rows["30-day report (HTML)"].removesuffix(" s")) > 0
+
+
+@pytest.mark.timeout(150)
+def test_the_quick_incident_benchmark_runs_and_every_cause_arrives_once() -> None:
+    header, _, row = quick("bench/incident.py").splitlines()
+    values = dict(
+        zip(
+            [c.strip() for c in header.split("|")],
+            [c.strip() for c in row.split("|")],
+            strict=True,
+        )
+    )
+    assert values["fired"].startswith("100 ")
+    assert values["lookups"] == "100"
+    assert values["repeated"] == "0"
+    assert values["last cause"].endswith(" s")  # every cause arrived

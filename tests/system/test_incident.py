@@ -7,6 +7,8 @@ enforces it and would answer 429).
 
 from __future__ import annotations
 
+import collections
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,3 +99,67 @@ def test_a_hundred_shops_failing_at_once_is_one_message(tmp_path: Path) -> None:
     assert sim.throttled == 0
     assert total(after, "sendcloud_api_requests_total", code="429") == 0
     assert elapsed < 60  # the whole incident fits in one sliding minute of the limit
+
+
+@pytest.mark.timeout(240)
+def test_a_thousand_causes_are_looked_up_once_each_within_the_budget(tmp_path: Path) -> None:
+    """1 000 shops failing since before the stream's first read-back (their logs are three hours
+    old): each cause takes one per-integration lookup. The lookups used to drain at a tenth of
+    the budget (90 a minute) beside the unused rest; now they take what the polls leave, and
+    each integration is looked up once in its episode: not again for a repeat or an
+    escalation, nor when the lookup found nothing. (How soon they arrive: bench/incident.py.)"""
+    since = datetime.now(UTC) - timedelta(hours=3)
+    shops = [
+        SimIntegration(
+            i, "failing", f"Shop {i}", started_failing_at=since, log_count=3 if i % 2 else 0
+        )
+        for i in range(1, 1001)
+    ]
+    config = tmp_path / "monitor.yaml"
+    with Simulator(shops, rate_limit_per_minute=BUDGET + 10) as sim:
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "defaults": {"max_requests_per_minute": BUDGET},
+                    "alerting": {
+                        "repeat_interval_seconds": 30,
+                        # escalated a minute into the test, while the lookups go on
+                        "failing_critical_after_seconds": 3 * 3600 + 60,
+                    },
+                }
+            )
+        )
+        port = free_port()
+        daemon = DaemonProcess(
+            ["run"], monitor_env(sim, port, MONITOR_CONFIG_FILE=str(config)), port
+        )
+
+        def failing(kind: str) -> list[dict[str, object]]:
+            return [
+                e
+                for e in daemon.events("alert")
+                if e["alert"] == "IntegrationFailing" and e["kind"] == kind
+            ]
+
+        try:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: len(failing("cause")) == 1000, 180, "the 1 000 causes")
+            daemon.wait_for(lambda: len(failing("escalated")) == 1000, 60, "the escalations")
+            daemon.wait_for(lambda: len(failing("repeat")) >= 1000, 60, "the repeats")
+            time.sleep(2 * INTERVAL)
+            after = samples(daemon)
+        finally:
+            daemon.terminate()
+    lookups = collections.Counter(
+        p for p in sim.requests if re.fullmatch(r"/integrations/\d+/logs", p)
+    )
+    assert len(lookups) == 1000
+    assert set(lookups.values()) == {1}  # none made twice
+    causes = failing("cause")
+    found = [e for e in causes if e["cause"] is not None]
+    assert len(found) == 500
+    nothing = {e["cause_error"] for e in causes if e["cause"] is None}
+    assert nothing == {"no exception logs for this integration"}
+    # within the budget, polls on schedule
+    assert sim.throttled == 0
+    assert total(after, "integration_monitor_scheduler_events_total") == 0
