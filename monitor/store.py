@@ -19,7 +19,7 @@ from monitor.sendcloud.stream import Activity, Counts
 
 
 class ReadOutcome(Enum):
-    OK = "ok"  # the last poll returned the integration
+    OK = "ok"  # the last read returned the integration
     NOT_FOUND = "not_found"  # the API answered 404
     ERROR = "error"  # the last poll could not read it; ``record`` is the last good one, if any
 

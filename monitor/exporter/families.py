@@ -72,7 +72,11 @@ FAMILIES = (
         "last_fetched_at as Unix time; absent while orders were never fetched.",
     ),
     Family(INFO, "Integration metadata from Sendcloud; join on integration_id with group_left."),
-    Family("integration_up", "1 when the last poll returned the integration, else 0."),
+    Family(
+        "integration_up",
+        "1 when the integration's last read succeeded (a poll cut short by its deadline keeps "
+        "what it did not reach as it was: the next reads it first), else 0.",
+    ),
     Family("integration_not_found", "1 when the API answered 404 for the integration, else 0."),
     Family(
         "integration_last_poll_success_timestamp_seconds",
