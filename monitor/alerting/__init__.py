@@ -11,7 +11,7 @@ May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store`` and the 
 """
 
 from monitor.alerting.rules import ALERTS, AlertRules
-from monitor.alerting.service import CAUSE_PENDING, Alerter, Event, Sink
+from monitor.alerting.service import CAUSE_PENDING, Alerter, Event, HoldingSink, Sink
 
 __all__ = [
     "ALERTS",
@@ -19,5 +19,6 @@ __all__ = [
     "AlertRules",
     "Alerter",
     "Event",
+    "HoldingSink",
     "Sink",
 ]

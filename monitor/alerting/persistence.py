@@ -1,7 +1,12 @@
 """Open alerts on disk, so a restart neither re-fires nor forgets to resolve.
 
+With them, what the sinks hold back (``holds``: the alerts a maintenance window or a mute
+keeps from the receivers, a platform incident's held follow-ups), so that a hold that ends
+while the daemon is down is released after the restart as if it had never stopped.
+
 Written atomically (temporary file, fsync, rename) after each change. A missing file is a
-clean start; a corrupt or incompatible one logs one warning and is a clean start too.
+clean start; a corrupt or incompatible one logs one warning and is a clean start too. A file
+of the previous format (open alerts only) is read as open alerts with nothing held.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +24,28 @@ import structlog
 
 from monitor.alerting.rules import AlertKey, AlertState, Context
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions still read: 1 had the open alerts only.
+READABLE_VERSIONS = (1, 2)
 log = structlog.get_logger(__name__)
+#: What each holding sink keeps back, by the sink's name (JSON, the sink's own format).
+Holds = Mapping[str, Any]
 
 
-def save(path: Path, states: Mapping[AlertKey, AlertState]) -> None:
-    document = {"version": FORMAT_VERSION, "alerts": [_encode(s) for s in states.values()]}
+@dataclass(frozen=True)
+class Saved:
+    """The content of a state file: the open alerts and what the sinks hold back."""
+
+    alerts: dict[AlertKey, AlertState] = field(default_factory=dict)
+    holds: dict[str, Any] = field(default_factory=dict)
+
+
+def save(path: Path, states: Mapping[AlertKey, AlertState], holds: Holds | None = None) -> None:
+    document = {
+        "version": FORMAT_VERSION,
+        "alerts": [_encode(s) for s in states.values()],
+        "holds": dict(holds or {}),
+    }
     data = json.dumps(document, indent=1, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -47,15 +68,21 @@ def save(path: Path, states: Mapping[AlertKey, AlertState]) -> None:
 def load(path: Path) -> dict[AlertKey, AlertState]:
     """The saved open alerts; empty, with one warning, when the file is missing (a first start)
     or cannot be used."""
+    return load_all(path).alerts
+
+
+def load_all(path: Path) -> Saved:
+    """The saved open alerts and holds; empty, with one warning, when the file is missing (a
+    first start) or cannot be used."""
     try:
         document = json.loads(path.read_bytes())
     except FileNotFoundError:
         log.warning("alert_state_missing", path=str(path), action="start clean")
-        return {}
+        return Saved()
     except (OSError, ValueError) as exc:
         log.warning("alert_state_unreadable", path=str(path), error=str(exc), action="start clean")
-        return {}
-    if not isinstance(document, dict) or document.get("version") != FORMAT_VERSION:
+        return Saved()
+    if not isinstance(document, dict) or document.get("version") not in READABLE_VERSIONS:
         log.warning(
             "alert_state_incompatible",
             path=str(path),
@@ -63,13 +90,16 @@ def load(path: Path) -> dict[AlertKey, AlertState]:
             expected_version=FORMAT_VERSION,
             action="start clean",
         )
-        return {}
+        return Saved()
     try:
         states = [_decode(item) for item in document["alerts"]]
+        holds = document.get("holds") or {}
+        if not isinstance(holds, dict):
+            raise TypeError("holds is not an object")
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("alert_state_unreadable", path=str(path), error=repr(exc), action="start clean")
-        return {}
-    return {state.key: state for state in states}
+        return Saved()
+    return Saved({state.key: state for state in states}, holds)
 
 
 def _encode(state: AlertState) -> dict[str, Any]:

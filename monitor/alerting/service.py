@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence, Set
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, overload
+from typing import Any, Protocol, overload, runtime_checkable
 
 import structlog
 
@@ -54,6 +54,33 @@ class Sink(Protocol):
         firing now (non-blocking)."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class HoldingSink(Sink, Protocol):
+    """A sink that holds notifications back (maintenance, mutes, platform incidents). What it
+    holds is state: the Alerter saves it with the open alerts (after each change, at the next
+    evaluation), gives it back after a restart, and hands it to the sink that replaces it at a
+    reload — so a hold that ends while the daemon is down, or across a reload, is released
+    as if nothing had happened."""
+
+    @property
+    def revision(self) -> int:
+        """Changes whenever what the sink holds changes (cheap: read at every evaluation)."""
+
+    def holds(self) -> dict[str, Any]:
+        """What it holds, as JSON."""
+
+    def restore_holds(self, saved: Mapping[str, Any]) -> None:
+        """Take over what was held (``holds()`` of an earlier run or of its predecessor)."""
+
+    def hand_over(self, account: str, firing: Sequence[Event]) -> None:
+        """Every alert of ``account`` firing now, outside an evaluation (a restart, new
+        sinks): a hold that began applies; nothing is released (that is for the next
+        evaluation, which knows whether the alert still fires)."""
+
+    def settle(self) -> None:
+        """Send at once what is still gathering, before ``holds()`` goes to a successor."""
 
 
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
@@ -137,25 +164,50 @@ class Alerter:
         self._cause_slots = asyncio.Semaphore(CAUSE_CONCURRENCY)
         self._lookups: set[asyncio.Task[None]] = set()
         self._retry: set[AlertKey] = set()  # lookups that failed: tried again next evaluation
+        self._saved_revision: int | None = None  # of the holds in the state file
         self._on_firing(self.firing_counts())
         if state_file is not None:
-            self._restore(persistence.load(state_file))
+            self._restore(persistence.load_all(state_file))
 
-    def _restore(self, restored: Mapping[AlertKey, AlertState]) -> None:
-        """The saved alerts of the accounts this process polls are taken over; those of any
-        other account (removed from the configuration, or moved to another shard, while the
-        daemon was down) end here, once, as a reload ends them: firing ones resolve."""
+    def _restore(self, saved: persistence.Saved) -> None:
+        """The saved alerts of the accounts this process polls are taken over, and what the
+        sinks held; those of any other account (removed from the configuration, or moved to
+        another shard, while the daemon was down) end here, once, as a reload ends them:
+        firing ones resolve (through the holds, so a held one stays silent)."""
         by_account: dict[str, dict[AlertKey, AlertState]] = {}
-        for key, state in restored.items():
+        for key, state in saved.alerts.items():
             by_account.setdefault(key.account, {})[key] = state
         for account, states in by_account.items():
             self._set(account, states)
-        if self._states:
-            log.info("alert_state_restored", path=str(self._state_file), alerts=len(self.states))
+        self._restore_holds(saved.holds)
+        self._saved_revision = self._revision()
+        if self._states or saved.holds:
+            log.info(
+                "alert_state_restored",
+                path=str(self._state_file),
+                alerts=len(self.states),
+                holds=sorted(saved.holds),
+            )
         for account in [a for a in by_account if a not in self.ids_configured]:
             ended = self.end_account(account)
             log.info("alert_state_not_owned", account=account, resolved=len(ended))
         self._hand_over()
+
+    def _holding(self) -> list[HoldingSink]:
+        return [sink for sink in self.sinks if isinstance(sink, HoldingSink)]
+
+    def _revision(self) -> int:
+        return sum(sink.revision for sink in self._holding())
+
+    def holds(self) -> dict[str, Any]:
+        """What the sinks hold back now, by sink name (saved with the alerts)."""
+        return {sink.name: sink.holds() for sink in self._holding()}
+
+    def _restore_holds(self, saved: Mapping[str, Any]) -> None:
+        for sink in self._holding():
+            mine = saved.get(sink.name)
+            if isinstance(mine, Mapping):
+                sink.restore_holds(mine)
 
     @property
     def states(self) -> dict[AlertKey, AlertState]:
@@ -208,7 +260,7 @@ class Alerter:
                 self._look_up(current[key])
         firing = FiringAlerts(lambda: self._firing_fields(account, now))
         self._deliver(account, events, firing)
-        if changed and self._state_file is not None:
+        if self._state_file is not None and (changed or self._revision() != self._saved_revision):
             self._save()
         return events
 
@@ -226,24 +278,35 @@ class Alerter:
         self.cause_budgets.pop(account, None)
         events = [self._fields(event) for event in evaluation.events]
         self._deliver(account, events, [])
-        if previous and self._state_file is not None:
+        if self._state_file is not None and (previous or self._revision() != self._saved_revision):
             self._save()
         return events
 
     async def replace_delivery(self, rules: AlertRules, sinks: Sequence[Sink]) -> None:
-        """New rules and sinks from a reload; the old sinks get their drain and close."""
+        """New rules and sinks from a reload. What the old sinks hold goes to the new ones
+        (held alerts stay held, and are released at the evaluation after their hold ends,
+        whatever the reload changed); the old sinks get their drain and close. Between taking
+        their holds and the swap nothing else runs, so no event falls between the two."""
+        for sink in self._holding():
+            sink.settle()  # what is still gathering goes out now, by the old routes
+        holds = self.holds()
         old, self.sinks, self.rules = self.sinks, list(sinks), rules
-        await asyncio.gather(*(sink.aclose() for sink in old))
+        self._restore_holds(holds)
         self._hand_over()
+        await asyncio.gather(*(sink.aclose() for sink in old))
 
     def _hand_over(self) -> None:
         """Tell the sinks every alert firing now (new sinks, a restored state): Alertmanager's
-        resend timer keeps them active from the start."""
+        resend timer keeps them active from the start. A holding sink applies the holds in
+        force and releases nothing: that is for the next evaluation."""
         now = self._clock()
         for account in list(self._states):
             firing = self._firing_fields(account, now)
             for sink in self.sinks:
-                sink.submit(account, [], firing)
+                if isinstance(sink, HoldingSink):
+                    sink.hand_over(account, firing)
+                else:
+                    sink.submit(account, [], firing)
 
     def firing_by_integration(
         self,
@@ -380,17 +443,23 @@ class Alerter:
 
     def _save(self) -> None:
         assert self._state_file is not None
+        revision = self._revision()
         try:
-            persistence.save(self._state_file, self.states)
+            persistence.save(self._state_file, self.states, self.holds())
         except OSError as exc:
             log.error("alert_state_not_saved", path=str(self._state_file), error=exc.strerror)
+        else:
+            self._saved_revision = revision
 
     async def aclose(self) -> None:
-        """At shutdown: stop cause lookups (their results would have nowhere to go), write the
-        state file, give the sinks a moment to deliver what is queued."""
+        """At shutdown: stop cause lookups (their results would have nowhere to go), send what
+        is still gathering, write the state file (with what the sinks hold after that), give
+        the sinks a moment to deliver what is queued."""
         for task in list(self._lookups):
             task.cancel()
         await asyncio.gather(*self._lookups, return_exceptions=True)
+        for sink in self._holding():
+            sink.settle()
         if self._state_file is not None:
             self._save()
         await asyncio.gather(*(sink.aclose() for sink in self.sinks))

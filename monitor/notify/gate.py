@@ -3,20 +3,26 @@
 During a hold an alert's conditions are still evaluated, logged on stdout, recorded in the
 history and shown; the gate keeps its events from webhooks, receivers and Alertmanager (for
 which it is not firing). When the hold ends with the alert still firing, it is notified once,
-as ``fired``; an alert that fired and resolved inside the hold sends nothing. The quiet in
-force is read at each evaluation, so a new mute or a window's end takes effect at the next one.
+as ``fired``; an alert that resolved while held sends nothing. The quiet in force is read at
+each evaluation, so a new mute or a window's end takes effect at the next one.
+
+What the gate holds is state (:class:`monitor.alerting.service.HoldingSink`): saved with the
+open alerts, restored after a restart, handed to the next gate at a reload. So a mute that
+expires, or a window removed from the configuration, while the daemon is down or across a
+reload is released at the first evaluation after it, as if the daemon had never stopped.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import structlog
 
-from monitor.alerting import Event, Sink
-from monitor.notify.quiet import Hold, Quiet
+from monitor.alerting import Event, HoldingSink, Sink
+from monitor.notify.quiet import ActiveQuiet, Hold, Quiet
 from monitor.notify.routes import labels_of
 
 log = structlog.get_logger(__name__)
@@ -34,51 +40,75 @@ class QuietGate:
         self.sinks = list(sinks)
         self._quiet = quiet
         self._clock = clock
-        self._held: set[str] = set()  # fingerprints held now
-        self._notified: set[str] = set()  # fingerprints firing and notified
+        #: fingerprints of firing alerts held now: the notifying sinks have not been told
+        #: that they fire (since their hold began)
+        self._held: set[str] = set()
+        self._revision = 0
 
     def submit(self, account: str, events: Sequence[Event], firing: Sequence[Event]) -> None:
+        """One evaluation of ``account``: holds begin, and end for what fires (``fired``)."""
         active = self._quiet().at(self._clock())
         passed: list[Event] = []
         if active:  # firing alerts a hold began for (also those notified before it)
-            for alert in firing:
-                self._hold(alert, active.hold(labels_of(alert)))
+            self._hold_firing(firing, active)
         for event in events:
             fingerprint = event["fingerprint"]
             hold = active.hold(labels_of(event)) if active else None
+            if event["status"] == "resolved":
+                if fingerprint in self._held:  # resolved while held: nothing to say
+                    self._release(fingerprint)
+                elif hold is None:
+                    passed.append(event)
+                continue
             if hold is not None:
                 self._hold(event, hold)
-                if event["status"] == "resolved":
-                    self._held.discard(fingerprint)
-                    self._notified.discard(fingerprint)
                 continue
             if fingerprint in self._held:  # its hold ended with this evaluation
-                self._held.discard(fingerprint)
-                if event["status"] == "firing":
-                    event = {**event, "kind": "fired"}
+                self._release(fingerprint)
+                event = {**event, "kind": "fired"}
             passed.append(event)
-        for alert in firing if self._held else ():  # holds that ended while it kept firing
-            fingerprint = alert["fingerprint"]
-            if fingerprint in self._held and not (active and active.hold(labels_of(alert))):
-                self._held.discard(fingerprint)
-                if all(e["fingerprint"] != fingerprint for e in passed):
+        if self._held:  # holds that ended while the alert kept firing
+            sent = {e["fingerprint"] for e in passed}
+            for alert in firing:
+                fingerprint = alert["fingerprint"]
+                if fingerprint not in self._held or (active and active.hold(labels_of(alert))):
+                    continue
+                self._release(fingerprint)
+                if fingerprint not in sent:
                     passed.append({**alert, "kind": "fired"})
-        for event in passed:
-            if event["status"] == "firing":
-                self._notified.add(event["fingerprint"])
-            else:
-                self._notified.discard(event["fingerprint"])
-        visible = (
-            [a for a in firing if a["fingerprint"] not in self._held] if self._held else firing
-        )
+        visible = self._visible(firing)
         for sink in self.sinks:
             sink.submit(account, passed, visible)
+
+    def hand_over(self, account: str, firing: Sequence[Event]) -> None:
+        """Firing alerts outside an evaluation (a restart, new sinks): a hold in force applies
+        to them; nothing is released, since only an evaluation knows it still fires."""
+        active = self._quiet().at(self._clock())
+        if active:
+            self._hold_firing(firing, active)
+        visible = self._visible(firing)
+        for sink in self.sinks:
+            if isinstance(sink, HoldingSink):
+                sink.hand_over(account, visible)
+            else:
+                sink.submit(account, [], visible)
+
+    def _visible(self, firing: Sequence[Event]) -> Sequence[Event]:
+        """The firing alerts the notifying sinks may know of (Alertmanager's active list)."""
+        if not self._held:
+            return firing
+        return [a for a in firing if a["fingerprint"] not in self._held]
+
+    def _hold_firing(self, firing: Sequence[Event], active: ActiveQuiet) -> None:
+        for alert in firing:
+            self._hold(alert, active.hold(labels_of(alert)))
 
     def _hold(self, event: Event, hold: Hold | None) -> None:
         fingerprint = event["fingerprint"]
         if hold is None or fingerprint in self._held:
             return
         self._held.add(fingerprint)
+        self._revision += 1
         log.info(
             "alert_held",
             alert=event["alert"],
@@ -88,8 +118,40 @@ class QuietGate:
             hold=hold.text,
         )
 
+    def _release(self, fingerprint: str) -> None:
+        self._held.discard(fingerprint)
+        self._revision += 1
+
     def held(self) -> int:
         return len(self._held)
+
+    @property
+    def revision(self) -> int:
+        return self._revision + sum(s.revision for s in self._holding())
+
+    def _holding(self) -> list[HoldingSink]:
+        return [sink for sink in self.sinks if isinstance(sink, HoldingSink)]
+
+    def holds(self) -> dict[str, Any]:
+        return {
+            "held": sorted(self._held),
+            "sinks": {sink.name: sink.holds() for sink in self._holding()},
+        }
+
+    def restore_holds(self, saved: Mapping[str, Any]) -> None:
+        held = saved.get("held")
+        if isinstance(held, list):
+            self._held |= {f for f in held if isinstance(f, str)}
+            self._revision += 1
+        inner = saved.get("sinks")
+        for sink in self._holding():
+            mine = inner.get(sink.name) if isinstance(inner, Mapping) else None
+            if isinstance(mine, Mapping):
+                sink.restore_holds(mine)
+
+    def settle(self) -> None:
+        for sink in self._holding():
+            sink.settle()
 
     async def aclose(self) -> None:
         """The sinks drain together: a shutdown waits for the slowest, not for their sum."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -56,3 +57,34 @@ def test_state_file_write_is_atomic_no_temporary_left(tmp_path: Path) -> None:
     persistence.save(path, run.states)
     persistence.save(path, run.states)
     assert [p.name for p in tmp_path.iterdir()] == ["alerts.json"]
+
+
+def test_what_the_sinks_hold_is_saved_with_the_alerts(tmp_path: Path) -> None:
+    run = Run()
+    for minute in range(12):
+        run.step(minute, failing(0, minute))
+    path = tmp_path / "alerts.json"
+    holds = {"quiet": {"held": ["9704b9e3fbb0bb5e"], "sinks": {}}}
+    persistence.save(path, run.states, holds)
+    saved = persistence.load_all(path)
+    assert saved.alerts == run.states
+    assert saved.holds == holds
+
+
+def test_a_file_of_the_previous_format_keeps_its_alerts(
+    tmp_path: Path, captured_logs: LogCapture
+) -> None:
+    """An upgrade must not forget the open alerts: version 1 had no holds."""
+    run = Run()
+    for minute in range(12):
+        run.step(minute, failing(0, minute))
+    path = tmp_path / "alerts.json"
+    persistence.save(path, run.states)
+    document = json.loads(path.read_text())
+    del document["holds"]
+    document["version"] = 1
+    path.write_text(json.dumps(document))
+    saved = persistence.load_all(path)
+    assert saved.alerts == run.states
+    assert saved.holds == {}
+    assert captured_logs.lines() == []

@@ -4,7 +4,8 @@ still fires at its end is notified once; what fired and resolved inside sends no
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from monitor.alerting.rules import AlertRules
@@ -112,3 +113,130 @@ async def test_a_mute_made_while_firing_applies_at_the_next_evaluation_and_ends(
         (2, "fired"),
     ]
     assert recorder.firing[-1] == ["2"]
+
+
+def muted(until: datetime, integration_id: int = 1) -> Quiet:
+    return Quiet(
+        (), (Mute("m", "acme", until, "re-keying", "alice", T0, integration_id=integration_id),)
+    )
+
+
+def kinds(recorder: Recorder) -> list[tuple[int, str]]:
+    return [(e["integration_id"], e["kind"]) for e in recorder.events]
+
+
+async def test_a_mute_that_expires_while_the_daemon_is_down_is_released_once_after_it(
+    tmp_path: Path,
+) -> None:
+    """What the gate holds is saved with the alerts: the restarted daemon releases it at its
+    first evaluation, as if it had never stopped (before: nothing, until a repeat)."""
+    clock = FakeClock(T0)
+    state = tmp_path / "alerts.json"
+    quiet = muted(T0 + timedelta(minutes=5))
+    recorder = Recorder()
+    gate = QuietGate([recorder], lambda: quiet, clock)
+    rules = AlertRules(failing_for_seconds=0)
+    alerter = Alerter(rules, [gate], clock=clock, ids_configured={"acme": False}, state_file=state)
+    await alerter.on_snapshot(snapshot(clock, {1}, 1))  # fires, held by the mute
+    assert recorder.events == []
+    assert gate.held() == 1
+    await alerter.aclose()
+
+    clock.advance(600)  # the mute expired while the daemon was down
+    recorder = Recorder()
+    gate = QuietGate([recorder], lambda: quiet, clock)
+    alerter = Alerter(rules, [gate], clock=clock, ids_configured={"acme": False}, state_file=state)
+    assert recorder.events == []  # the hand-over releases nothing: is it still failing?
+    assert recorder.firing == [[]]  # ... and Alertmanager's active list does not have it yet
+    await alerter.on_snapshot(snapshot(clock, {1}, 2))
+    assert kinds(recorder) == [(1, "fired")]
+    assert recorder.firing[-1] == ["1"]
+    for cycle in (3, 4):
+        clock.advance(60)
+        await alerter.on_snapshot(snapshot(clock, {1}, cycle))
+    assert kinds(recorder) == [(1, "fired")]  # once
+    await alerter.aclose()
+
+    # and once more across another restart: nothing again, it was notified
+    recorder = Recorder()
+    alerter = Alerter(
+        rules,
+        [QuietGate([recorder], lambda: quiet, clock)],
+        clock=clock,
+        ids_configured={"acme": False},
+        state_file=state,
+    )
+    clock.advance(60)
+    await alerter.on_snapshot(snapshot(clock, {1}, 5))
+    await alerter.on_snapshot(snapshot(clock, set(), 6))
+    assert kinds(recorder) == [(1, "resolved")]
+
+
+async def test_an_alert_that_resolved_while_held_and_down_says_nothing(tmp_path: Path) -> None:
+    clock = FakeClock(T0)
+    state = tmp_path / "alerts.json"
+    quiet = muted(T0 + timedelta(minutes=5))
+    rules = AlertRules(failing_for_seconds=0)
+    recorder = Recorder()
+    alerter = Alerter(
+        rules,
+        [QuietGate([recorder], lambda: quiet, clock)],
+        clock=clock,
+        ids_configured={"acme": False},
+        state_file=state,
+    )
+    await alerter.on_snapshot(snapshot(clock, {1}, 1))
+    await alerter.aclose()
+    clock.advance(600)  # the mute expired and the shop recovered, both while down
+    alerter = Alerter(
+        rules,
+        [QuietGate([recorder], lambda: quiet, clock)],
+        clock=clock,
+        ids_configured={"acme": False},
+        state_file=state,
+    )
+    await alerter.on_snapshot(snapshot(clock, set(), 2))  # resolved: never announced, no resolve
+    clock.advance(60)
+    await alerter.on_snapshot(snapshot(clock, set(), 3))
+    assert recorder.events == []
+    assert alerter.holds() == {"quiet": {"held": [], "sinks": {}}}
+
+
+async def test_a_reload_hands_what_is_held_to_the_new_gate() -> None:
+    """A reload that removes the window builds new sinks: the new gate takes over what the old
+    one held, whichever is applied first — the new windows or the new sinks."""
+    clock = FakeClock(T0)
+    window = Window("migration", Matchers(account="acme"), T0, T0 + timedelta(days=1))
+    old_recorder, new_recorder = Recorder(), Recorder()
+    windows: tuple[Window, ...] = (window,)
+    old_gate = QuietGate([old_recorder], lambda: Quiet(windows), clock)
+    rules = AlertRules(failing_for_seconds=0)
+    alerter = Alerter(rules, [old_gate], clock=clock, ids_configured={"acme": False})
+    await alerter.on_snapshot(snapshot(clock, {1, 2}, 1))
+    assert old_gate.held() == 2
+    windows = ()  # the window is gone before the new sinks arrive
+    await alerter.replace_delivery(
+        rules, [QuietGate([new_recorder], lambda: Quiet(windows), clock)]
+    )
+    assert new_recorder.events == []
+    assert new_recorder.firing == [[]]
+    clock.advance(60)
+    await alerter.on_snapshot(snapshot(clock, {1}, 2))  # 2 recovered meanwhile: nothing of it
+    assert kinds(new_recorder) == [(1, "fired")]
+    assert old_recorder.events == []
+
+
+async def test_a_hold_that_ends_as_the_alert_resolves_sends_no_lonely_resolve() -> None:
+    clock = FakeClock(T0)
+    quiet = muted(T0 + timedelta(minutes=5))
+    recorder = Recorder()
+    alerter = Alerter(
+        AlertRules(failing_for_seconds=0),
+        [QuietGate([recorder], lambda: quiet, clock)],
+        clock=clock,
+        ids_configured={"acme": False},
+    )
+    await alerter.on_snapshot(snapshot(clock, {1}, 1))  # fired inside the mute
+    clock.advance(600)
+    await alerter.on_snapshot(snapshot(clock, set(), 2))  # the mute ended; so did the failure
+    assert recorder.events == []  # no resolve of an alert its receivers never heard of

@@ -251,3 +251,97 @@ def test_without_web_users_the_mutes_api_refuses_to_write(tmp_path: Path) -> Non
             assert httpx.delete(f"{daemon.base}/api/v1/mutes/abc", timeout=5).status_code == 403
         finally:
             daemon.terminate()
+
+
+def fired(receiver: Receiver) -> list[tuple[str, int, str]]:
+    """(alert, integration_id, kind) of every firing event the webhook received, in order."""
+    return [
+        (e["alert"], e["integration_id"], e["kind"])
+        for body in receiver.bodies
+        for e in body["events"]
+        if e["status"] == "firing"
+    ]
+
+
+@pytest.mark.timeout(120)
+def test_a_mute_that_expires_while_the_daemon_is_stopped_fires_once_after_the_restart(
+    tmp_path: Path,
+) -> None:
+    """An ordinary rollout: the shop is muted and failing, the daemon stops, the mute expires,
+    the daemon starts again. The webhook hears of the shop exactly once, at the first poll
+    after the restart — not hours later at a repeat."""
+    state = tmp_path / "state" / "alerts.json"
+    failing_since = datetime.now(UTC) - timedelta(minutes=20)  # past the 15 min grace
+    shops = [
+        SimIntegration(1, "failing", "Muted shop", started_failing_at=failing_since),
+        SimIntegration(2, "healthy", "Quiet shop"),
+    ]
+    with Simulator(shops) as sim, running(Receiver()) as hook:
+        port = free_port()
+        config = tmp_path / "monitor.yaml"
+        config.write_text(
+            yaml.safe_dump({"alerting": {"webhooks": [{"name": "oncall", "url": hook.url}]}})
+        )
+        env = monitor_env(sim, port, MONITOR_STATE_FILE=str(state), MONITOR_CONFIG_FILE=str(config))
+        muted = run_once(
+            [
+                "mute",
+                "--account",
+                "default",
+                "--integration",
+                "1",
+                "--for",
+                "15s",
+                "--reason",
+                "re-keying the shop",
+            ],
+            {"MONITOR_STATE_FILE": str(state)},
+        )
+        assert muted.returncode == 0, muted.stderr
+        mute_ends = datetime.now(UTC) + timedelta(seconds=15)
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_ready()
+            daemon.wait_for(lambda: daemon.events("alert_held"), 10, "the alert held")
+            assert daemon.metric("integration_notifications_held", integration_id="1") == 1
+        finally:
+            code, _ = daemon.terminate()
+        assert code == 0
+        assert datetime.now(UTC) < mute_ends, "the setup took too long"
+        [alert] = [e for e in daemon.events("alert") if e["status"] == "firing"]
+        assert (alert["integration_id"], alert["kind"]) == (1, "fired")  # on stdout: yes
+        assert hook.bodies == []  # at the webhook: held
+        saved = json.loads(state.read_text())
+        assert saved["holds"]["quiet"]["held"] == [alert["fingerprint"]]
+
+        while datetime.now(UTC) < mute_ends + timedelta(seconds=1):  # it expires while down
+            time.sleep(0.2)
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_ready()
+            wait(lambda: hook.bodies, 20, "the webhook after the restart")
+            polls = (
+                daemon.metric(
+                    "integration_monitor_polls_total", account="default", outcome="success"
+                )
+                or 0
+            )
+            daemon.wait_for(
+                lambda: (
+                    (
+                        daemon.metric(
+                            "integration_monitor_polls_total", account="default", outcome="success"
+                        )
+                        or 0
+                    )
+                    >= polls + 2
+                ),
+                20,
+                "two more polls",
+            )
+            assert fired(hook) == [("IntegrationFailing", 1, "fired")]  # exactly once
+            assert daemon.metric("integration_notifications_held", integration_id="1") is None
+            assert [e["kind"] for e in daemon.events("alert")] == []  # stdout had it already
+        finally:
+            daemon.terminate()
+
