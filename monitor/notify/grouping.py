@@ -5,15 +5,16 @@ message (each alert once, at its newest). When more than half — and at least
 ``PLATFORM_MINIMUM`` — of one integration type in the route's scope start failing in one group,
 it is likely the platform's own incident (Shopify down for everyone): the message says so, and
 the follow-ups of those shops (escalations, repeats, causes, recoveries) are held while it
-lasts. It ends when more than half of its shops
-have recovered: one message says so, and the shops still failing — they outlasted it — are
-notified on their own from then on.
+lasts. It ends when more than half of its shops have recovered: one message says so and lists
+the recoveries, one more carries what the shops still failing missed (the newest follow-up of
+each: its cause, an escalation), and those shops are notified on their own from then on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from monitor.alerting import Event
 
@@ -65,7 +66,38 @@ class PlatformIncident:
     integration_type: str
     population: int
     members: set[str] = field(default_factory=set)  # fingerprints
-    recovered: list[Event] = field(default_factory=list)
+    #: fingerprint -> the recovery of a member, held until the incident ends
+    recovered: dict[str, Event] = field(default_factory=dict)
+    #: fingerprint -> the newest follow-up (escalation, repeat, cause) of a member still
+    #: failing, held until the incident ends
+    held: dict[str, Event] = field(default_factory=dict)
+
+    def to_json(self, key: str) -> dict[str, Any]:
+        return {
+            "route": key,
+            "integration_type": self.integration_type,
+            "population": self.population,
+            "members": sorted(self.members),
+            "recovered": list(self.recovered.values()),
+            "held": list(self.held.values()),
+        }
+
+    @classmethod
+    def from_json(cls, item: Mapping[str, Any]) -> tuple[str, PlatformIncident]:
+        """Raises KeyError, TypeError or ValueError for what is not one."""
+        incident = cls(str(item["integration_type"]), int(item["population"]))
+        incident.members = {str(f) for f in item["members"]}
+        incident.recovered = {str(e["fingerprint"]): dict(e) for e in item["recovered"]}
+        incident.held = {str(e["fingerprint"]): dict(e) for e in item["held"]}
+        return str(item["route"]), incident
+
+
+def merge_follow_up(before: Event | None, event: Event) -> Event:
+    """One held follow-up per shop: the newest (it carries the cause and the severity of all
+    before it), an escalation when one was held (a ``severity: critical`` route must hear it)."""
+    if before is not None and before["kind"] == "escalated" and event["kind"] != "escalated":
+        return {**event, "kind": "escalated"}
+    return event
 
 
 class IncidentDesk:
@@ -74,21 +106,33 @@ class IncidentDesk:
     def __init__(self, minimum: int = PLATFORM_MINIMUM) -> None:
         self.minimum = minimum
         self.incidents: dict[tuple[str, str], PlatformIncident] = {}
+        self.revision = 0  # changes with what the incidents hold
 
     def screen(
         self, key: str, events: Sequence[Event], population: Callable[[str], int]
     ) -> list[Group]:
         """The messages one released group makes: its events less the held follow-ups (with
-        a note when a platform incident starts), then one message per incident that ended."""
+        a note when a platform incident starts), then, per incident that ended, one message
+        with its recoveries and one with the held follow-ups of the shops still failing."""
         mine = {t: i for (k, t), i in self.incidents.items() if k == key}
         member_of = {f: i for i in mine.values() for f in i.members}
         kept: list[Event] = []
         for event in events:
-            incident = member_of.get(event["fingerprint"])
-            if incident is None or event["kind"] == "fired":
+            fingerprint = event["fingerprint"]
+            incident = member_of.get(fingerprint)
+            if incident is None:
+                kept.append(event)
+                continue
+            self.revision += 1
+            if event["kind"] == "fired":  # a new episode, or the end of a quiet hold
+                incident.held.pop(fingerprint, None)
+                incident.recovered.pop(fingerprint, None)
                 kept.append(event)
             elif event["status"] == "resolved":
-                incident.recovered.append(event)
+                incident.held.pop(fingerprint, None)
+                incident.recovered[fingerprint] = event
+            else:
+                incident.held[fingerprint] = merge_follow_up(incident.held.get(fingerprint), event)
         notes = []
         started: dict[str, list[Event]] = {}
         for event in kept:
@@ -98,12 +142,14 @@ class IncidentDesk:
             known = mine.get(integration_type)
             if known is not None:  # more shops of a running incident
                 known.members |= {e["fingerprint"] for e in group}
+                self.revision += 1
                 continue
             total = population(integration_type) if integration_type else 0
             if len(group) >= self.minimum and len(group) * 2 > total:
                 incident = PlatformIncident(integration_type, total)
                 incident.members = {e["fingerprint"] for e in group}
                 self.incidents[(key, integration_type)] = incident
+                self.revision += 1
                 notes.append(
                     f"Likely a platform-side incident: {len(group)} of {total} "
                     f"{integration_type} integrations in this route started failing together. "
@@ -111,16 +157,39 @@ class IncidentDesk:
                 )
         found: list[Group] = [(kept, " ".join(notes) or None)] if kept else []
         for integration_type, incident in list(mine.items()):
-            recovered = len({e["fingerprint"] for e in incident.recovered})
+            recovered = len(incident.recovered)
             if recovered * 2 > len(incident.members):
                 del self.incidents[(key, integration_type)]
+                self.revision += 1
                 still = len(incident.members) - recovered
                 found.append(
                     (
-                        incident.recovered,
+                        list(incident.recovered.values()),
                         f"The likely {integration_type} platform incident is over: {recovered} "
                         f"of {len(incident.members)} integrations recovered; {still} still "
                         "failing are notified on their own from now on.",
                     )
                 )
+                if incident.held:  # what they missed while it lasted
+                    found.append((list(incident.held.values()), None))
         return found
+
+    def state(self) -> list[dict[str, Any]]:
+        """The running incidents, as JSON (saved with the alerts)."""
+        return [incident.to_json(key) for (key, _), incident in self.incidents.items()]
+
+    def restore(self, saved: Sequence[Any], keep: Callable[[str], bool]) -> list[PlatformIncident]:
+        """Take over the saved incidents of the routes ``keep`` accepts (an unusable entry is
+        skipped, never raised); returns those of the other routes, for their owner to end."""
+        ended = []
+        for item in saved:
+            try:
+                key, incident = PlatformIncident.from_json(item)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue
+            if keep(key):
+                self.incidents[(key, incident.integration_type)] = incident
+            else:
+                ended.append(incident)
+        self.revision += 1
+        return ended

@@ -12,12 +12,24 @@ import collections
 import html
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from monitor.alerting import Event
 
 #: Shops listed by name in a message; the rest are counted.
 SLACK_SHOPS = 5
 LISTED_SHOPS = 10
+
+
+class Carried(NamedTuple):
+    """One alert event a message carries, as structure (what its text says in words)."""
+
+    fingerprint: str
+    alert: str
+    status: str
+    kind: str
+    severity: str
+    starts_at: str
 
 
 @dataclass(frozen=True)
@@ -32,6 +44,8 @@ class Message:
     kind: str = "info"
     #: alert events it carries (0 for a test message)
     events: int = 0
+    #: the same events, as structure
+    alerts: tuple[Carried, ...] = ()
 
 
 def message(events: Sequence[Event], *, note: str | None = None) -> Message:
@@ -56,7 +70,11 @@ def message(events: Sequence[Event], *, note: str | None = None) -> Message:
     body += f"<p>…and {more} more</p>" if more > 0 else ""
     critical = any(e["severity"] == "critical" for e in firing)
     kind = ("failure" if critical else "warning") if firing else "success"
-    return Message(title, text, body, kind, len(events))
+    carried = tuple(
+        Carried(e["fingerprint"], e["alert"], e["status"], e["kind"], e["severity"], e["starts_at"])
+        for e in events
+    )
+    return Message(title, text, body, kind, len(events), carried)
 
 
 def shop_line(event: Event) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from monitor.notify.grouping import Grouper, IncidentDesk, collapse
@@ -101,13 +102,18 @@ def test_most_of_a_type_failing_together_is_a_platform_incident_and_holds_follow
         )
         == []
     )
-    # more than half: one message says it is over, with every recovery it held
-    [(events, note)] = desk.screen(
+    # more than half: one message says it is over, with every recovery it held; one more
+    # carries what the 14 shops still failing missed while it lasted: their escalations
+    [(events, note), (missed, none)] = desk.screen(
         "route 1", [event(15, kind="resolved", status="resolved")], population(40)
     )
     assert [e["integration_id"] for e in events] == list(range(16))
     assert note is not None
     assert "16 of 30 integrations recovered; 14 still failing" in note
+    assert [(e["integration_id"], e["kind"]) for e in missed] == [
+        (n, "escalated") for n in range(16, 30)
+    ]
+    assert none is None
     # the shops that outlasted it are on their own again
     late = event(20, kind="escalated")
     assert desk.screen("route 1", [late], population(40)) == [([late], None)]
@@ -127,3 +133,65 @@ def test_incidents_are_per_route() -> None:
     desk.screen("route 1", [event(n) for n in range(30)], population(40))
     escalation = event(1, kind="escalated")
     assert desk.screen("route 2", [escalation], population(40)) == [([escalation], None)]
+
+
+def test_a_shop_still_failing_gets_what_it_missed_once_merged() -> None:
+    """Held follow-ups are one per shop at its newest; an escalation stays an escalation (a
+    critical route must hear it), with the cause that came after it."""
+    desk = IncidentDesk()
+    desk.screen("route 1", [event(n) for n in range(12)], population(12))
+    escalated = {**event(11, kind="escalated"), "severity": "critical"}
+    cause = {**event(11, kind="cause"), "severity": "critical", "cause": {"exception": "SSL"}}
+    repeat = event(10, kind="repeat")
+    assert desk.screen("route 1", [escalated, repeat], population(12)) == []
+    assert desk.screen("route 1", [cause], population(12)) == []
+    recoveries = [event(n, kind="resolved", status="resolved") for n in range(7)]
+    [(over, note), (missed, _)] = desk.screen("route 1", recoveries, population(12))
+    assert note is not None
+    assert [e["integration_id"] for e in over] == list(range(7))
+    by_id = {e["integration_id"]: e for e in missed}
+    assert sorted(by_id) == [10, 11]
+    assert (by_id[11]["kind"], by_id[11]["severity"]) == ("escalated", "critical")
+    assert by_id[11]["cause"] == {"exception": "SSL"}
+    assert by_id[10]["kind"] == "repeat"
+    assert desk.incidents == {}
+
+
+def test_a_member_that_fails_again_is_not_counted_as_recovered() -> None:
+    desk = IncidentDesk()
+    desk.screen("route 1", [event(n) for n in range(10)], population(10))
+    desk.screen(
+        "route 1", [event(n, kind="resolved", status="resolved") for n in range(5)], population(10)
+    )
+    again = event(0)  # a new episode: passes at once, and is a member failing again
+    assert desk.screen("route 1", [again], population(10)) == [([again], None)]
+    assert (
+        desk.screen("route 1", [event(5, kind="resolved", status="resolved")], population(10)) == []
+    )
+    [(over, _)] = desk.screen(
+        "route 1", [event(6, kind="resolved", status="resolved")], population(10)
+    )
+    assert sorted(e["integration_id"] for e in over) == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_incidents_are_state_that_a_new_desk_takes_over() -> None:
+    desk = IncidentDesk()
+    desk.screen("route 1", [event(n) for n in range(10)], population(10))
+    desk.screen("route 2", [event(n) for n in range(10)], population(10))
+    desk.screen("route 1", [event(3, kind="escalated")], population(10))
+    saved = json.loads(json.dumps(desk.state()))  # through the state file's format
+
+    restarted = IncidentDesk()
+    ended = restarted.restore([*saved, {"route": "broken"}], keep=lambda key: key == "route 1")
+    assert [i.integration_type for i in ended] == ["shopify"]  # route 2 changed meanwhile
+    assert list(restarted.incidents) == [("route 1", "shopify")]
+    recoveries = [event(n, kind="resolved", status="resolved") for n in range(6)]
+    [(_, note)] = restarted.screen("route 1", recoveries, population(10))
+    assert note is not None  # over; shop 3 recovered, so its held escalation is not sent
+    restarted.restore(saved, keep=lambda key: True)
+    groups = restarted.screen(
+        "route 1",
+        [event(n, kind="resolved", status="resolved") for n in range(4, 10)],
+        population(10),
+    )
+    assert [(e["integration_id"], e["kind"]) for e in groups[1][0]] == [(3, "escalated")]

@@ -215,3 +215,71 @@ def test_a_reload_rotates_a_receiver_and_adds_a_window_and_mutes_survive_a_resta
             daemon.terminate()
         for token in (old_token, new_token):
             assert token not in output + daemon.output
+
+
+@pytest.mark.timeout(120)
+def test_a_platform_incident_with_escalations_releases_them_to_the_shops_that_outlast_it(
+    tmp_path: Path,
+) -> None:
+    """The incident holds its shops' follow-ups; when it ends, the shops still failing get what
+    they missed — here their escalation — at once, not at a repeat hours later."""
+    shops = [SimIntegration(i, "healthy", f"Shop {i}", type="shopify") for i in range(1, 25)]
+    with Simulator(shops) as sim, running(Receiver()) as hook:
+        port = free_port()
+        path = tmp_path / "monitor.yaml"
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "listen_address": f"127.0.0.1:{port}",
+                    "defaults": {"poll_interval_seconds": 5},
+                    "sendcloud": {
+                        "api_url": sim.url,
+                        "public_key": DEMO_PUBLIC_KEY,
+                        "secret_key": DEMO_SECRET_KEY,
+                        "integration_ids": "all",
+                    },
+                    "alerting": {
+                        "failing_for_seconds": 0,
+                        "failing_critical_after_seconds": 8,
+                        "group_wait_seconds": 1,
+                        "receivers": [
+                            {
+                                "name": "oncall",
+                                "url": f"json://127.0.0.1:{hook.server.server_address[1]}/{TOKEN}",
+                            }
+                        ],
+                    },
+                }
+            )
+        )
+        daemon = DaemonProcess(["run", "--config", str(path)], {}, port)
+        try:
+            daemon.wait_ready(timeout=30)
+            for shop in range(1, 21):  # 20 of 24
+                sim.update(shop, scenario="failing")
+            wait(lambda: hook.bodies, 30, "the incident's message")
+            assert hook.bodies[0]["title"] == "[FIRING:20] IntegrationFailing (default)"
+            assert "Likely a platform-side incident: 20 of 24 shopify" in hook.bodies[0]["message"]
+
+            def escalated() -> int:
+                return sum(1 for e in daemon.events("alert") if e["kind"] == "escalated")
+
+            wait(lambda: escalated() == 20, 30, "the escalations (on stdout)")
+            time.sleep(2)  # past group_wait: held, not sent
+            assert len(hook.bodies) == 1
+
+            for shop in range(1, 13):  # 12 of 20 recover: it is over; 8 outlast it
+                sim.update(shop, scenario="healthy")
+            wait(lambda: len(hook.bodies) >= 3, 30, "the end and what the others missed")
+            time.sleep(7)  # another poll: nothing more
+            over, missed = hook.bodies[1:]
+            assert over["title"] == "[RESOLVED:12] IntegrationFailing (default)"
+            assert "platform incident is over: 12 of 20 integrations recovered" in over["message"]
+            assert missed["title"] == "[FIRING:8] IntegrationFailing (default)"
+            assert missed["type"] == "failure"  # critical
+            for shop in range(13, 21):
+                assert f"Shop {shop} " in missed["message"]
+            assert "Shop 1 " not in missed["message"]
+        finally:
+            daemon.terminate()
+        assert TOKEN not in daemon.output
