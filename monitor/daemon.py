@@ -816,11 +816,16 @@ class Daemon:
             self.alerter.end_account(name)
             if self.history is not None:
                 self.history.forget(name, self._clock())
-        if (settings.alerting, outbound) != (self.alerting, self._outbound):
+        # the windows are read by the quiet gate at each evaluation: a reload that changes
+        # only them (or the rules' thresholds) keeps every sink and what is queued in it; new
+        # sinks take over what the old ones held, so the order of these steps does not matter
+        self.quiet.windows = settings.alerting.windows()
+        if _delivery(settings.alerting, outbound) != _delivery(self.alerting, self._outbound):
             sinks = self._sinks(settings.alerting, outbound)
             await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
+        else:
+            self.alerter.rules = settings.alerting.rules()
         self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
-        self.quiet.windows = settings.alerting.windows()
         for stream in self.streams.values():  # the accounts that stay polling too
             stream.window = self._errors_rising_window()
         for name in changed + added:
@@ -972,6 +977,19 @@ def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object
         }
         for e in episodes
     ]
+
+
+def _delivery(alerting: AlertingSettings, outbound: Outbound) -> tuple[object, ...]:
+    """What the sinks are built from (``build_sinks``): a reload that leaves it unchanged
+    keeps them."""
+    return (
+        outbound,
+        alerting.alertmanager,
+        alerting.receivers,
+        alerting.routes,
+        alerting.default_receivers,
+        alerting.group_wait_seconds,
+    )
 
 
 def build_sinks(

@@ -198,3 +198,81 @@ def test_a_rotated_webhook_url_file_is_picked_up(tmp_path: Path) -> None:
     assert code == 0
     assert old.bodies == []
     assert new.url not in daemon.output
+
+
+@pytest.mark.timeout(90)
+def test_a_reload_that_changes_only_a_window_keeps_the_sinks_and_their_queue(
+    tmp_path: Path,
+) -> None:
+    """Deliveries waiting for a slow webhook survive a reload that only moves a maintenance
+    window: the sinks are kept. (Before, every sink was rebuilt and what waited in the old
+    ones was cancelled, uncounted.)"""
+    from tests.receivers import Receiver, running
+
+    port = free_port()
+    config = tmp_path / "monitor.yaml"
+    failing_since = datetime.now(UTC) - timedelta(hours=1)
+    shops = [
+        SimIntegration(n, "failing", f"Shop {n}", started_failing_at=failing_since)
+        for n in (1, 2, 3)
+    ]
+    receiver = Receiver()
+    receiver.release.clear()  # the webhook hangs until released: deliveries queue up
+    with Simulator(shops) as sim, running(receiver):
+
+        def write(window_start: str) -> None:
+            document = {
+                "listen_address": f"127.0.0.1:{port}",
+                "accounts": [
+                    account(f"shop-{n}", sim, [n], secret_key=DEMO_SECRET_KEY) for n in (1, 2, 3)
+                ],
+                "alerting": {
+                    "webhooks": [{"name": "ops", "url": receiver.url}],
+                    "maintenance": [
+                        {
+                            "name": "next migration",
+                            "match": {"account": "shop-1"},
+                            "start": window_start,
+                            "end": "2031-01-02T00:00:00Z",
+                        }
+                    ],
+                },
+            }
+            config.write_text(yaml.safe_dump(document))
+
+        write("2031-01-01T00:00:00Z")
+        daemon = DaemonProcess(["run", "--config", str(config)], {}, port)
+        try:
+            daemon.wait_ready()
+
+            def queued() -> float:
+                text = daemon.get("/metrics").text
+                return metric_value(text, "integration_monitor_alert_queue_depth") or 0.0
+
+            daemon.wait_for(lambda: queued() >= 2, 15, "two deliveries waiting")
+            write("2031-01-01T06:00:00Z")  # the window moves; nothing else changes
+            reloaded = httpx.post(daemon.base + "/-/reload", timeout=30)
+            assert reloaded.status_code == 200, reloaded.text
+            receiver.release.set()
+            accounts = {"shop-1", "shop-2", "shop-3"}
+            daemon.wait_for(
+                lambda: {b["account"] for b in receiver.bodies} == accounts,
+                15,
+                "every account's alert",
+            )
+            text = daemon.get("/metrics").text
+            outcome = {
+                o: metric_value(
+                    text,
+                    "integration_monitor_alert_deliveries_total",
+                    sink="webhook:ops",
+                    outcome=o,
+                )
+                or 0.0  # none dropped: the series may not exist
+                for o in ("success", "dropped")
+            }
+            assert outcome == {"success": len(receiver.bodies), "dropped": 0}
+        finally:
+            daemon.terminate()
+    fired = [e for b in receiver.bodies for e in b["events"] if e["kind"] == "fired"]
+    assert sorted(e["integration_id"] for e in fired) == [1, 2, 3]
