@@ -319,6 +319,7 @@ class Daemon:
             self.mutes, self.alerting.windows(), clock, on_status=self.metrics.mutes_status
         )
         self.metrics.holds = self._holds
+        self.metrics.account_holds = self._account_holds
         #: account -> its exception-log stream; kept across reloads (position, counts)
         self.streams: dict[str, ExceptionStream] = {}
         self.metrics.streams = lambda: dict(self.streams)
@@ -456,6 +457,18 @@ class Daemon:
         """Why each held integration's notifications wait (scrapes: the reason only)."""
         return {key: hold.reason for key, hold in self._hold_texts(self._clock()).items()}
 
+    def _account_holds(self) -> dict[str, str]:
+        """Why each held account's own alerts wait (scrapes: the reason only)."""
+        active = self.quiet().at(self._clock())
+        if not active:
+            return {}
+        found = {}
+        for account in self.store.snapshots():
+            hold = active.account_hold(account)
+            if hold is not None:
+                found[account] = hold.reason
+        return found
+
     def _hold_texts(self, now: datetime) -> dict[tuple[str, int], Hold]:
         active = self.quiet().at(now)
         if not active:
@@ -571,6 +584,7 @@ class Daemon:
         )
         self._scheduler = scheduler
         self.alerter = self._alerter()
+        self.metrics.not_found_polls = self.alerter.not_found_polls
         try:
             start = datetime.now(UTC)
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):

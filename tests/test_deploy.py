@@ -92,6 +92,8 @@ def exported_metric_names() -> set[str]:
     events.throttled(1.0)
     metrics.observe_cycle("default", 0.1, True)
     metrics.holds = lambda: {("default", 1): "mute"}  # only while something is held
+    metrics.account_holds = lambda: {"default": "mute"}
+    metrics.not_found_polls = lambda: {("default", 2): 1}  # only while one answers 404
     metrics.streams = lambda: {"default": stream}
     text = scraped(metrics)
     return set(re.findall(r"^(\w+)[{ ]", text, re.M))

@@ -25,6 +25,7 @@ from monitor.alerting.rules import (
     ALERTS,
     INTEGRATION_ERRORS_RISING,
     INTEGRATION_FAILING,
+    INTEGRATION_NOT_FOUND,
     AlertEvent,
     AlertKey,
     AlertRules,
@@ -323,6 +324,15 @@ class Alerter:
             if cause is not None and key.integration_id is not None
         }
         return firing, causes
+
+    def not_found_polls(self) -> dict[tuple[str, int], int]:
+        """(account, integration_id) -> the consecutive polls that answered 404, as
+        IntegrationNotFound counts them (any thread: exported for the shipped rule)."""
+        return {
+            (key.account, key.integration_id): state.observations
+            for key, state in self.states.items()
+            if key.alert == INTEGRATION_NOT_FOUND and key.integration_id is not None
+        }
 
     def _firing_fields(self, account: str, now: datetime) -> list[dict[str, Any]]:
         return [

@@ -163,7 +163,11 @@ class Metrics:
         )
         self._firing_children: dict[str, Gauge] = {}
         self.holds: Callable[[], Mapping[tuple[str, int], str]] = dict
-        self.own.register(_Holds(lambda: self.holds()))
+        self.account_holds: Callable[[], Mapping[str, str]] = dict
+        self.own.register(_Holds(lambda: self.holds(), lambda: self.account_holds()))
+        #: (account, integration_id) -> consecutive polls that answered 404 (the alerts')
+        self.not_found_polls: Callable[[], Mapping[tuple[str, int], int]] = dict
+        self.own.register(_NotFoundPolls(lambda: self.not_found_polls()))
 
     def _history_metrics(self) -> None:
         """The history file: whether it can be written, and what could not be."""
@@ -348,27 +352,73 @@ class _ClientMetrics:
 
 class _Holds:
     """``integration_notifications_held``: 1 for each integration whose notifications a
-    maintenance window or a mute holds now (the shipped rules are silent for them too)."""
+    maintenance window or a mute holds now, and ``account_notifications_held`` for each
+    account whose own alerts one holds (the shipped rules are silent for them too)."""
 
-    def __init__(self, holds: Callable[[], Mapping[tuple[str, int], str]]) -> None:
+    def __init__(
+        self,
+        holds: Callable[[], Mapping[tuple[str, int], str]],
+        account_holds: Callable[[], Mapping[str, str]],
+    ) -> None:
         self._holds = holds
+        self._account_holds = account_holds
+
+    def describe(self) -> list[GaugeMetricFamily]:
+        return list(self._families())
+
+    def _families(self) -> tuple[GaugeMetricFamily, GaugeMetricFamily]:
+        return (
+            GaugeMetricFamily(
+                "integration_notifications_held",
+                "1 while a maintenance window or a mute holds the notifications of an "
+                "integration (reason: maintenance or mute); absent otherwise. The shipped rules "
+                "end with `unless on (...) integration_notifications_held == 1`.",
+                labels=["account", "integration_id", "reason"],
+            ),
+            GaugeMetricFamily(
+                "account_notifications_held",
+                "1 while a maintenance window or a mute holds the account's own alerts (keys "
+                "rejected, API unreachable; reason: maintenance or mute); absent otherwise. The "
+                "shipped SendcloudAuthFailing and SendcloudMonitorPollsFailing end with "
+                "`unless on (...) account_notifications_held == 1`.",
+                labels=["account", "reason"],
+            ),
+        )
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        integrations, accounts = self._families()
+        for (account, integration_id), reason in sorted(self._holds().items()):
+            integrations.add_metric([account, str(integration_id), reason], 1.0)
+        for account, reason in sorted(self._account_holds().items()):
+            accounts.add_metric([account, reason], 1.0)
+        return [integrations, accounts]
+
+
+class _NotFoundPolls:
+    """``integration_not_found_polls``: how many polls in a row a configured integration
+    answered 404, as the daemon's IntegrationNotFound counts them (kept across restarts with
+    the alert state; polls that could not read it do not count), so the shipped rule fires at
+    the same poll."""
+
+    def __init__(self, polls: Callable[[], Mapping[tuple[str, int], int]]) -> None:
+        self._polls = polls
 
     def describe(self) -> list[GaugeMetricFamily]:
         return [self._family()]
 
     def _family(self) -> GaugeMetricFamily:
         return GaugeMetricFamily(
-            "integration_notifications_held",
-            "1 while a maintenance window or a mute holds the notifications of an integration "
-            "(reason: maintenance or mute); absent otherwise. The shipped rules end with "
-            "`unless on (...) integration_notifications_held == 1`.",
-            labels=["account", "integration_id", "reason"],
+            "integration_not_found_polls",
+            "Consecutive polls at which a configured integration answered 404 (polls that "
+            "could not read it do not count; kept across restarts with the alert state); absent "
+            "while it is found. SendcloudIntegrationNotFound fires at not_found_polls (2).",
+            labels=["account", "integration_id"],
         )
 
     def collect(self) -> list[GaugeMetricFamily]:
         family = self._family()
-        for (account, integration_id), reason in sorted(self._holds().items()):
-            family.add_metric([account, str(integration_id), reason], 1.0)
+        for (account, integration_id), polls in sorted(self._polls().items()):
+            family.add_metric([account, str(integration_id)], float(polls))
         return [family]
 
 

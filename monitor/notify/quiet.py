@@ -224,11 +224,22 @@ class ActiveQuiet:
     ) -> Hold | None:
         """The hold of every alert of an integration (windows restricted to an alert or a
         severity hold only those: they are not an integration's hold)."""
-        labels = {
-            "account": account,
-            "integration_id": integration_id,
-            "integration_type": integration_type,
-        }
+        return self._every_alert(
+            {
+                "account": account,
+                "integration_id": integration_id,
+                "integration_type": integration_type,
+            }
+        )
+
+    def account_hold(self, account: str) -> Hold | None:
+        """The hold of every account-level alert of an account (``SendcloudAuthFailing``,
+        ``SendcloudAPIUnreachable``): a mute of the whole account, or a window that takes the
+        account's own alerts (one restricted to an alert or a severity holds only those; one
+        restricted to integrations, none of them)."""
+        return self._every_alert({"account": account, "integration_id": None})
+
+    def _every_alert(self, labels: Mapping[str, Any]) -> Hold | None:
         for mute in self.mutes:
             if mute.matches(labels):
                 return Hold.of_mute(mute)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +28,7 @@ from monitor.poller import AccountPoller
 from monitor.sendcloud import parse_integration
 from monitor.simulator import SimIntegration, Simulator
 from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
-from tests.conftest import FakeClock, LogCapture, account_for, scraped
+from tests.conftest import FakeClock, LogCapture, account_for, metric_value, scraped
 from tests.notify.test_sinks import alertmanager
 
 __all__ = ["alertmanager"]  # the fixture, shared with the sink tests
@@ -497,3 +498,53 @@ async def test_a_cause_lookup_that_raises_is_recorded_and_retried(world: World) 
     assert causes[-1]["cause_error"] is None
     for event in causes:
         VALIDATOR.validate(event)
+
+
+async def test_not_found_fires_when_the_exported_count_reaches_the_shipped_rules_threshold(
+    tmp_path: Path,
+) -> None:
+    """IntegrationNotFound and SendcloudIntegrationNotFound judge the same count — polls in a
+    row that answered 404, unreadable polls not counted — also across a restart."""
+    rules_file = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
+    found = re.search(r"integration_not_found_polls >= (\d+)", rules_file.read_text())
+    assert found is not None
+    threshold = int(found[1])
+    assert threshold == AlertRules().not_found_polls
+    clock = FakeClock(datetime(2026, 11, 1, tzinfo=UTC))
+    state = tmp_path / "alerts.json"
+    store = Store(["acme"])
+    metrics = Metrics(store, ["acme"], clock=clock, poll_intervals={"acme": 60})
+
+    def alerter() -> Alerter:
+        made = Alerter(
+            AlertRules(), [Recorder()], clock=clock, ids_configured={"acme": True}, state_file=state
+        )
+        metrics.not_found_polls = made.not_found_polls
+        return made
+
+    def exported() -> float:
+        return (
+            metric_value(scraped(metrics), "integration_not_found_polls", integration_id="7") or 0
+        )
+
+    current = alerter()
+    timeline = ["404", "restart", "error", "404", "404", "restart", "404", "found"]
+    for step in timeline:
+        clock.advance(60)
+        if step == "restart":
+            await current.aclose()
+            current = alerter()
+            continue
+        outcome = {"404": ReadOutcome.NOT_FOUND, "error": ReadOutcome.ERROR}.get(step)
+        if outcome is None:
+            record, _ = parse_integration({"id": 7, "last_fetched_at": clock().isoformat()})
+            observation = Observation(7, ReadOutcome.OK, record, derive(record, clock(), 7200))
+        else:
+            observation = Observation(7, outcome, None, None)
+        snapshot = AccountSnapshot("acme", {7: observation}, 1, clock())
+        store.put(snapshot)
+        await current.on_snapshot(snapshot)
+        fires = any(s.firing for s in current.states.values())
+        assert fires == (exported() >= threshold), (step, exported())
+    assert exported() == 0
+    await current.aclose()

@@ -345,3 +345,135 @@ def test_a_mute_that_expires_while_the_daemon_is_stopped_fires_once_after_the_re
         finally:
             daemon.terminate()
 
+
+ACCOUNT_FAMILIES = (
+    "sendcloud_api_auth_ok",
+    "account_notifications_held",
+    "integration_monitor_poll_interval_seconds",
+    "integration_monitor_polling_start_timestamp_seconds",
+    "integration_monitor_last_poll_success_timestamp_seconds",
+)
+
+
+def account_series(daemon: DaemonProcess) -> list[dict[str, str]]:
+    """The account-level series the shipped rules read, as scraped now, for promtool: each
+    constant for 30 minutes from t=0 (promtool's clock), timestamps made relative to the
+    scrape."""
+    now = time.time()
+    series = []
+    for family in text_string_to_metric_families(daemon.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name not in ACCOUNT_FAMILIES:
+                continue
+            value = (
+                sample.value - now if sample.name.endswith("_timestamp_seconds") else sample.value
+            )
+            labels = {**sample.labels, "instance": "m:9877", "job": "sendcloud-integration-monitor"}
+            text = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+            series.append({"series": f"{sample.name}{{{text}}}", "values": f"{value:g}x30"})
+    return series
+
+
+def promtool_agrees(tmp_path: Path, series: list[dict[str, str]], firing: list[str]) -> None:
+    """promtool evaluates the shipped rules on ``series``: at 20m (past every ``for:``) exactly
+    ``firing`` of the two account rules fire."""
+    promtool = require_binary("promtool")
+    rules = Path(__file__).parents[2] / "deploy" / "prometheus" / "rules.yml"
+    test = {
+        "rule_files": [str(rules)],
+        "evaluation_interval": "1m",
+        "tests": [
+            {
+                "interval": "1m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": 'count by (alertname, account) (ALERTS{alertstate="firing",'
+                        'alertname=~"SendcloudAuthFailing|SendcloudMonitorPollsFailing"})',
+                        "eval_time": "20m",
+                        "exp_samples": [
+                            {
+                                "labels": f'{{alertname="{name}",account="default"}}',
+                                "value": 1,
+                            }
+                            for name in firing
+                        ],
+                    }
+                ],
+            }
+        ],
+    }
+    path = tmp_path / f"account_hold_{len(firing)}_test.yml"
+    path.write_text(json.dumps(test))  # JSON is YAML
+    result = subprocess.run(
+        [promtool, "test", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.timeout(90)
+def test_an_account_mute_holds_rejected_keys_in_the_daemon_and_in_the_shipped_rules(
+    tmp_path: Path,
+) -> None:
+    """The keys were rotated and the account is muted while the operator fixes them: neither
+    the daemon's SendcloudAuthFailing nor the shipped rules' SendcloudAuthFailing and
+    SendcloudMonitorPollsFailing notify; once unmuted, both do."""
+    require_binary("promtool")
+    state = tmp_path / "state" / "alerts.json"
+    with Simulator([SimIntegration(1, "healthy", "Shop")]) as sim, running(Receiver()) as hook:
+        port = free_port()
+        config = tmp_path / "monitor.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    # the keys are tried again at every poll: the mute's end is seen within one
+                    # (the release comes with the account's next evaluation)
+                    "defaults": {"auth_retry_seconds": 0},
+                    "alerting": {"webhooks": [{"name": "oncall", "url": hook.url}]},
+                }
+            )
+        )
+        cli = {"MONITOR_STATE_FILE": str(state)}
+        mute = ["mute", "--account", "default", "--for", "1h", "--reason", "rotating the keys"]
+        made = run_once(mute, cli)
+        assert made.returncode == 0, made.stderr
+        env = monitor_env(
+            sim,
+            port,
+            secret="rotated-secret-key-0000",
+            MONITOR_STATE_FILE=str(state),
+            MONITOR_CONFIG_FILE=str(config),
+        )
+        daemon = DaemonProcess(["run"], env, port)
+        try:
+            daemon.wait_for(
+                lambda: daemon.metric("sendcloud_api_auth_ok", account="default") == 0,
+                20,
+                "the keys rejected",
+            )
+            assert daemon.metric("account_notifications_held", account="default") == 1
+            [held] = daemon.events("alert_held")
+            assert (held["alert"], held["reason"]) == ("SendcloudAuthFailing", "mute")
+            promtool_agrees(tmp_path, account_series(daemon), [])
+            assert hook.bodies == []
+
+            assert run_once(["unmute", "--account", "default"], cli).returncode == 0
+            daemon.wait_for(
+                lambda: daemon.metric("account_notifications_held", account="default") is None,
+                10,
+                "the unmute applied",
+            )
+            wait(lambda: hook.bodies, 20, "the daemon's alert after the mute")
+            promtool_agrees(
+                tmp_path,
+                account_series(daemon),
+                ["SendcloudAuthFailing", "SendcloudMonitorPollsFailing"],
+            )
+            events = [e for body in hook.bodies for e in body["events"]]
+            assert [(e["alert"], e["kind"]) for e in events] == [("SendcloudAuthFailing", "fired")]
+        finally:
+            daemon.terminate()
