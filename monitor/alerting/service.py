@@ -83,6 +83,10 @@ class HoldingSink(Sink, Protocol):
     def settle(self) -> None:
         """Send at once what is still gathering, before ``holds()`` goes to a successor."""
 
+    def forget(self, fingerprints: Set[str]) -> None:
+        """These alerts are held before this sink now (a mute, a window): drop what it holds
+        of them — their release there says it all, nothing of them may go out meanwhile."""
+
 
 LogsFetcher = Callable[[str, int], Awaitable[list[dict[str, Any]]]]  # (account, integration_id)
 Cause = tuple[dict[str, Any] | None, str | None]  # (cause, why there is none)

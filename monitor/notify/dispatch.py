@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Any, Protocol
 
 import structlog
@@ -155,6 +155,9 @@ class Router:
     def settle(self) -> None:
         for key, events in self._grouper.drain():
             self._dispatch(key, events)
+
+    def forget(self, fingerprints: Set[str]) -> None:
+        self._desk.forget(fingerprints)
 
     async def aclose(self) -> None:
         """What is still gathering goes out now; then the receivers drain and close."""

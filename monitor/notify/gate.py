@@ -15,7 +15,7 @@ reload is released at the first evaluation after it, as if the daemon had never 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence, Set
 from datetime import datetime
 from typing import Any
 
@@ -109,6 +109,8 @@ class QuietGate:
             return
         self._held.add(fingerprint)
         self._revision += 1
+        for sink in self._holding():  # what they held of it is said by its release here
+            sink.forget({fingerprint})
         log.info(
             "alert_held",
             alert=event["alert"],
@@ -148,6 +150,11 @@ class QuietGate:
             mine = inner.get(sink.name) if isinstance(inner, Mapping) else None
             if isinstance(mine, Mapping):
                 sink.restore_holds(mine)
+            sink.forget(self._held)
+
+    def forget(self, fingerprints: Set[str]) -> None:
+        for sink in self._holding():
+            sink.forget(fingerprints)
 
     def settle(self) -> None:
         for sink in self._holding():

@@ -12,7 +12,7 @@ each: its cause, an escalation), and those shops are notified on their own from 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -173,6 +173,13 @@ class IncidentDesk:
                 if incident.held:  # what they missed while it lasted
                     found.append((list(incident.held.values()), None))
         return found
+
+    def forget(self, fingerprints: Set[str]) -> None:
+        """Drop the held follow-ups of these shops (a quiet hold speaks for them now)."""
+        for incident in self.incidents.values():
+            for fingerprint in fingerprints & incident.held.keys():
+                del incident.held[fingerprint]
+                self.revision += 1
 
     def state(self) -> list[dict[str, Any]]:
         """The running incidents, as JSON (saved with the alerts)."""

@@ -8,12 +8,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from monitor.alerting.rules import AlertRules
+from monitor.alerting.rules import AlertKey, AlertRules, fingerprint
 from monitor.alerting.service import Alerter
 from monitor.health import derive
+from monitor.notify.dispatch import Router
 from monitor.notify.gate import QuietGate
+from monitor.notify.messages import Message
 from monitor.notify.quiet import Mute, Quiet, Window
-from monitor.notify.routes import Matchers
+from monitor.notify.routes import Matchers, RouteTree
 from monitor.sendcloud import parse_integration
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 from tests.conftest import T0, FakeClock
@@ -240,3 +242,60 @@ async def test_a_hold_that_ends_as_the_alert_resolves_sends_no_lonely_resolve() 
     clock.advance(600)
     await alerter.on_snapshot(snapshot(clock, set(), 2))  # the mute ended; so did the failure
     assert recorder.events == []  # no resolve of an alert its receivers never heard of
+
+
+class Inbox:
+    """A routed receiver: what each message it is given carries, as structure."""
+
+    def __init__(self) -> None:
+        self.messages: list[list[tuple[str, str, str]]] = []  # (fingerprint, kind, severity)
+
+    def put(self, message: Message) -> None:
+        self.messages.append([(a.fingerprint, a.kind, a.severity) for a in message.alerts])
+
+    async def aclose(self) -> None:
+        return None
+
+
+async def test_a_shop_muted_during_a_platform_incident_hears_nothing_until_its_mute_ends() -> None:
+    """The incident holds the shop's escalation; a mute that begins then holds the shop: when
+    the incident ends, the escalation it held is not sent (the shop is muted), and when the
+    mute ends the shop is notified once, as fired, critical."""
+    clock = FakeClock(T0)
+    quiet = Quiet()
+    inbox = Inbox()
+    router = Router(
+        RouteTree.of([], ["oncall"]),
+        {"oncall": inbox},
+        group_wait_seconds=0,
+        fleet=lambda: [("acme", i, "shopify") for i in (1, 2, 3)],
+        incident_minimum=2,
+    )
+    rules = AlertRules(failing_for_seconds=0, failing_critical_after_seconds=120)
+    alerter = Alerter(
+        rules,
+        [QuietGate([router], lambda: quiet, clock)],
+        clock=clock,
+        ids_configured={"acme": False},
+    )
+
+    async def poll(failing: set[int], cycle: int) -> None:
+        await alerter.on_snapshot(snapshot(clock, failing, cycle))
+        router.settle()
+
+    await poll({1, 2, 3}, 1)  # all three: a platform incident
+    assert [k for _, k, _ in inbox.messages[0]] == ["fired"] * 3
+    shop3 = fingerprint(AlertKey("IntegrationFailing", "acme", 3))
+    clock.advance(180)
+    await poll({1, 2, 3}, 2)  # escalations: held by the incident
+    quiet = muted(clock() + timedelta(minutes=10), integration_id=3)
+    clock.advance(60)
+    await poll({1, 2, 3}, 3)  # shop 3 muted
+    clock.advance(60)
+    await poll({3}, 4)  # 1 and 2 recover: the incident is over
+    assert len(inbox.messages) == 2
+    assert sorted(k for _, k, _ in inbox.messages[1]) == ["resolved", "resolved"]
+    clock.advance(600)  # the mute ended: shop 3 once, as it is now
+    await poll({3}, 5)
+    assert inbox.messages[2:] == [[(shop3, "fired", "critical")]]
+    await alerter.aclose()
