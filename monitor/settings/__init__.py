@@ -13,8 +13,8 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 - ``loading``: :func:`load_settings` and the file named by ``--config``;
 - ``masking``: validation errors and the effective configuration, without secrets.
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting``, ``monitor.notify``
-and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting``, ``monitor.notify``,
+``monitor.checks`` and the base modules.
 """
 
 from monitor.settings.addresses import (
@@ -32,11 +32,13 @@ from monitor.settings.models import (
     AccountSettings,
     AlertingSettings,
     AlertmanagerSettings,
+    ChecksSettings,
     Defaults,
     HistorySettings,
     IntegrationOverride,
     MaintenanceSettings,
     MatchSettings,
+    ProbeSettings,
     ReceiverSettings,
     RouteSettings,
     Settings,
@@ -56,12 +58,14 @@ __all__ = [
     "AccountSettings",
     "AlertingSettings",
     "AlertmanagerSettings",
+    "ChecksSettings",
     "Defaults",
     "HistorySettings",
     "IntegrationOverride",
     "MaintenanceSettings",
     "MatchSettings",
     "Outbound",
+    "ProbeSettings",
     "ReceiverConfig",
     "ReceiverSettings",
     "RouteSettings",

@@ -29,6 +29,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "MONITOR_HISTORY_FILE": ("history", "path"),
     "MONITOR_SHARD": ("shard",),
     "MONITOR_BUDGET_SHARE": ("defaults", "budget_share"),
+    "MONITOR_PROBES_ENABLED": ("probes", "enabled"),
 }
 CONFIG_FILE_ENV = "MONITOR_CONFIG_FILE"
 ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}
