@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -19,7 +19,8 @@ from urllib.parse import quote
 from monitor import __version__
 from monitor.health import State
 from monitor.history.availability import Summary
-from monitor.store import AccountSnapshot, Observation
+from monitor.probes.results import days_left, describe
+from monitor.store import AccountSnapshot, Findings, Observation
 
 #: Problems first (the order of the page and of ``check``'s table).
 STATE_ORDER = {
@@ -53,10 +54,25 @@ class Row:
     history: Summary | None = None
     #: "in maintenance (NAME) until T" or "muted by WHO until T: WHY" while notifications wait
     quiet: str | None = None
+    #: the last probe of its shop: result, the certificate's notAfter and days left
+    probe_result: str | None = None
+    certificate_expires_at: str | None = None
+    certificate_days_left: float | None = None
+    #: fewer days left than probes.certificate_warning_days
+    certificate_expiring: bool = False
+    #: the configuration checks that fail (checks.ignore left out)
+    failed_checks: tuple[str, ...] = ()
+    #: the probe and the failed checks in plain words
+    findings: tuple[str, ...] = ()
 
     @property
     def problem(self) -> bool:
-        return self.state != State.HEALTHY
+        return self.state != State.HEALTHY or self.warned
+
+    @property
+    def warned(self) -> bool:
+        """A certificate expiring or a configuration check failing (``check``: WARNING)."""
+        return self.certificate_expiring or bool(self.failed_checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +81,8 @@ class AccountStatus:
     last_cycle_success: str | None
     api_error: str | None
     auth_ok: bool
+    #: integrations of the account nobody monitors (configured IDs; None: not known)
+    unmonitored: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +100,13 @@ class Status:
         document = asdict(self)
         for row, source in zip(document["integrations"], self.integrations, strict=True):
             row["alerts"] = list(row["alerts"])
+            row["failed_checks"] = list(row["failed_checks"])
+            row["findings"] = list(row["findings"])
             del row["history"]
             row["availability"] = dict(source.history.windows) if source.history else None
+        for account in document["accounts"]:
+            if account["unmonitored"] is not None:
+                account["unmonitored"] = list(account["unmonitored"])
         document["summary"] = summary_counts(self.integrations)
         return document
 
@@ -104,13 +127,19 @@ def build(
     history: Histories | None = None,
     holds: Holds | None = None,
     maintenance: tuple[str, ...] = (),
+    certificate_warning_days: float = 14.0,
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
     history = history or {}
     holds = holds or {}
     rows = [
-        _row(account, observation, now, firing, causes, history, holds)
+        _with_findings(
+            _row(account, observation, now, firing, causes, history, holds),
+            snapshot.findings.get(observation.integration_id),
+            now,
+            certificate_warning_days,
+        )
         for account, snapshot in snapshots.items()
         for observation in snapshot.integrations.values()
     ]
@@ -124,6 +153,7 @@ def build(
                 last_cycle_success=_iso(s.last_cycle_success),
                 api_error=s.account_error,
                 auth_ok=s.auth_ok,
+                unmonitored=s.unmonitored,
             )
             for s in snapshots.values()
         ),
@@ -161,6 +191,26 @@ def _row(
         unreadable_since=_iso(observation.unreadable_since),
         history=history.get(key),
         quiet=holds.get(key),
+    )
+
+
+def _with_findings(row: Row, findings: Findings | None, now: datetime, warning: float) -> Row:
+    """The row with what the probe of its shop and the checks found."""
+    if findings is None:
+        return row
+    probe = findings.probe
+    words = [describe(probe, now)] if probe is not None else []
+    words += [failed.text for failed in findings.failed]
+    expires = probe.outcome.expires_at if probe is not None else None
+    left = days_left(expires, now) if expires is not None else None
+    return replace(
+        row,
+        probe_result=str(probe.result) if probe is not None else None,
+        certificate_expires_at=_iso(expires),
+        certificate_days_left=round(left, 3) if left is not None else None,
+        certificate_expiring=left is not None and left < warning,
+        failed_checks=tuple(failed.check for failed in findings.failed),
+        findings=tuple(words),
     )
 
 
@@ -248,7 +298,8 @@ def render_html(status: Status, now: datetime) -> str:
         "placeholder='shop, type, state, account'></label></p>",
         "<table><thead><tr><th>Account</th><th>Shop</th><th>Type</th><th>State</th>"
         "<th>Failing for</th><th>Last fetched</th><th>Last read</th><th>Cause</th>"
-        "<th>Last 30 days</th><th>24 h · 7 d · 30 d</th></tr></thead><tbody>",
+        "<th>Last 30 days</th><th>24 h · 7 d · 30 d</th><th>Shop checks</th></tr></thead>"
+        "<tbody>",
         *(_row_html(row, now) for row in shown),
         "</tbody></table>",
     ]
@@ -274,7 +325,15 @@ def _account_line(account: AccountStatus, now: datetime) -> str:
     else:
         health = "API ok"
     last = when(account.last_cycle_success, now) if account.last_cycle_success else "never"
-    return f"<p>Account <b>{escape(account.name)}</b>: {health}; last good poll {last}</p>"
+    unmonitored = ""
+    if account.unmonitored:
+        ids = ", ".join(str(i) for i in account.unmonitored[:20])
+        more = f" and {len(account.unmonitored) - 20} more" if len(account.unmonitored) > 20 else ""
+        unmonitored = f"; not monitored: {ids}{more}"
+    return (
+        f"<p>Account <b>{escape(account.name)}</b>: {health}; last good poll {last}"
+        f"{unmonitored}</p>"
+    )
 
 
 def integration_link(account: str, integration_id: int) -> str:
@@ -311,8 +370,18 @@ def _row_html(row: Row, now: datetime) -> str:
         f"<td>{escape(row.integration_type or '')}</td>"
         f"<td><span class='state {row.state}'>{state_text}</span></td>"
         f"<td>{failing}</td><td>{fetched}</td><td>{read}</td>"
-        f"<td>{escape(row.cause or '')}</td>{history_cells(row.history)}</tr>"
+        f"<td>{escape(row.cause or '')}</td>{history_cells(row.history)}"
+        f"{findings_cell(row)}</tr>"
     )
+
+
+def findings_cell(row: Row) -> str:
+    """The probe of the shop and the failed checks, in words (problems not muted)."""
+    if not row.findings:
+        return "<td class='muted findings'>-</td>"
+    bad = row.warned or row.probe_result not in (None, "ok", "plaintext_ok", "private_address")
+    lines = "<br>".join(escape(text) for text in row.findings)
+    return f"<td class='findings{'' if bad else ' muted'}'>{lines}</td>"
 
 
 #: The HTML of each summary, while it lives: integrations steady for the whole window share one
