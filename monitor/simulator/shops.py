@@ -49,12 +49,13 @@ class ShopServer:
         self._stopping = threading.Event()
         self._sock = socket.create_server((host, port))
         self._sock.settimeout(0.2)
+        self._port = int(self._sock.getsockname()[1])
         self._open: list[socket.socket] = []
         self._thread = threading.Thread(target=self._serve, name=f"shop {mode}", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._sock.getsockname()[1])
+        return self._port
 
     @property
     def url(self) -> str:
