@@ -21,7 +21,8 @@ from monitor.health import derive
 from monitor.sendcloud import Integration
 from monitor.sendcloud.stream import ExceptionStream
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
-from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from monitor.probes import Outcome, Result, ShopProbe
+from monitor.store import AccountSnapshot, FailedCheck, Findings, Observation, ReadOutcome, Store
 from tests.conftest import T0, free_port, require_binary, scraped
 from tests.daemon_process import DaemonProcess
 
@@ -83,7 +84,20 @@ def exported_metric_names() -> set[str]:
     stream.kinds[("requests.exceptions.SSLError", "5xx")] = 3
     store = Store(["default"])
     observation = Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))
-    store.put(AccountSnapshot("default", {1: observation}, 1, T0, exception_counts=stream.counts()))
+    # its shop's certificate read by a probe that failed twice, and a check that fails
+    probe = ShopProbe("https://a:443", Outcome(Result.UNTRUSTED, T0, T0, "CA"), 2, T0)
+    findings = {1: Findings(probe, (FailedCheck("feedback_off", "off"),))}
+    store.put(
+        AccountSnapshot(
+            "default",
+            {1: observation},
+            1,
+            T0,
+            exception_counts=stream.counts(),
+            findings=findings,
+            unmonitored=(2,),
+        )
+    )
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
     events = metrics.client_events("default")
     events.request("get_integration", "200", 0.1)
