@@ -18,10 +18,10 @@ import yaml
 from monitor.alerting.rules import ALERTS
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
+from monitor.probes import Outcome, Result, ShopProbe
 from monitor.sendcloud import Integration
 from monitor.sendcloud.stream import ExceptionStream
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
-from monitor.probes import Outcome, Result, ShopProbe
 from monitor.store import AccountSnapshot, FailedCheck, Findings, Observation, ReadOutcome, Store
 from tests.conftest import T0, free_port, require_binary, scraped
 from tests.daemon_process import DaemonProcess

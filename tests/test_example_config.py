@@ -16,11 +16,13 @@ from monitor.settings import (
     AccountSettings,
     AlertingSettings,
     AlertmanagerSettings,
+    ChecksSettings,
     Defaults,
     HistorySettings,
     IntegrationOverride,
     MaintenanceSettings,
     MatchSettings,
+    ProbeSettings,
     ReceiverSettings,
     RouteSettings,
     Settings,
@@ -53,6 +55,8 @@ def test_example_loads(tmp_path: Path) -> None:
     assert settings.listen_address == "0.0.0.0:9877"
     assert [a.name for a in accounts] == ["eu-shops", "us-shops"]
     assert accounts[0].stale_after(23452346) == 93600
+    assert accounts[0].ignored(23452346) == {"feedback_off", "duplicate_shop"}
+    assert settings.probes == ProbeSettings()  # every value shown is the default
     assert accounts[0].secret_key.get_secret_value() == "s3cr3t"
     assert accounts[1].integration_ids is None
     [webhook] = settings.alerting.resolved_webhooks()
@@ -84,6 +88,8 @@ def test_every_option_and_variable_is_documented() -> None:
         MaintenanceSettings,
         TimeRangeSettings,
         HistorySettings,
+        ProbeSettings,
+        ChecksSettings,
     ]
     for model in models:
         for name, field in model.model_fields.items():
@@ -113,6 +119,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting", "maintenance", "match"): MatchSettings,
     ("alerting", "maintenance", "times"): TimeRangeSettings,
     ("history",): HistorySettings,
+    ("probes",): ProbeSettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
 

@@ -81,7 +81,8 @@ def series(name: str, values: list[float | None], labels: str = "") -> dict[str,
 def promtool(
     tmp_path: Path, interval: str, steps: int, inputs: list[dict[str, str]], tests: Any
 ) -> None:
-    info = f'integration_info{{{LABELS},integration_id="1",shop_name="S",shop_url="u",integration_type="t"}}'
+    names = 'shop_name="S",shop_url="u",integration_type="t"'
+    info = f'integration_info{{{LABELS},integration_id="1",{names}}}'
     document = {
         "rule_files": [str(RULES_FILE)],
         "evaluation_interval": interval,
@@ -107,8 +108,8 @@ def promtool(
 
 def expectation(step: int, unit: str, firing: set[tuple[str, str]]) -> dict[str, Any]:
     return {
-        "expr": "count by (alertname, severity) "
-        '(ALERTS{alertstate="firing", alertname=~"SendcloudShop.*|SendcloudIntegrationMisconfigured"})',
+        "expr": "count by (alertname, severity) (ALERTS{alertstate='firing', "
+        "alertname=~'SendcloudShop.*|SendcloudIntegrationMisconfigured'})",
         "eval_time": f"{step}{unit}",
         "exp_samples": [
             {"labels": f'{{alertname="{name}", severity="{severity}"}}', "value": 1}

@@ -47,6 +47,7 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
                 "integrations": {
                     str(i): {"stale_after_seconds": s} for i, s in account.stale_overrides.items()
                 },
+                "checks_ignored": sorted(account.ignored_checks),
             }
             for account in accounts
         ],
@@ -60,4 +61,5 @@ def masked_dump(settings: Settings, accounts: list[AccountConfig]) -> dict[str, 
             for receiver in settings.alerting.receivers
         ],
         "group_wait_seconds": settings.alerting.group_wait_seconds,
+        "probes": settings.probes.model_dump(mode="json"),
     }
