@@ -144,6 +144,7 @@ def duplicate_check(others: list[int]) -> FailedCheck:
 
 
 Ignored = Callable[[str, int], frozenset[str]]  # (account, integration_id) -> checks off
+_Derived = tuple[Integration, Target | None, str | None, str | None, list[FailedCheck]]
 
 
 class Assessor:
@@ -166,15 +167,16 @@ class Assessor:
         self.ignored = ignored
         self.mapping_types = mapping_types
         self.unmonitored = unmonitored
-        #: account -> integration -> (the record, its target, its shop, its own checks)
-        self._derived: dict[
-            str, dict[int, tuple[Integration, Target | None, str | None, list[FailedCheck]]]
-        ] = {}
+        #: account -> integration -> (the record, its target and the target's name, its shop,
+        #: its own checks)
+        self._derived: dict[str, dict[int, _Derived]] = {}
         self._findings: dict[str, dict[int, Findings]] = {}  # the last ones, to reuse
+        self._twins: dict[str, dict[int, list[int]]] = {}  # duplicate shops, while unchanged
 
     def forget(self, account: str) -> None:
         self._derived.pop(account, None)
         self._findings.pop(account, None)
+        self._twins.pop(account, None)
 
     def targets(self, snapshot: AccountSnapshot) -> set[Target]:
         """The targets of an account's integrations that have a record (what to probe)."""
@@ -190,15 +192,19 @@ class Assessor:
         account = snapshot.account
         before = self._derived.get(account, {})
         derived = {}
+        changed = False
         for integration_id, observation in snapshot.integrations.items():
             record = observation.record
             if record is None or not observation.has_values:
                 continue
             found = before.get(integration_id)
             if found is None or found[0] is not record:
+                changed = True
+                target = target_of(record.shop_url)
                 found = (
                     record,
-                    target_of(record.shop_url),
+                    target,
+                    str(target) if target is not None else None,
                     normalised_shop(record.shop_url),
                     record_checks(record, mapping_type=record.type in self.mapping_types),
                 )
@@ -206,10 +212,12 @@ class Assessor:
         self._derived[account] = derived
         probes = self.probes()
         mappings = self.mappings(account)
-        twins = duplicates({i: found[2] for i, found in derived.items()})
+        twins = self._twins.get(account)
+        if twins is None or changed or len(derived) != len(before):
+            twins = self._twins[account] = duplicates({i: d[3] for i, d in derived.items()})
         old = self._findings.get(account, {})
         findings: dict[int, Findings] = {}
-        for integration_id, (record, target, _, own) in derived.items():
+        for integration_id, (record, _, name, _, own) in derived.items():
             failed = list(own)
             if integration_id in twins:
                 failed.append(duplicate_check(twins[integration_id]))
@@ -220,7 +228,7 @@ class Assessor:
                     failed.append(broken)
             ignored = self.ignored(account, integration_id)
             kept = tuple(f for f in failed if f.check not in ignored)
-            probe = probes.get(str(target)) if target is not None else None
+            probe = probes.get(name) if name is not None else None
             if probe is None and not kept:
                 continue
             previous = old.get(integration_id)

@@ -77,7 +77,10 @@ class ProbeRunner:
 
     def set_targets(self, account: str, targets: Iterable[Target]) -> None:
         """The targets of one account's integrations now; new ones are scheduled."""
-        self._by_account[account] = frozenset(targets)
+        found = frozenset(targets)
+        if self._by_account.get(account) == found:
+            return  # the same shops as last poll: most polls
+        self._by_account[account] = found
         self._reschedule()
 
     def forget(self, account: str) -> None:
