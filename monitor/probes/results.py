@@ -138,6 +138,6 @@ def describe(probe: ShopProbe, now: datetime) -> str:
 
 def _days(days: float) -> str:
     if days >= 2:
-        return f"{int(days)} days"
+        return f"{round(days)} days"
     hours = int(days * 24)
     return f"{hours} hours" if hours != 1 else "1 hour"

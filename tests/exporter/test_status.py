@@ -195,9 +195,9 @@ def test_the_probe_and_the_failed_checks_in_plain_words() -> None:
     assert (rows[1].probe_result, rows[1].certificate_expiring) == ("ok", True)
     assert rows[1].certificate_days_left is not None
     assert 3.99 < rows[1].certificate_days_left < 4.0
-    assert rows[1].findings == ("TLS certificate valid, expires in 3 days",)
+    assert rows[1].findings == ("TLS certificate valid, expires in 4 days",)
     assert rows[6].failed_checks == ("feedback_off",)
-    assert rows[6].findings == ("TLS certificate valid, expires in 79 days", off.text)
+    assert rows[6].findings == ("TLS certificate valid, expires in 80 days", off.text)
     assert not rows[6].certificate_expiring
     assert check_exit_code(status) == 1  # WARNING: an expiring certificate, a failed check
     document = status.to_json()
@@ -209,10 +209,10 @@ def test_the_probe_and_the_failed_checks_in_plain_words() -> None:
     cells = Cells()
     cells.feed(render_html(status, now))
     texts = [row[-1] for row in cells.rows if row]
-    assert "TLS certificate valid, expires in 3 days" in texts
-    assert "TLS certificate valid, expires in 79 daysfeedback is off <now>" in texts
+    assert "TLS certificate valid, expires in 4 days" in texts
+    assert "TLS certificate valid, expires in 80 daysfeedback is off <now>" in texts
     table = render_check(status, "table", only_problems=True, color=False)
-    assert "eu #1: TLS certificate valid, expires in 3 days" in table
+    assert "eu #1: TLS certificate valid, expires in 4 days" in table
     assert "eu #6: feedback is off <now>" in table
     nagios = render_check(status, "nagios", only_problems=False, color=False)
     assert nagios.startswith(
