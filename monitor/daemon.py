@@ -417,8 +417,8 @@ class Daemon:
         if config is not None and config.integration_ids is None and account in self.inventories:
             self.inventories[account].polled(snapshot)
         first = self._first_polls.get(account)
-        if first is not None:
-            first.set()
+        if first is not None and snapshot.account_error is None:
+            first.set()  # its surveys start once the account could be read
         assert self.alerter is not None
         return await self.alerter.on_snapshot(snapshot)
 
@@ -610,7 +610,7 @@ class Daemon:
             survey.mappings, survey.unsupported = old.mappings, old.unsupported
         self.surveys[name] = survey
         first = self._first_polls.setdefault(name, asyncio.Event())
-        if self.store.get(name).cycles_completed > 0:
+        if self.store.get(name).last_cycle_success is not None:
             first.set()
         self._survey_tasks[name] = asyncio.create_task(survey.run(first), name=f"survey {name}")
 

@@ -174,7 +174,11 @@ class Survey:
             await asyncio.sleep(self.interval)
 
     async def survey(self) -> None:
-        """One survey, within most of the interval; its failures are logged, never raised."""
+        """One survey, within most of the interval; its failures are logged, never raised. An
+        account that cannot be read now (rejected keys, an outage) is left alone until the
+        next interval: its polls already say so, more requests would not help."""
+        if self.store.get(self.account.name).account_error is not None:
+            return
         self.surveys += 1
         try:
             async with asyncio.timeout(SURVEY_DEADLINE_SHARE * self.interval):
