@@ -145,6 +145,7 @@ class ProbeRunner:
 
     def _done(self, target: Target, task: asyncio.Task[None]) -> None:
         self._running.pop(target, None)
+        self._wake.set()  # its next probe is due in an interval: the loop waits for that
 
     async def aclose(self) -> None:
         for task in list(self._running.values()):

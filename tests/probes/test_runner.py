@@ -92,3 +92,14 @@ async def test_targets_no_integration_uses_are_dropped(shops: Shops) -> None:
     assert prober.states == {}
     assert prober.in_use() == set()
     await prober.aclose()
+
+
+async def test_a_single_target_is_probed_again_each_interval(shops: Shops) -> None:
+    server = shops.serve()
+    prober = shops.runner(interval_seconds=0.5)
+    prober.set_targets("eu", {target_of(server.url)})  # type: ignore[arg-type]
+    task = asyncio.create_task(prober.run())
+    await asyncio.sleep(1.3)  # at 0, 0.5 and 1 s
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    assert server.accepts == 3

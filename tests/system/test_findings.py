@@ -333,3 +333,55 @@ def test_with_all_an_integration_is_announced_when_its_monitoring_starts_and_end
         f"integration 2 (api, {plain.url}2) disappeared from the account; its series and alerts end"
     )
     assert gone is None  # its series ended
+
+
+@pytest.mark.timeout(120)
+def test_probes_turned_off_and_on_by_a_reload(tmp_path: Path, tls: Any) -> None:
+    untrusted = ShopServer("tls", tls.context(ca=trustme.CA())).start()
+    try:
+        with Simulator([SimIntegration(1, shop_url=untrusted.url)]) as sim:
+            port = free_port()
+            path = config(tmp_path, sim, port, [1], probes={"ca_file": str(tls.ca_file)})
+            daemon = DaemonProcess(["run", "--config", str(path)], {}, port)
+            try:
+                daemon.wait_ready()
+                daemon.wait_for(
+                    lambda: alerts(daemon, "IntegrationShopUnreachable"), 40, "two probes"
+                )
+                document = yaml.safe_load(path.read_text())
+                document["probes"]["enabled"] = False
+                path.write_text(yaml.safe_dump(document))
+                reloaded = httpx.post(daemon.base + "/-/reload", timeout=30)
+                assert reloaded.status_code == 200, reloaded.text
+                daemon.wait_for(
+                    lambda: [
+                        e
+                        for e in alerts(daemon, "IntegrationShopUnreachable")
+                        if e["status"] == "resolved"
+                    ],
+                    15,
+                    "the shop alert to resolve",
+                )
+                daemon.wait_for(
+                    lambda: daemon.metric("integration_shop_probe_success") is None,
+                    15,
+                    "the probe series to end",
+                )
+                accepted = untrusted.accepts
+                document["probes"]["enabled"] = True
+                path.write_text(yaml.safe_dump(document))
+                assert httpx.post(daemon.base + "/-/reload", timeout=30).status_code == 200
+                daemon.wait_for(  # at once: the last probe, kept in the history
+                    lambda: daemon.metric("integration_shop_probe_success") == 0,
+                    15,
+                    "the probes it knew",
+                )
+                daemon.wait_for(  # and probing again, an interval after the last probe
+                    lambda: untrusted.accepts > accepted, 25, "a probe after the reload"
+                )
+                assert daemon.terminate()[0] == 0
+            finally:
+                daemon.kill()
+    finally:
+        untrusted.stop()
+    assert daemon.events("shop_probes_off")
