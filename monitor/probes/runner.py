@@ -68,6 +68,7 @@ class ProbeRunner:
         #: str(target) -> its latest probe (also restored ones, until their target is gone)
         self.states: dict[str, ShopProbe] = {}
         self._by_account: dict[str, frozenset[Target]] = {}
+        self._accounts: dict[str, set[str]] = {}  # str(target) -> the accounts using it
         self._due: dict[Target, float] = {}  # monotonic time of each target's next probe
         self._running: dict[Target, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
@@ -90,9 +91,7 @@ class ProbeRunner:
 
     def accounts_of(self, target: str) -> set[str]:
         """The accounts with an integration on ``target`` (its ``str()``)."""
-        return {
-            a for a, targets in self._by_account.items() if any(str(t) == target for t in targets)
-        }
+        return set(self._accounts.get(target, ()))
 
     def in_use(self) -> set[Target]:
         return set().union(*self._by_account.values()) if self._by_account else set()
@@ -103,6 +102,10 @@ class ProbeRunner:
         self.states.update(states)
 
     def _reschedule(self) -> None:
+        self._accounts = {}
+        for account, targets in self._by_account.items():
+            for target in targets:
+                self._accounts.setdefault(str(target), set()).add(account)
         wanted = self.in_use()
         for gone in [t for t in self._due if t not in wanted]:  # no integration uses it now
             del self._due[gone]
