@@ -385,3 +385,44 @@ def test_probes_turned_off_and_on_by_a_reload(tmp_path: Path, tls: Any) -> None:
     finally:
         untrusted.stop()
     assert daemon.events("shop_probes_off")
+
+
+@pytest.mark.timeout(60)
+def test_the_demo_shows_an_expiring_certificate_and_a_misconfigured_shop() -> None:
+    port = free_port()
+    daemon = DaemonProcess(["demo", "--listen", f"127.0.0.1:{port}"], {}, port)
+    try:
+        daemon.wait_ready()
+        daemon.wait_for(
+            lambda: (
+                alerts(daemon, "IntegrationMisconfigured")
+                and alerts(daemon, "IntegrationShopCertificateExpiring")
+            ),
+            30,
+            "the demo's shop alerts",
+        )
+        result = daemon.metric("integration_shop_probe_result", integration_id="1008", result="ok")
+        expiry = daemon.metric(
+            "integration_shop_certificate_expiry_timestamp_seconds", integration_id="1008"
+        )
+        checks = {
+            check: daemon.metric("integration_misconfigured", integration_id="1009", check=check)
+            for check in ("feedback_off", "webhook_without_url")
+        }
+        rows = {r["integration_id"]: r for r in daemon.get("/status.json").json()["integrations"]}
+        page = daemon.get("/").text
+        assert daemon.terminate()[0] == 0
+    finally:
+        daemon.kill()
+    assert result == 1
+    assert expiry is not None
+    assert 3.9 < (expiry - time.time()) / 86400 <= 4
+    assert checks == {"feedback_off": 1, "webhook_without_url": 1}
+    [cert] = alerts(daemon, "IntegrationShopCertificateExpiring")
+    assert (cert["integration_id"], cert["severity"]) == (1008, "warning")
+    [wrong] = alerts(daemon, "IntegrationMisconfigured")
+    assert wrong["failed_checks"] == ["feedback_off", "webhook_without_url"]
+    assert rows[1008]["certificate_expiring"] is True
+    assert rows[1008]["findings"] == ["TLS certificate valid, expires in 4 days"]
+    assert "TLS certificate valid, expires in 4 days" in page
+    assert "the shop is never told an order shipped" in page
