@@ -18,12 +18,14 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import cast
 
 import structlog
 import yaml
 from pydantic import SecretStr
 
 from monitor import __version__, logs
+from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
 from monitor.daemon import Daemon, HistoryInUse, Loader, open_pollers, receivers
 from monitor.exporter.metrics import Metrics
@@ -38,11 +40,13 @@ from monitor.history.report import render as render_report
 from monitor.notify.messages import trial_message
 from monitor.notify.quiet import Mute, parse_duration
 from monitor.notify.routes import parse_labels
+from monitor.sendcloud import SendcloudClient
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
     Defaults,
     HistorySettings,
+    ProbeSettings,
     ReceiverConfig,
     Settings,
     config_file_from,
@@ -52,6 +56,7 @@ from monitor.settings import (
     read_settings,
 )
 from monitor.store import AccountSnapshot, Store
+from monitor.survey import findings_once
 
 EXIT_OK, EXIT_STALE, EXIT_FAILING, EXIT_UNREADABLE = 0, 1, 2, 3
 EXIT_CONFIG = 2
@@ -352,6 +357,7 @@ def _run(args: argparse.Namespace) -> int:
         history=settings.history,
         badge_secret=settings.badges.resolved_secret(),
         settings=settings,
+        probes=settings.probes,
     )
 
 
@@ -375,6 +381,7 @@ def _serve(
     history: HistorySettings | None = None,
     badge_secret: SecretStr | None = None,
     settings: Settings | None = None,
+    probes: ProbeSettings | None = None,
 ) -> int:
     try:
         daemon = Daemon(
@@ -387,6 +394,7 @@ def _serve(
             history=history,
             badge_secret=badge_secret,
             settings=settings,
+            probes=probes,
         )
     except OSError as exc:
         log.error("cannot_listen", address=f"{listen[0]}:{listen[1]}", error=exc.strerror)
@@ -436,6 +444,7 @@ def _stopper(stop: asyncio.Event, signum: int) -> Callable[[], None]:
 def _demo(args: argparse.Namespace) -> int:
     # the simulator is only for these two commands: the daemon never loads it
     from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator, demo_integrations
+    from monitor.simulator.shops import ShopServer, demo_certificates
 
     logs.configure(
         os.environ.get("MONITOR_LOG_FORMAT") or None,
@@ -443,8 +452,32 @@ def _demo(args: argparse.Namespace) -> int:
     )
     address = args.listen or os.environ.get("MONITOR_LISTEN_ADDRESS") or DEMO_LISTEN
     listen = parse_listen_address(address)
-    integrations = demo_integrations(utcnow())
-    with Simulator(integrations) as sim:
+    # MONITOR_STATE_FILE keeps the demo's open alerts, its history (beside it) and its shop's
+    # certificates in that directory (the container image sets it: a read-only root needs
+    # nothing else); MONITOR_HISTORY_FILE names the history; with neither, a temporary
+    # directory holds them
+    state_file = os.environ.get("MONITOR_STATE_FILE") or None
+    named = os.environ.get("MONITOR_HISTORY_FILE") or None
+    alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
+    with contextlib.ExitStack() as stack:
+        history: HistorySettings | None = HistorySettings(path=Path(named) if named else None)
+        work = Path(state_file).parent if state_file else _demo_scratch(stack)
+        if not state_file and not named:
+            history = HistorySettings(path=work / "history.db") if work is not None else None
+        # a shop on loopback whose certificate (from a CA of the demo's own) expires in 4 days
+        probes = ProbeSettings(enabled=False)
+        shop_url = None
+        if work is not None:
+            certificates = demo_certificates(work / "demo-shop-tls", days_left=4)
+            shop = ShopServer("tls", certificates.server_context()).start()
+            stack.callback(shop.stop)
+            shop_url = shop.url
+            # the demo's shop is on loopback, its CA the demo's own
+            probes = ProbeSettings(allow_private_addresses=True, ca_file=certificates.ca_file)
+        integrations = (
+            demo_integrations(utcnow(), shop_url) if shop_url else demo_integrations(utcnow())
+        )
+        sim = stack.enter_context(Simulator(integrations))
         defaults = Defaults()
         account = AccountConfig(
             name="demo",
@@ -457,43 +490,36 @@ def _demo(args: argparse.Namespace) -> int:
             max_concurrency=defaults.max_concurrency,
             request_timeout_seconds=defaults.request_timeout_seconds,
         )
-        # MONITOR_STATE_FILE keeps the demo's open alerts and its history (beside it) in that
-        # directory (the container image sets it: a read-only root needs nothing else);
-        # MONITOR_HISTORY_FILE names the history; with neither, a temporary directory holds it
-        state_file = os.environ.get("MONITOR_STATE_FILE") or None
-        named = os.environ.get("MONITOR_HISTORY_FILE") or None
-        alerting = AlertingSettings(state_file=Path(state_file) if state_file else None)
-        with contextlib.ExitStack() as scratch:
-            history: HistorySettings | None = HistorySettings(path=Path(named) if named else None)
-            if not state_file and not named:
-                history = _demo_scratch_history(scratch)
-            log.info(
-                "demo_started",
-                simulator=sim.url,
-                metrics=f"http://{address.replace('0.0.0.0', 'localhost')}/metrics",
-                state_file=state_file,
-                history_file=str(history.resolved_path(alerting.state_file)) if history else None,
-            )
-            return _serve([account], listen, alerting, history=history)
+        log.info(
+            "demo_started",
+            simulator=sim.url,
+            metrics=f"http://{address.replace('0.0.0.0', 'localhost')}/metrics",
+            state_file=state_file,
+            history_file=str(history.resolved_path(alerting.state_file)) if history else None,
+            expiring_shop=shop_url,
+        )
+        return _serve([account], listen, alerting, history=history, probes=probes)
 
 
-def _demo_scratch_history(scratch: contextlib.ExitStack) -> HistorySettings | None:
-    """The demo's history in a temporary directory (removed when it stops), or none when no
-    temporary directory can be made (a read-only root without a writable /tmp): said in one
-    line, naming what to set."""
+def _demo_scratch(stack: contextlib.ExitStack) -> Path | None:
+    """A temporary directory for the demo's history and its shop's certificates (removed when
+    it stops), or none when none can be made (a read-only root without a writable /tmp): said
+    in one line, naming what to set; the demo then runs without a history and without its
+    expiring shop."""
     try:
-        directory = scratch.enter_context(
+        directory = stack.enter_context(
             tempfile.TemporaryDirectory(prefix="integration-monitor-demo-")
         )
     except OSError as exc:
         log.warning(
             "demo_without_history",
             reason=f"no writable temporary directory ({exc.strerror or exc})",
-            hint="set MONITOR_STATE_FILE to a file in a writable directory (the open alerts "
-            "and the history are kept there) or TMPDIR to a writable directory",
+            hint="set MONITOR_STATE_FILE to a file in a writable directory (the open alerts, "
+            "the history and the demo shop's certificates are kept there) or TMPDIR to a "
+            "writable directory",
         )
         return None
-    return HistorySettings(path=Path(directory) / "history.db")
+    return Path(directory)
 
 
 def _simulator(args: argparse.Namespace) -> int:
@@ -666,8 +692,10 @@ def _routes(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     settings, accounts = _load(args)
     logs.configure(settings.log_format, stream=sys.stderr, secrets=settings.secrets())
-    snapshots = asyncio.run(_poll_once(accounts))
-    status = build_status(snapshots, utcnow())
+    snapshots = asyncio.run(_poll_once(accounts, settings.probes))
+    status = build_status(
+        snapshots, utcnow(), certificate_warning_days=settings.probes.certificate_warning_days
+    )
     print(render_check(status, args.output, only_problems=args.only_problems, color=_color()))
     return check_exit_code(status)
 
@@ -677,24 +705,40 @@ def _color() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-async def _poll_once(accounts: list[AccountConfig]) -> Mapping[str, AccountSnapshot]:
-    store = Store([a.name for a in accounts])
+async def _poll_once(
+    accounts: list[AccountConfig], probes: ProbeSettings | None = None
+) -> Mapping[str, AccountSnapshot]:
+    """One poll of each account, its configuration checks, and (probes on) one probe of each
+    shop and one read of each status mapping."""
+    probes = probes or ProbeSettings()
+    configs = {a.name: a for a in accounts}
+    assessor = Assessor(
+        ignored=lambda account, integration_id: configs[account].ignored(integration_id),
+        mapping_types=frozenset(probes.status_mapping_types),
+    )
+    store = Store([a.name for a in accounts], assess=assessor)
     metrics = Metrics(store, [a.name for a in accounts])
     async with open_pollers(accounts, store, metrics) as pollers:
         await asyncio.gather(*(p.poll() for p in pollers))
+        if probes.enabled:
+            clients = {
+                p.account.name: (p.account, cast(SendcloudClient, p.client)) for p in pollers
+            }
+            await findings_once(store, assessor, clients, probes, utcnow)
     return store.snapshots()
 
 
 def check_exit_code(status: Status) -> int:
-    """Nagios: failing or not found 2 (CRITICAL) beats unreadable 3 (UNKNOWN) beats stale 1
-    (WARNING) beats 0 (OK)."""
+    """Nagios: failing or not found 2 (CRITICAL) beats unreadable 3 (UNKNOWN) beats stale, an
+    expiring shop certificate or a failed configuration check 1 (WARNING) beats 0 (OK)."""
     states = {row.state for row in status.integrations}
     if states & {State.FAILING, State.NOT_FOUND}:
         return EXIT_FAILING
     unreadable = any(row.unreadable_since is not None for row in status.integrations)
     if State.UNKNOWN in states or unreadable or any(a.api_error for a in status.accounts):
         return EXIT_UNREADABLE
-    return EXIT_STALE if State.STALE in states else EXIT_OK
+    warned = any(row.warned for row in status.integrations)
+    return EXIT_STALE if State.STALE in states or warned else EXIT_OK
 
 
 NAGIOS_STATES = {
@@ -729,6 +773,11 @@ def nagios_line(status: Status) -> str:
     errors = [f"{a.name}: {a.api_error}" for a in status.accounts if a.api_error]
     if errors:
         text += ("; " if text else "") + "API unreadable (" + ", ".join(errors) + ")"
+    expiring = sum(row.certificate_expiring for row in status.integrations)
+    misconfigured = sum(bool(row.failed_checks) for row in status.integrations)
+    for count, what in ((expiring, "certificate expiring"), (misconfigured, "misconfigured")):
+        if count:
+            text += ("; " if text else "") + f"{count} {what}"
     longest = max((r.failing_seconds or 0.0 for r in status.integrations), default=0.0)
     perfdata = [f"{state}={n};;;0" for state, n in counts.items()]
     perfdata.append(f"longest_failing={longest:.0f}s;;;0")
@@ -767,6 +816,12 @@ def format_table(status: Status, rows: list[Row], *, color: bool = False) -> str
         f"account {a.name}: the Sendcloud API could not be read ({a.api_error})"
         for a in status.accounts
         if a.api_error
+    ]
+    notes += [  # what makes a row a WARNING besides being stale: in words
+        f"{row.account} #{row.integration_id}: {text}"
+        for row in rows
+        if row.warned
+        for text in row.findings
     ]
     return "\n".join(lines + notes)
 

@@ -36,6 +36,7 @@ from monitor import logs
 from monitor.alerting import Sink
 from monitor.alerting.cause import cause_summary, cause_text
 from monitor.alerting.service import Alerter
+from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
 from monitor.exporter.badges import PUBLIC_PREFIX, badge_key
 from monitor.exporter.badges import public_route as public_badge_route
@@ -58,6 +59,9 @@ from monitor.notify.quiet import Hold, TimeInterval
 from monitor.notify.receivers import AppriseReceiver
 from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
 from monitor.poller import AccountPoller
+from monitor.probes import ShopProbe
+from monitor.probes.runner import ProbeRunner
+from monitor.probes.tls import verifying_context
 from monitor.schedule import first_poll_delays, job_options
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import BudgetShare, RequestBudget, Sleep
@@ -69,6 +73,7 @@ from monitor.settings import (
     AlertingSettings,
     HistorySettings,
     Outbound,
+    ProbeSettings,
     ReceiverConfig,
     Settings,
     alerting_changes,
@@ -76,6 +81,7 @@ from monitor.settings import (
     parse_listen_address,
 )
 from monitor.store import AccountSnapshot, Store
+from monitor.survey import Inventory, Survey
 
 log = structlog.get_logger(__name__)
 
@@ -102,6 +108,9 @@ RESTART_SETTINGS = (
 )
 #: The status page's history strips are computed at most this often (they change by the day).
 SUMMARY_SECONDS = 60.0
+#: A probe that changed what its shops show updates them after this long (one update for
+#: the probes that end together), rather than at their next poll.
+PROBE_REFRESH_SECONDS = 1.0
 _EVENT_NAMES = {
     EVENT_JOB_ERROR: "job_error",
     EVENT_JOB_MISSED: "missed",
@@ -283,13 +292,35 @@ class Daemon:
         history: HistorySettings | None = None,
         badge_secret: SecretStr | None = None,
         settings: Settings | None = None,
+        probes: ProbeSettings | None = None,
     ) -> None:
         self.accounts = accounts
         #: what a reload may not change, as started (None: nothing to compare, e.g. the demo)
         self._restart_values = restart_values(settings) if settings is not None else None
         self.alerting = alerting or AlertingSettings()
+        self.probes = probes or ProbeSettings()
         self.alerter: Alerter | None = None
-        self.store = Store([a.name for a in accounts])
+        #: the shop probes (None when probes are off, or before run)
+        self.prober: ProbeRunner | None = None
+        self._prober_task: asyncio.Task[None] | None = None
+        #: account -> its survey (status mappings, inventory walks) and its task
+        self.surveys: dict[str, Survey] = {}
+        self._survey_tasks: dict[str, asyncio.Task[None]] = {}
+        self._first_polls: dict[str, asyncio.Event] = {}
+        self.inventories: dict[str, Inventory] = {}
+        self._saved_inventories: dict[str, dict[int, bool]] = {}
+        self._configs = {a.name: a for a in accounts}
+        self._refreshing: set[str] = set()
+        self.assessor = Assessor(
+            probes=lambda: self.prober.states if self.prober is not None else {},
+            mappings=lambda account: (
+                self.surveys[account].mappings if account in self.surveys else {}
+            ),
+            ignored=self._ignored,
+            mapping_types=frozenset(self.probes.status_mapping_types),
+            unmonitored=self._unmonitored,
+        )
+        self.store = Store([a.name for a in accounts], assess=self.assessor)
         self.metrics = Metrics(
             self.store,
             [a.name for a in accounts],
@@ -402,7 +433,9 @@ class Daemon:
             if row is None:
                 return 404, not_found_page("no such integration is watched here")
             intervals, past = self._past(account, integration_id, since, now)
-            return 200, integration_page(row, intervals, past, now)
+            return 200, integration_page(
+                row, intervals, past, now, self._changes(account, integration_id, since, now)
+            )
         if len(parts) == 2 and parts[0] == "accounts":
             account = parts[1]
             rows = [r for r in document.integrations if r.account == account]
@@ -435,6 +468,17 @@ class Daemon:
         except HistoryError:
             return [], []
         return intervals, _with_cause_text(episodes)
+
+    def _changes(
+        self, account: str, integration_id: int, since: datetime, now: datetime
+    ) -> list[dict[str, object]]:
+        """Configuration changes of one integration (none without a history)."""
+        if self.history is None:
+            return []
+        try:
+            return self.history.changes(account, integration_id, since, now)
+        except HistoryError:
+            return []
 
     def _state_of(self, account: str, integration_id: int) -> str | None:
         """An integration's state now, as the status page shows it (server threads)."""
@@ -511,11 +555,59 @@ class Daemon:
         return tuple(found)
 
     async def _after_cycle(self, snapshot: AccountSnapshot) -> object:
-        """After each poll: the history records the states, the alerter evaluates."""
+        """After each poll: the history records the states, the probes learn the account's
+        shops, the inventory its integrations, the alerter evaluates."""
+        stored = self.store.get(snapshot.account)
+        if stored.cycles_completed == snapshot.cycles_completed:
+            snapshot = stored  # the same poll, with its findings
         if self.history is not None:
             self.history.record(snapshot, self._clock())
+        account = snapshot.account
+        if self.prober is not None:
+            self.prober.set_targets(account, self.assessor.targets(snapshot))
+        config = self._configs.get(account)
+        if config is not None and config.integration_ids is None and account in self.inventories:
+            self.inventories[account].polled(snapshot)
+        first = self._first_polls.get(account)
+        if first is not None and snapshot.account_error is None:
+            first.set()  # its surveys start once the account could be read
         assert self.alerter is not None
         return await self.alerter.on_snapshot(snapshot)
+
+    def _ignored(self, account: str, integration_id: int) -> frozenset[str]:
+        config = self._configs.get(account)
+        return config.ignored(integration_id) if config is not None else frozenset()
+
+    def _unmonitored(self, account: str) -> tuple[int, ...] | None:
+        config = self._configs.get(account)
+        inventory = self.inventories.get(account)
+        if config is None or config.integration_ids is None or inventory is None:
+            return None
+        return inventory.unmonitored
+
+    def _probed(self, state: ShopProbe, seconds: float) -> None:
+        """Each probe: persisted (a restart resumes it) and counted."""
+        if self.history is not None:
+            self.history.probe(state)
+        self.metrics.shop_probe(str(state.result), seconds)
+
+    def _probe_changed(self, target: str) -> None:
+        """A probe changed what its shops show: their accounts are assessed again shortly
+        (one refresh for the probes that end together), not only at their next poll."""
+        assert self.prober is not None
+        accounts = self.prober.accounts_of(target)
+        if not accounts:
+            return
+        schedule = not self._refreshing
+        self._refreshing |= accounts
+        if schedule and self._loop is not None:
+            self._loop.call_later(PROBE_REFRESH_SECONDS, self._refresh)
+
+    def _refresh(self) -> None:
+        accounts, self._refreshing = self._refreshing, set()
+        for account in accounts:
+            if account in self._configs:
+                self.store.refresh(account)
 
     def status(self) -> tuple[Status, datetime]:
         """The status document and its time, for the page and /status.json (server threads)."""
@@ -530,6 +622,7 @@ class Daemon:
             firing=firing,
             causes={key: Cause(cause_summary(c), cause_text(c)) for key, c in causes.items()},
             firing_alerts=count,
+            certificate_warning_days=self.probes.certificate_warning_days,
             history=self._summaries(snapshots, now),
             holds={key: hold.text for key, hold in self._hold_texts(now).items()},
             maintenance=self._maintenance(now),
@@ -585,6 +678,8 @@ class Daemon:
         self._scheduler = scheduler
         self.alerter = self._alerter()
         self.metrics.not_found_polls = self.alerter.not_found_polls
+        self._restore_inventories()
+        self._start_probes()
         try:
             start = datetime.now(UTC)
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
@@ -597,6 +692,7 @@ class Daemon:
             deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
             if scheduler.running:
                 scheduler.pause()
+            await self._stop_probes()
             await self._stop(list(self._workers.values()), reason="shutdown")
             if scheduler.running:
                 scheduler.shutdown(wait=False)
@@ -632,6 +728,94 @@ class Daemon:
                 waiting = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
+
+    def _start_probes(self) -> None:
+        """The probe runner (probes on), resumed from the probes saved before a restart."""
+        if not self.probes.enabled:
+            log.info("shop_probes_off", hint="probes.enabled is false: no shop is probed")
+            return
+        settings = self.probes
+        self.prober = ProbeRunner(
+            interval_seconds=settings.interval_seconds,
+            concurrency=settings.concurrency,
+            timeout_seconds=settings.timeout_seconds,
+            context=verifying_context(settings.ca_file),
+            allow_private=settings.allow_private_addresses,
+            clock=self._clock,
+            on_probe=self._probed,
+            on_change=self._probe_changed,
+        )
+        if self.history is not None:
+            try:
+                self.prober.restore(self.history.probe_states())
+            except HistoryError as exc:
+                log.warning("shop_probes_unreadable", error=str(exc))
+        self._prober_task = asyncio.create_task(self.prober.run(), name="shop probes")
+        self.metrics.shop_probes_enabled(lambda: len(self.prober.in_use()) if self.prober else 0)
+
+    def _restore_inventories(self) -> None:
+        """Each account's inventory as last seen (before a restart)."""
+        saved: dict[str, dict[int, bool]] = {}
+        if self.history is not None:
+            try:
+                saved = self.history.inventories()
+            except HistoryError as exc:
+                log.warning("inventory_unreadable", error=str(exc))
+        self._saved_inventories = saved
+
+    def _inventory(self, account: str) -> Inventory:
+        found = self.inventories.get(account)
+        if found is None:
+            history = self.history
+            saved = self._saved_inventories.get(account)
+            found = Inventory(
+                account,
+                saved,
+                on_change=(
+                    (lambda name, seen: history.inventory_seen(name, seen, self._clock()))
+                    if history is not None
+                    else (lambda name, seen: None)
+                ),
+            )
+            self.inventories[account] = found
+        return found
+
+    def _start_survey(self, worker: Worker) -> None:
+        """The account's reads once per probe interval (probes on)."""
+        name = worker.config.name
+        inventory = self._inventory(name)
+        if not self.probes.enabled:
+            return
+        survey = Survey(
+            worker.config,
+            worker.client,
+            self.store,
+            inventory,
+            interval_seconds=self.probes.interval_seconds,
+            mapping_types=frozenset(self.probes.status_mapping_types),
+            clock=self._clock,
+        )
+        old = self.surveys.get(name)
+        if old is not None:  # a restarted account keeps what it knew
+            survey.mappings, survey.unsupported = old.mappings, old.unsupported
+        self.surveys[name] = survey
+        first = self._first_polls.setdefault(name, asyncio.Event())
+        if self.store.get(name).last_cycle_success is not None:
+            first.set()
+        self._survey_tasks[name] = asyncio.create_task(survey.run(first), name=f"survey {name}")
+
+    async def _stop_surveys(self, names: Sequence[str]) -> None:
+        tasks = [self._survey_tasks.pop(n) for n in names if n in self._survey_tasks]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _stop_probes(self) -> None:
+        await self._stop_surveys(list(self._survey_tasks))
+        if self._prober_task is not None:
+            self._prober_task.cancel()
+            await asyncio.gather(self._prober_task, return_exceptions=True)
+            self._prober_task = None
 
     def _announce_empty(self) -> None:
         """Once, when this process has no account to poll (an empty shard, or a reload that
@@ -678,7 +862,9 @@ class Daemon:
         # cause lookups take from the same budget, after the polls
         self.alerter.cause_budgets[account.name] = worker.budget
         self._workers[account.name] = worker
+        self._configs[account.name] = account
         self.store.add(account.name)
+        self._start_survey(worker)
         worker.poller.announce_plan()
         self._scheduler.add_job(
             worker.poller.poll,
@@ -822,9 +1008,17 @@ class Daemon:
         leaving = [self._workers.pop(n) for n in removed + changed]
         for worker in leaving:
             self._scheduler.remove_job(worker.config.name)
+        await self._stop_surveys(removed + changed)
         await self._stop(leaving, reason="reload")
         for name in removed:
             self.streams.pop(name, None)
+            self.surveys.pop(name, None)
+            self.inventories.pop(name, None)
+            self._first_polls.pop(name, None)
+            self._configs.pop(name, None)
+            self.assessor.forget(name)
+            if self.prober is not None:
+                self.prober.forget(name)
             self.store.remove(name)
             self.metrics.remove_account(name)
             self.alerter.end_account(name)
@@ -834,11 +1028,29 @@ class Daemon:
         # only them (or the rules' thresholds) keeps every sink and what is queued in it; new
         # sinks take over what the old ones held, so the order of these steps does not matter
         self.quiet.windows = settings.alerting.windows()
-        if _delivery(settings.alerting, outbound) != _delivery(self.alerting, self._outbound):
+        probes_changed = settings.probes != self.probes
+        if probes_changed:  # the runner and every survey start again with the new settings
+            await self._stop_probes()
+            kept = dict(self.prober.states) if self.prober is not None else {}
+            self.prober = None
+            self.probes = settings.probes
+            self.assessor.mapping_types = frozenset(settings.probes.status_mapping_types)
+            self._start_probes()
+            if self.prober is not None:
+                self.prober.restore(kept)
+                for name in self._workers:
+                    self.prober.set_targets(name, self.assessor.targets(self.store.get(name)))
+            for name in [n for n in self._workers if n not in changed]:
+                self._start_survey(self._workers[name])
+        rules = settings.alerting.rules(self.probes)
+        delivery_changed = _delivery(settings.alerting, outbound) != _delivery(
+            self.alerting, self._outbound
+        )
+        if delivery_changed or probes_changed:
             sinks = self._sinks(settings.alerting, outbound)
-            await self.alerter.replace_delivery(settings.alerting.rules(), sinks)
+            await self.alerter.replace_delivery(rules, sinks)
         else:
-            self.alerter.rules = settings.alerting.rules()
+            self.alerter.rules = rules
         self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
         for stream in self.streams.values():  # the accounts that stay polling too
             stream.window = self._errors_rising_window()
@@ -868,13 +1080,13 @@ class Daemon:
             sinks.append(EpisodeRecorder(self.history, self._clock))
         return sinks
 
-    def _fleet(self) -> list[tuple[str, int, str | None]]:
-        """Every integration watched now, with its type (a route's scope for platform
-        incidents)."""
+    def _fleet(self) -> list[tuple[str, int, str | None, str | None]]:
+        """Every integration watched now, with its type and its shop certificate's issuer
+        (a route's scope for platform incidents: one platform, or one CA)."""
         return [
-            (account, integration_id, o.record.type if o.record else None)
+            (account, i, o.record.type if o.record else None, _issuer(snapshot, i))
             for account, snapshot in self.store.snapshots().items()
-            for integration_id, o in snapshot.integrations.items()
+            for i, o in snapshot.integrations.items()
         ]
 
     def _evaluation_gap(self) -> float:
@@ -895,7 +1107,7 @@ class Daemon:
             )
 
         return Alerter(
-            self.alerting.rules(),
+            self.alerting.rules(self.probes),
             self._sinks(self.alerting, self._outbound),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
@@ -978,6 +1190,12 @@ def _shown(value: object) -> str:
     if isinstance(value, tuple):
         return ":".join(str(part) for part in value)
     return str(value)
+
+
+def _issuer(snapshot: AccountSnapshot, integration_id: int) -> str | None:
+    findings = snapshot.findings.get(integration_id)
+    probe = findings.probe if findings is not None else None
+    return probe.outcome.issuer if probe is not None else None
 
 
 def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:

@@ -8,12 +8,14 @@ on another thread than the event loop, so nothing here is asyncio-specific.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
+from typing import NamedTuple
 
 from monitor.health import Health, State
+from monitor.probes import ShopProbe
 from monitor.sendcloud import Integration
 from monitor.sendcloud.stream import Activity, Counts
 
@@ -69,6 +71,26 @@ class Observation:
         return now if self.status is ReadOutcome.OK else self.health.read_at
 
 
+class FailedCheck(NamedTuple):
+    """A configuration check that fails for an integration, and what it means in plain words."""
+
+    check: str  # feedback_off, webhook_without_url, ... (monitor.checks.CHECKS)
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """What the monitor found out about one integration besides its record: its shop's latest
+    probe and the configuration checks that fail (those switched off left out)."""
+
+    probe: ShopProbe | None = None  # None: no shop URL to probe, not probed yet, or probes off
+    failed: tuple[FailedCheck, ...] = ()
+
+
+#: (account snapshot) -> the same with its findings, applied to every snapshot the store takes
+Assess = Callable[["AccountSnapshot"], "AccountSnapshot"]
+
+
 @dataclass(frozen=True)
 class AccountSnapshot:
     """Everything known about one account after its latest poll cycle."""
@@ -90,18 +112,35 @@ class AccountSnapshot:
     exceptions_known: bool = False
     #: the log stream's counters per integration (None: the account has no stream)
     exception_counts: Counts | None = None
+    #: per integration, what probes and configuration checks found (only those with any)
+    findings: Mapping[int, Findings] = field(default_factory=dict)
+    #: integrations of the account that are not monitored, from the last inventory walk
+    #: (explicit IDs only; None: not known, or every integration is monitored)
+    unmonitored: tuple[int, ...] | None = None
 
 
 class Store:
-    """Thread-safe holder of the latest snapshot per account."""
+    """Thread-safe holder of the latest snapshot per account. ``assess`` (when set) adds the
+    findings to every snapshot put, before anyone can read it: they are derived once per
+    poll, and again by :meth:`refresh` when a probe or an inventory walk changed them."""
 
-    def __init__(self, accounts: list[str]) -> None:
+    def __init__(self, accounts: list[str], *, assess: Assess | None = None) -> None:
         self._lock = threading.Lock()
         self._snapshots = {name: AccountSnapshot(account=name) for name in accounts}
+        self.assess = assess
 
     def put(self, snapshot: AccountSnapshot) -> None:
+        if self.assess is not None:
+            snapshot = self.assess(snapshot)
         with self._lock:
             self._snapshots = {**self._snapshots, snapshot.account: snapshot}
+
+    def refresh(self, account: str) -> None:
+        """Assess an account's current snapshot again (its records unchanged)."""
+        with self._lock:
+            current = self._snapshots.get(account)
+        if current is not None and current.cycles_completed > 0:
+            self.put(current)
 
     def add(self, account: str) -> None:
         """A new account (configuration reload): empty until its first poll."""

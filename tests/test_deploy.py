@@ -18,10 +18,11 @@ import yaml
 from monitor.alerting.rules import ALERTS
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
+from monitor.probes import Outcome, Result, ShopProbe
 from monitor.sendcloud import Integration
 from monitor.sendcloud.stream import ExceptionStream
 from monitor.settings import DEFAULT_LISTEN_ADDRESS, ENV_VARS
-from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from monitor.store import AccountSnapshot, FailedCheck, Findings, Observation, ReadOutcome, Store
 from tests.conftest import T0, free_port, require_binary, scraped
 from tests.daemon_process import DaemonProcess
 
@@ -84,7 +85,20 @@ def exported_metric_names() -> set[str]:
     store = Store(["default"])
     observation = Observation(1, ReadOutcome.OK, failing, derive(failing, T0, 60))
     counts = stream.counts(stream.activity(T0))  # as after the stream's first read
-    store.put(AccountSnapshot("default", {1: observation}, 1, T0, exception_counts=counts))
+    # its shop's certificate read by a probe that failed twice, and a check that fails
+    probe = ShopProbe("https://a:443", Outcome(Result.UNTRUSTED, T0, T0, "CA"), 2, T0)
+    findings = {1: Findings(probe, (FailedCheck("feedback_off", "off"),))}
+    store.put(
+        AccountSnapshot(
+            "default",
+            {1: observation},
+            1,
+            T0,
+            exception_counts=counts,
+            findings=findings,
+            unmonitored=(2,),
+        )
+    )
     metrics = Metrics(store, ["default"], clock=lambda: T0, poll_intervals={"default": 60})
     events = metrics.client_events("default")
     events.request("get_integration", "200", 0.1)

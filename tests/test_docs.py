@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.alerting.rules import ALERTS, AlertKey, fingerprint
 from monitor.exporter.metrics import Metrics
 from monitor.health import derive
+from monitor.probes import Outcome, Result, ShopProbe
 from monitor.sendcloud import parse_integration
 from monitor.settings import (
     ENV_VARS,
@@ -27,7 +28,7 @@ from monitor.settings import (
     Settings,
     WebhookSettings,
 )
-from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from monitor.store import AccountSnapshot, FailedCheck, Findings, Observation, ReadOutcome, Store
 from tests.conftest import scraped
 
 DOCS = Path(__file__).parents[1] / "docs"
@@ -102,8 +103,13 @@ def exported_families() -> set[str]:
         7: Observation(7, ReadOutcome.OK, record, derive(record, T0, 7200)),
         8: Observation(8, ReadOutcome.NOT_FOUND, None, None),
     }
-    store.put(AccountSnapshot("eu", observations, 1, T0))
+    # shop 7 probed (its certificate read), failing a configuration check; one unmonitored
+    probe = ShopProbe("https://a:443", Outcome(Result.OK, T0, T0, "CA"))
+    findings = {7: Findings(probe, (FailedCheck("feedback_off", "off"),))}
+    store.put(AccountSnapshot("eu", observations, 1, T0, findings=findings, unmonitored=(9,)))
     metrics = Metrics(store, ["eu"], clock=lambda: T0, poll_intervals={"eu": 60})
+    metrics.shop_probes_enabled(lambda: 1)
+    metrics.shop_probe("ok", 0.1)
     events = metrics.client_events("eu")
     events.request("list_integrations", "200", 0.1)
     metrics.observe_cycle("eu", 0.2, True)

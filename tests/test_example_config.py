@@ -17,11 +17,13 @@ from monitor.settings import (
     AlertingSettings,
     AlertmanagerSettings,
     BadgeSettings,
+    ChecksSettings,
     Defaults,
     HistorySettings,
     IntegrationOverride,
     MaintenanceSettings,
     MatchSettings,
+    ProbeSettings,
     ReceiverSettings,
     RouteSettings,
     Settings,
@@ -54,6 +56,8 @@ def test_example_loads(tmp_path: Path) -> None:
     assert settings.listen_address == "0.0.0.0:9877"
     assert [a.name for a in accounts] == ["eu-shops", "us-shops"]
     assert accounts[0].stale_after(23452346) == 93600
+    assert accounts[0].ignored(23452346) == {"feedback_off", "duplicate_shop"}
+    assert settings.probes == ProbeSettings()  # every value shown is the default
     assert accounts[0].secret_key.get_secret_value() == "s3cr3t"
     assert accounts[1].integration_ids is None
     [webhook] = settings.alerting.resolved_webhooks()
@@ -86,6 +90,8 @@ def test_every_option_and_variable_is_documented() -> None:
         TimeRangeSettings,
         HistorySettings,
         BadgeSettings,
+        ProbeSettings,
+        ChecksSettings,
     ]
     for model in models:
         for name, field in model.model_fields.items():
@@ -116,6 +122,7 @@ _MODELS: dict[tuple[str, ...], type[BaseModel]] = {
     ("alerting", "maintenance", "times"): TimeRangeSettings,
     ("history",): HistorySettings,
     ("badges",): BadgeSettings,
+    ("probes",): ProbeSettings,
 }
 _KEY = re.compile(r"^(?P<indent>\s*)(?P<item>- )?(?P<key>[a-z_]+):(?P<value>.*)$")
 

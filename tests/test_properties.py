@@ -260,7 +260,7 @@ def test_the_write_comparison_knows_every_context_field() -> None:
     """A new Context field must be added to the comparison (or to the elapsed ones)."""
     from dataclasses import fields
 
-    elapsed = {"failing_seconds", "staleness_seconds"}
+    elapsed = {"failing_seconds", "staleness_seconds", "certificate_days_left"}
     context = Context(**{f.name: f"value of {f.name}" for f in fields(Context)})  # type: ignore[arg-type]
     assert len(_lasting(context)) == len(fields(Context)) - len(elapsed)
     assert set(_lasting(context)) == {f"value of {f.name}" for f in fields(Context)} - {

@@ -270,3 +270,64 @@ def test_a_cleartext_webhook_is_refused_without_echoing_its_url(tmp_path: Path) 
         settings.alerting.resolved_webhooks()
     assert "webhook 'ops'" in str(raised.value)
     assert "secret-token" not in str(raised.value)
+
+
+def test_probes_and_checks_from_the_file_and_the_environment(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    import trustme
+
+    trustme.CA().cert_pem.write_to_path(str(ca))
+    path = write(
+        tmp_path,
+        f"""
+probes:
+  interval_seconds: 600
+  ca_file: {ca}
+  certificate_warning_days: 21
+  status_mapping_types: [prestashop_v2, prestashop]
+accounts:
+  - name: eu
+    public_key: pub
+    secret_key: sec
+    checks: {{ignore: [feedback_off]}}
+    integrations:
+      7: {{checks: {{ignore: [duplicate_shop, duplicate_shop]}}}}
+""",
+    )
+    settings, [account] = load_settings(path, {})
+    assert settings.probes.enabled
+    assert settings.probes.interval_seconds == 600
+    assert settings.probes.ca_file == ca
+    assert settings.alerting.rules(settings.probes).certificate_warning_days == 21
+    assert account.ignored(7) == {"feedback_off", "duplicate_shop"}
+    assert account.ignored(8) == {"feedback_off"}
+    settings, _ = load_settings(path, {"MONITOR_PROBES_ENABLED": "false"})
+    assert not settings.probes.enabled
+    assert not settings.alerting.rules(settings.probes).probes_enabled
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("probes: {interval_seconds: 5}", "probes.interval_seconds"),
+        ("probes: {certificate_critical_days: 20}", "less than certificate_warning_days"),
+        ("probes: {ca_file: /nonexistent/ca.pem}", "/nonexistent/ca.pem does not exist"),
+        ("probes: {alow_private_addresses: true}", "alow_private_addresses"),
+        ("sendcloud: {checks: {ignore: [feedback]}}", "unknown check feedback; the checks are"),
+    ],
+)
+def test_bad_probe_and_check_settings_are_clear_errors(
+    tmp_path: Path, text: str, fragment: str
+) -> None:
+    path = write(tmp_path, text + "\n")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path, KEYS)
+    assert fragment in str(raised.value)
+
+
+def test_a_ca_file_that_is_no_certificate_is_an_error(tmp_path: Path) -> None:
+    bad = tmp_path / "ca.pem"
+    bad.write_text("not a certificate\n")
+    path = write(tmp_path, f"probes: {{ca_file: {bad}}}\n")
+    with pytest.raises(ConfigError, match="not a usable PEM file"):
+        load_settings(path, KEYS)

@@ -122,8 +122,9 @@ def _decode(item: dict[str, Any]) -> AlertState:
     if not isinstance(alert, str) or not isinstance(account, str):
         raise ValueError("bad alert key")
     context = dict(item.get("context") or {})
-    for name in ("started_failing_at", "last_fetched_at"):
+    for name in (*_TIMES, "started_failing_at", "last_fetched_at"):
         context[name] = _time(context.get(name))
+    context["failed_checks"] = tuple(context.get("failed_checks") or ())
     return AlertState(
         key=AlertKey(alert, account, None if integration_id is None else int(integration_id)),
         since=_required_time(item["since"]),
@@ -134,6 +135,10 @@ def _decode(item: dict[str, Any]) -> AlertState:
         context=Context(**context),
         episode=_time(item.get("episode")),
     )
+
+
+#: The context's timestamps of the shop and check alerts (a file written before them has none).
+_TIMES = ("certificate_expires_at", "config_changed_at")
 
 
 def _iso(value: datetime | None) -> str | None:

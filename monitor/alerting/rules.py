@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from monitor.store import AccountSnapshot, ReadOutcome
+from monitor.probes import target_of
+from monitor.probes.results import days_left
+from monitor.sendcloud import Integration
+from monitor.store import AccountSnapshot, Findings, ReadOutcome
 
 INTEGRATION_FAILING = "IntegrationFailing"
 INTEGRATION_FETCH_STALE = "IntegrationFetchStale"
@@ -24,14 +27,23 @@ INTEGRATION_NOT_FOUND = "IntegrationNotFound"
 AUTH_FAILING = "SendcloudAuthFailing"
 API_UNREACHABLE = "SendcloudAPIUnreachable"
 INTEGRATION_ERRORS_RISING = "IntegrationErrorsRising"
+SHOP_CERTIFICATE_EXPIRING = "IntegrationShopCertificateExpiring"
+SHOP_UNREACHABLE = "IntegrationShopUnreachable"
+INTEGRATION_MISCONFIGURED = "IntegrationMisconfigured"
 ALERTS = (
     INTEGRATION_FAILING,
     INTEGRATION_FETCH_STALE,
     INTEGRATION_NOT_FOUND,
     INTEGRATION_ERRORS_RISING,
+    SHOP_CERTIFICATE_EXPIRING,
+    SHOP_UNREACHABLE,
+    INTEGRATION_MISCONFIGURED,
     AUTH_FAILING,
     API_UNREACHABLE,
 )
+#: The alerts of a shop probe (evaluated also while Sendcloud's record cannot be read: the
+#: probe does not depend on it).
+SHOP_ALERTS = frozenset({SHOP_CERTIFICATE_EXPIRING, SHOP_UNREACHABLE})
 ACCOUNT_ALERTS = frozenset({AUTH_FAILING, API_UNREACHABLE})
 
 
@@ -51,6 +63,19 @@ class AlertRules:
     #: integration that is not failing
     errors_rising_count: int = 5
     errors_rising_window_seconds: float = 900.0
+    #: IntegrationShopCertificateExpiring: warning under this many days left, critical under
+    #: the second (probes.certificate_*_days)
+    certificate_warning_days: float = 14.0
+    certificate_critical_days: float = 3.0
+    #: IntegrationShopUnreachable: this many failing probes in a row
+    unreachable_probes: int = 2
+    #: IntegrationMisconfigured: a check failing at this many polls in a row
+    misconfigured_polls: int = 2
+    #: an alert firing within this long after the integration's updated_at says so
+    change_window_seconds: float = 86400.0
+    #: False: shops are not probed, their alerts resolve; True: an integration whose shop was
+    #: not probed yet keeps its shop alerts as they are (after a restart)
+    probes_enabled: bool = True
 
     def grace(self, alert: str) -> float:
         return {
@@ -82,6 +107,16 @@ class Context:
     last_fetched_at: datetime | None = None
     staleness_seconds: float | None = None
     detail: str | None = None
+    #: the shop alerts: the probe's result and the certificate read (its notAfter, issuer and
+    #: the days left at the evaluation)
+    probe_result: str | None = None
+    certificate_expires_at: datetime | None = None
+    certificate_issuer: str | None = None
+    certificate_days_left: float | None = None
+    #: IntegrationMisconfigured: the checks that fail
+    failed_checks: tuple[str, ...] = ()
+    #: the integration's updated_at, when it lies within change_window_seconds of now
+    config_changed_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -141,14 +176,21 @@ _PER_INTEGRATION = (
 
 
 def conditions_for(
-    snapshot: AccountSnapshot, *, ids_configured: bool, rules: AlertRules | None = None
+    snapshot: AccountSnapshot,
+    *,
+    ids_configured: bool,
+    rules: AlertRules | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[Condition], set[AlertKey]]:
     """Conditions holding in ``snapshot`` (from each integration's health as derived at its
-    read), and the keys whose state is unknown this time (integrations that could not be
-    read, or every integration during an account-wide error; ``IntegrationErrorsRising``
-    before the account's log stream has been read since start): unknown is neither firing
-    nor resolved."""
+    read, and its findings: probe and checks), and the keys whose state is unknown this time
+    (integrations that could not be read, or every integration during an account-wide error;
+    ``IntegrationErrorsRising`` before the account's log stream has been read since start):
+    unknown is neither firing nor resolved. ``now`` is the evaluation's time (the days left of
+    a certificate); without it, or without ``rules``, the shop and check alerts are not
+    evaluated."""
     account = snapshot.account
+    findings_of = snapshot.findings if rules is not None and now is not None else {}
     conditions: list[Condition] = []
     unknown: set[AlertKey] = set()
     if not snapshot.auth_ok:
@@ -162,8 +204,27 @@ def conditions_for(
             )
         )
     for integration_id, observation in snapshot.integrations.items():
+        if (
+            rules is not None
+            and now is not None
+            and observation.status is not (ReadOutcome.NOT_FOUND)
+        ):
+            found, unsure = _findings_conditions(
+                account,
+                integration_id,
+                observation.record,
+                findings_of.get(integration_id),
+                rules,
+                now,
+            )
+            if observation.status is ReadOutcome.ERROR or snapshot.account_error is not None:
+                # the record is the last good one: the checks on it say nothing new
+                found = [c for c in found if c.key.alert != INTEGRATION_MISCONFIGURED]
+            conditions += found
+            unknown |= unsure
         if observation.status is ReadOutcome.ERROR or snapshot.account_error is not None:
             unknown.update(AlertKey(alert, account, integration_id) for alert in _PER_INTEGRATION)
+            unknown.add(AlertKey(INTEGRATION_MISCONFIGURED, account, integration_id))
             continue
         if observation.status is ReadOutcome.NOT_FOUND:
             if ids_configured:
@@ -194,6 +255,7 @@ def conditions_for(
             failing_seconds=health.failing_seconds,
             last_fetched_at=record.last_fetched_at,
             staleness_seconds=health.staleness_seconds,
+            config_changed_at=_changed_at(record, now, rules),
         )
         if health.failing_since is not None:
             key = AlertKey(INTEGRATION_FAILING, account, integration_id)
@@ -214,6 +276,77 @@ def conditions_for(
             episode = record.last_fetched_at or record.created_at
             key = AlertKey(INTEGRATION_FETCH_STALE, account, integration_id)
             conditions.append(Condition(key, min(since, health.read_at), context, episode))
+    return conditions, unknown
+
+
+def _changed_at(
+    record: Integration, now: datetime | None, rules: AlertRules | None
+) -> datetime | None:
+    """The integration's updated_at when it lies within the change window before ``now``."""
+    changed = record.updated_at
+    if changed is None or now is None or rules is None or changed > now:
+        return None
+    return changed if (now - changed).total_seconds() <= rules.change_window_seconds else None
+
+
+def _findings_conditions(
+    account: str,
+    integration_id: int,
+    record: Integration | None,
+    findings: Findings | None,
+    rules: AlertRules,
+    now: datetime,
+) -> tuple[list[Condition], set[AlertKey]]:
+    """The shop alerts (from the probe of the integration's shop) and IntegrationMisconfigured
+    (from the checks that fail) of one integration."""
+    conditions: list[Condition] = []
+    unknown: set[AlertKey] = set()
+    if record is None:
+        return conditions, unknown
+    probe = findings.probe if findings is not None else None
+    failed = findings.failed if findings is not None else ()
+    if probe is None:
+        if rules.probes_enabled and target_of(record.shop_url) is not None:
+            # not probed yet (a start without saved probes): neither firing nor resolved
+            unknown |= {AlertKey(alert, account, integration_id) for alert in SHOP_ALERTS}
+        if not failed:
+            return conditions, unknown
+    context = Context(
+        shop_name=record.shop_name,
+        shop_url=record.shop_url,
+        integration_type=record.type,
+        started_failing_at=record.started_failing_at,
+        last_fetched_at=record.last_fetched_at,
+        config_changed_at=_changed_at(record, now, rules),
+    )
+    if probe is not None:
+        outcome = probe.outcome
+        shop = replace(
+            context,
+            probe_result=str(outcome.result),
+            certificate_expires_at=outcome.expires_at,
+            certificate_issuer=outcome.issuer,
+            detail=outcome.detail,
+        )
+        expires = outcome.expires_at
+        if expires is not None:
+            left = days_left(expires, now)
+            if left < rules.certificate_warning_days:
+                since = min(now, expires - timedelta(days=rules.certificate_warning_days))
+                key = AlertKey(SHOP_CERTIFICATE_EXPIRING, account, integration_id)
+                ctx = replace(shop, certificate_days_left=left)
+                conditions.append(Condition(key, since, ctx, episode=expires))
+        if probe.failing and probe.failures >= rules.unreachable_probes:
+            key = AlertKey(SHOP_UNREACHABLE, account, integration_id)
+            conditions.append(Condition(key, probe.failing_since, shop, probe.failing_since))
+    if failed:
+        key = AlertKey(INTEGRATION_MISCONFIGURED, account, integration_id)
+        ctx = replace(
+            context,
+            failed_checks=tuple(f.check for f in failed),
+            detail="; ".join(f.text for f in failed),
+        )
+        conditions.append(Condition(key, None, ctx))
     return conditions, unknown
 
 
@@ -303,6 +436,8 @@ def _notify(
 def _grace_over(state: AlertState, now: datetime, rules: AlertRules) -> bool:
     if state.key.alert == INTEGRATION_NOT_FOUND:
         return state.observations >= rules.not_found_polls
+    if state.key.alert == INTEGRATION_MISCONFIGURED:
+        return state.observations >= rules.misconfigured_polls
     return (now - state.since).total_seconds() >= rules.grace(state.key.alert)
 
 
@@ -310,6 +445,13 @@ def _severity(state: AlertState, rules: AlertRules) -> str:
     if state.key.alert == INTEGRATION_FAILING:
         failing = state.context.failing_seconds or 0.0
         return "critical" if failing >= rules.failing_critical_after_seconds else "warning"
+    if state.key.alert == SHOP_CERTIFICATE_EXPIRING:
+        left = state.context.certificate_days_left
+        return (
+            "critical"
+            if left is not None and left < rules.certificate_critical_days
+            else ("warning")
+        )
     if state.key.alert in ACCOUNT_ALERTS:
         return "critical"
     return "warning"
@@ -329,22 +471,80 @@ def summary(state: AlertState) -> str:
     if key.alert == INTEGRATION_FAILING:
         return (
             f"Sendcloud cannot fetch orders from {shop}: failing for {_human(ctx.failing_seconds)}."
+            + _change_note(state)
         )
     if key.alert == INTEGRATION_FETCH_STALE:
-        return f"No orders fetched from {shop} for {_human(ctx.staleness_seconds)}."
+        return f"No orders fetched from {shop} for {_human(ctx.staleness_seconds)}." + _change_note(
+            state
+        )
     if key.alert == INTEGRATION_NOT_FOUND:
         return f"Integration {key.integration_id} is configured but Sendcloud does not know it."
     if key.alert == INTEGRATION_ERRORS_RISING:
         return (
             f"Sendcloud keeps failing to talk to {shop}: {ctx.detail} in the last minutes, "
-            "not failing yet."
+            "not failing yet." + _change_note(state)
         )
+    if key.alert == SHOP_CERTIFICATE_EXPIRING:
+        return _expiring(shop, ctx) + _change_note(state)
+    if key.alert == SHOP_UNREACHABLE:
+        reason = PROBE_WORDS.get(ctx.probe_result or "", ctx.probe_result or "failing")
+        return (
+            f"Sendcloud will not reach {shop}: its shop probe fails ({reason}), "
+            f"since {_iso(state.since)}." + _change_note(state)
+        )
+    if key.alert == INTEGRATION_MISCONFIGURED:
+        return f"{shop} is misconfigured: {ctx.detail}." + _change_note(state)
     if key.alert == AUTH_FAILING:
         return (
             f"Sendcloud rejects the API keys of account {key.account}: check them in the "
             "Sendcloud panel."
         )
     return f"The Sendcloud API cannot be read for account {key.account} ({ctx.detail})."
+
+
+#: A failing probe's result in words (summaries).
+PROBE_WORDS = {
+    "expired": "its TLS certificate expired",
+    "not_yet_valid": "its TLS certificate is not valid yet",
+    "untrusted": "its TLS certificate is not trusted",
+    "hostname_mismatch": "its TLS certificate is for another host name",
+    "tls_error": "the TLS handshake fails",
+    "refused": "the connection is refused",
+    "timeout": "it does not answer in time",
+    "dns": "its host name does not resolve",
+}
+#: What the start of each alert's condition is called in a change note.
+_STARTED = {
+    INTEGRATION_FAILING: "it started failing",
+    INTEGRATION_FETCH_STALE: "it went stale",
+    INTEGRATION_ERRORS_RISING: "its errors started rising",
+    SHOP_UNREACHABLE: "its shop probe started failing",
+    SHOP_CERTIFICATE_EXPIRING: "its certificate came within the warning window",
+    INTEGRATION_MISCONFIGURED: "the check first failed",
+}
+
+
+def _expiring(shop: str, ctx: Context) -> str:
+    left = ctx.certificate_days_left or 0.0
+    when = _iso(ctx.certificate_expires_at) or "?"
+    if left < 0:
+        return f"The TLS certificate of {shop} expired {_human(-left * 86400)} ago ({when})."
+    return f"The TLS certificate of {shop} expires in {_human(left * 86400)} ({when})."
+
+
+def _change_note(state: AlertState) -> str:
+    """ " Its configuration changed 12m before it started failing." when updated_at lies within
+    the change window (the context only has it then)."""
+    changed = state.context.config_changed_at
+    if changed is None:
+        return ""
+    started = _STARTED.get(state.key.alert, "this began")
+    delta = (state.since - changed).total_seconds()
+    relation = "before" if delta >= 0 else "after"
+    return (
+        f" Its configuration changed {_human(abs(delta))} {relation} {started} "
+        f"(updated_at {_iso(changed)})."
+    )
 
 
 def event_fields(event: AlertEvent, rules: AlertRules) -> dict[str, Any]:
@@ -369,7 +569,24 @@ def event_fields(event: AlertEvent, rules: AlertRules) -> dict[str, Any]:
         "fingerprint": fingerprint(state.key),
         "summary": summary(state),
         "runbook_url": rules.runbook_url(state.key.alert),
+        **_extra_fields(state),
     }
+
+
+def _extra_fields(state: AlertState) -> dict[str, Any]:
+    """The fields only some events have: the probe's for the shop alerts, the checks for
+    IntegrationMisconfigured, the change for an alert within the change window."""
+    ctx, alert = state.context, state.key.alert
+    extra: dict[str, Any] = {}
+    if alert in SHOP_ALERTS:
+        extra["probe_result"] = ctx.probe_result
+        extra["certificate_expires_at"] = _iso(ctx.certificate_expires_at)
+        extra["certificate_issuer"] = ctx.certificate_issuer
+    if alert == INTEGRATION_MISCONFIGURED:
+        extra["failed_checks"] = list(ctx.failed_checks)
+    if ctx.config_changed_at is not None:
+        extra["config_changed_at"] = _iso(ctx.config_changed_at)
+    return extra
 
 
 def _human(seconds: float | None) -> str:

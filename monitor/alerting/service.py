@@ -241,7 +241,10 @@ class Alerter:
         now = self._clock()
         account = snapshot.account
         conditions, unknown = conditions_for(
-            snapshot, ids_configured=self.ids_configured.get(account, False), rules=self.rules
+            snapshot,
+            ids_configured=self.ids_configured.get(account, False),
+            rules=self.rules,
+            now=now,
         )
         previous = self._states.get(account, {})
         self._stream_causes(snapshot, {c.key for c in conditions} | previous.keys())
@@ -507,7 +510,7 @@ def _persistent_change(
 
 
 def _lasting(context: Context) -> tuple[object, ...]:
-    """A context without the elapsed seconds."""
+    """A context without the elapsed seconds (nor a certificate's days left)."""
     return (
         context.shop_name,
         context.shop_url,
@@ -515,4 +518,9 @@ def _lasting(context: Context) -> tuple[object, ...]:
         context.started_failing_at,
         context.last_fetched_at,
         context.detail,
+        context.probe_result,
+        context.certificate_expires_at,
+        context.certificate_issuer,
+        context.failed_checks,
+        context.config_changed_at,
     )

@@ -1,8 +1,8 @@
 """One versioned schema, written twice: for SQLite and for PostgreSQL. Version N means the
 same tables on both, so a history can be copied from one to the other.
 
-Versions 1 to 4 are the history file as it has always been (SQLite's ``PRAGMA user_version``
-numbering is kept, so every existing file migrates forward); version 5 adds what several
+Versions 1 to 5 are the history file as it has always been (SQLite's ``PRAGMA user_version``
+numbering is kept, so every existing file migrates forward); version 6 adds what several
 replicas share: the alert episodes' identity (``origin``, ``starts_at``) and notification
 bookkeeping, the **outbox** of alert events, the **fleet** state (accounts and integrations as
 last written) and the **replicas**.
@@ -81,7 +81,42 @@ SQLITE_MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE episodes ADD COLUMN started REAL;
     UPDATE episodes SET started = fired;
     """,
-    # 5: what replicas share: episode identity, the outbox, the fleet, the replicas
+    # 5: configuration changes (updated_at moved), the last updated_at of each integration,
+    # the shop probes' state and the inventory of unmonitored integrations, across restarts
+    """
+    CREATE TABLE changes (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        previous REAL NOT NULL,
+        detected REAL NOT NULL
+    );
+    CREATE INDEX changes_by_integration ON changes (account, integration_id, updated_at);
+    CREATE TABLE updates (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
+    CREATE TABLE probes (
+        target TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        at REAL NOT NULL,
+        expires_at REAL,
+        issuer TEXT,
+        detail TEXT,
+        failures INTEGER NOT NULL,
+        failing_since REAL
+    );
+    CREATE TABLE inventory (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        monitored INTEGER NOT NULL,
+        seen REAL NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
+    """,
+    # 6: what replicas share: episode identity, the outbox, the fleet, the replicas
     """
     ALTER TABLE episodes ADD COLUMN origin REAL;
     ALTER TABLE episodes ADD COLUMN starts_at REAL;
@@ -198,6 +233,39 @@ POSTGRES_MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE episodes ADD COLUMN started double precision;
     UPDATE episodes SET started = fired;
+    """,
+    """
+    CREATE TABLE changes (
+        account text NOT NULL,
+        integration_id bigint NOT NULL,
+        updated_at double precision NOT NULL,
+        previous double precision NOT NULL,
+        detected double precision NOT NULL
+    );
+    CREATE INDEX changes_by_integration ON changes (account, integration_id, updated_at);
+    CREATE TABLE updates (
+        account text NOT NULL,
+        integration_id bigint NOT NULL,
+        updated_at double precision NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
+    CREATE TABLE probes (
+        target text PRIMARY KEY,
+        result text NOT NULL,
+        at double precision NOT NULL,
+        expires_at double precision,
+        issuer text,
+        detail text,
+        failures bigint NOT NULL,
+        failing_since double precision
+    );
+    CREATE TABLE inventory (
+        account text NOT NULL,
+        integration_id bigint NOT NULL,
+        monitored bigint NOT NULL,
+        seen double precision NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
     """,
     """
     ALTER TABLE episodes ADD COLUMN origin double precision;

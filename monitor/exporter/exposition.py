@@ -36,6 +36,7 @@ from monitor.exporter.families import (
     INFO,
     account_samples,
     elapsed_samples,
+    finding_samples,
     info_labels,
     integration_samples,
 )
@@ -247,6 +248,7 @@ def accepts_gzip(header: str) -> bool:
 _ELAPSED_ORDER = tuple(f.name for f in FAMILIES if f.name in ELAPSED)
 _FIXED_ORDER = tuple(f.name for f in FAMILIES if f.name not in ELAPSED)
 _HELP = {f.name: f.help for f in FAMILIES}
+_LABEL = {f.name: f.label for f in FAMILIES if f.label is not None}
 
 
 #: Observations rendered between two flushes of text into bytes: the strings of one batch
@@ -280,6 +282,10 @@ def _render_account(account: str, snapshot: AccountSnapshot) -> _Rendered:
         labels = f'{account_label},integration_id="{observation.integration_id}"'
         for name, value in integration_samples(observation, snapshot.exception_counts):
             lines[name].append(f"{name}{{{labels}}} {_number(value)}\n")
+        findings = snapshot.findings.get(observation.integration_id)
+        for name, extra, value in finding_samples(findings):
+            label = "" if extra is None else f',{_LABEL[name]}="{_escape(extra)}"'
+            lines[name].append(f"{name}{{{labels}{label}}} {_number(value)}\n")
         info = info_labels(observation)
         if info is not None:
             extra = "".join(f',{k}="{_escape(v)}"' for k, v in info.items())

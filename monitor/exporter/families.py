@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.sendcloud.stream import Counts
-from monitor.store import AccountSnapshot, Observation, ReadOutcome
+from monitor.store import AccountSnapshot, Findings, Observation, ReadOutcome
 
 _POLL_FROM = (
     " Computed at scrape time from the integration's last successful read; frozen at that"
@@ -29,6 +29,7 @@ class Family:
     help: str
     per_account: bool = False  # labels: account only (else account and integration_id)
     kind: str = "gauge"  # or "counter" (its name ends in _total)
+    label: str | None = None  # one more label (its values: a small fixed set)
 
 
 #: The per-integration and per-account families, in exposition order. The two elapsed-time
@@ -39,6 +40,16 @@ INFO = "integration_info"
 EXCEPTIONS_TOTAL = "integration_exceptions_total"
 LAST_EXCEPTION = "integration_last_exception_timestamp_seconds"
 EXCEPTIONS_IN_WINDOW = "integration_exceptions_in_window"
+PROBE_SUCCESS = "integration_shop_probe_success"
+PROBE_RESULT = "integration_shop_probe_result"
+PROBE_FAILURES = "integration_shop_probe_consecutive_failures"
+CERTIFICATE_EXPIRY = "integration_shop_certificate_expiry_timestamp_seconds"
+MISCONFIGURED = "integration_misconfigured"
+UNMONITORED = "integration_monitor_unmonitored_integrations"
+_PROBED = (
+    " Absent until the shop was probed, and for integrations without an http(s) shop URL; the"
+    " same for every integration on one host and port (probed once)."
+)
 FAMILIES = (
     Family(
         FAILING_SECONDS,
@@ -101,6 +112,35 @@ FAMILIES = (
         "since the monitor started.",
     ),
     Family(
+        PROBE_SUCCESS,
+        "1 when the last probe of the integration's shop succeeded (a verified TLS handshake; "
+        "for an http:// shop a TCP connect), else 0." + _PROBED,
+    ),
+    Family(
+        PROBE_RESULT,
+        "1 for the result of the last probe of the integration's shop (ok, expired, "
+        "not_yet_valid, untrusted, hostname_mismatch, tls_error, refused, timeout, dns, "
+        "private_address, plaintext_ok); only the current result is exported." + _PROBED,
+        label="result",
+    ),
+    Family(
+        PROBE_FAILURES,
+        "Probes of the integration's shop that failed in a row (0 after a success, and for "
+        "private_address, which is not probed); IntegrationShopUnreachable at 2." + _PROBED,
+    ),
+    Family(
+        CERTIFICATE_EXPIRY,
+        "notAfter of the shop's TLS leaf certificate as Unix time, whenever the last probe read "
+        "one (also when it failed verification: expired, untrusted, another host name)." + _PROBED,
+    ),
+    Family(
+        MISCONFIGURED,
+        "1 for each configuration check that fails for the integration (feedback_off, "
+        "webhook_without_url, service_points_without_carriers, duplicate_shop, "
+        "status_mapping); absent while it passes, or when it is switched off (checks.ignore).",
+        label="check",
+    ),
+    Family(
         "integration_monitor_last_poll_success_timestamp_seconds",
         "When the last poll cycle without an account-wide error finished.",
         per_account=True,
@@ -110,6 +150,13 @@ FAMILIES = (
         "0 while the Sendcloud API rejects the account's credentials, else 1.",
         per_account=True,
     ),
+    Family(
+        UNMONITORED,
+        "Integrations of the account that the monitor does not watch (with configured "
+        "integration_ids), from the last inventory walk (once per probes.interval_seconds); "
+        "absent with integration_ids: all, or before the first walk.",
+        per_account=True,
+    ),
 )
 ELAPSED = frozenset({FAILING_SECONDS, STALENESS_SECONDS})
 
@@ -117,6 +164,8 @@ ELAPSED = frozenset({FAILING_SECONDS, STALENESS_SECONDS})
 def account_samples(snapshot: AccountSnapshot) -> Iterator[tuple[str, float]]:
     """(family, value) of one account's own series."""
     yield "sendcloud_api_auth_ok", 1.0 if snapshot.auth_ok else 0.0
+    if snapshot.unmonitored is not None:
+        yield UNMONITORED, float(len(snapshot.unmonitored))
     if snapshot.last_cycle_success is not None:
         yield (
             "integration_monitor_last_poll_success_timestamp_seconds",
@@ -156,6 +205,22 @@ def integration_samples(
         yield "integration_started_failing_timestamp_seconds", record.started_failing_at.timestamp()
     if record.last_fetched_at is not None:
         yield "integration_last_fetched_timestamp_seconds", record.last_fetched_at.timestamp()
+
+
+def finding_samples(findings: Findings | None) -> Iterator[tuple[str, str | None, float]]:
+    """(family, the value of its extra label or None, value) of one integration's findings:
+    its shop probe and the configuration checks that fail."""
+    if findings is None:
+        return
+    probe = findings.probe
+    if probe is not None:
+        yield PROBE_SUCCESS, None, 1.0 if probe.success else 0.0
+        yield PROBE_RESULT, str(probe.result), 1.0
+        yield PROBE_FAILURES, None, float(probe.failures)
+        if probe.outcome.expires_at is not None:
+            yield CERTIFICATE_EXPIRY, None, probe.outcome.expires_at.timestamp()
+    for failed in findings.failed:
+        yield MISCONFIGURED, failed.check, 1.0
 
 
 def elapsed_samples(observation: Observation, at: datetime) -> Iterator[tuple[str, float]]:

@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from monitor import __version__
 from monitor.exporter.exposition import Exposition
 from monitor.health import utcnow
+from monitor.probes import RESULTS
 from monitor.sendcloud import INTERNAL_ERROR, INVALID_ANSWER_REASONS, ClientEvents
 from monitor.sendcloud.stream import ExceptionStream
 from monitor.store import Store
@@ -54,6 +55,7 @@ class Metrics:
         self._poll_metrics()
         self._alert_metrics()
         self._history_metrics()
+        self._probe_metrics()
         self._config_metrics(shard)
         self._per_account: tuple[Counter | Gauge | Histogram, ...] = (
             self._requests,
@@ -67,6 +69,7 @@ class Metrics:
             self._interval,
             self._polling_start,
         )
+        self._probe_targets: Gauge | None = None
         #: account -> its exception-log stream (the daemon sets it)
         self.streams: Callable[[], Mapping[str, ExceptionStream]] = dict
         self.own.register(_Exceptions(lambda: self.streams(), store))
@@ -201,6 +204,43 @@ class Metrics:
 
     def mutes_status(self, readable: bool) -> None:
         self._mutes_readable.set(1.0 if readable else 0.0)
+
+    def _probe_metrics(self) -> None:
+        """The shop probes: how many were made, with what result, and how many targets."""
+        self._shop_probes = Counter(
+            "integration_monitor_shop_probes",
+            "Shop probes made (a TLS handshake or a TCP connect per distinct host and port), by "
+            "result.",
+            ["result"],
+            registry=self.own,
+        )
+        self._shop_probe_seconds = Histogram(
+            "integration_monitor_shop_probe_duration_seconds",
+            "Duration of one shop probe (lookup, connect, handshake; a timeout counts whole).",
+            buckets=REQUEST_BUCKETS,
+            registry=self.own,
+        )
+        self._probe_result_children: dict[str, Counter] = {}
+
+    def shop_probes_enabled(self, targets: Callable[[], int]) -> None:
+        """Probes are on: their counters start at 0 for every result, and the targets in use
+        are counted at each scrape."""
+        for result in RESULTS:
+            self._probe_result_children[str(result)] = self._shop_probes.labels(str(result))
+        if self._probe_targets is None:
+            self._probe_targets = Gauge(
+                "integration_monitor_shop_probe_targets",
+                "Distinct shop hosts and ports probed (each once per probes.interval_seconds).",
+                registry=self.own,
+            )
+        self._probe_targets.set_function(targets)
+
+    def shop_probe(self, result: str, seconds: float) -> None:
+        child = self._probe_result_children.get(result)
+        if child is None:
+            child = self._probe_result_children[result] = self._shop_probes.labels(result)
+        child.inc()
+        self._shop_probe_seconds.observe(seconds)
 
     def history_enabled(self, enabled: bool) -> None:
         self._history_enabled.set(1.0 if enabled else 0.0)

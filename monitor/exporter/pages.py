@@ -49,10 +49,12 @@ def integration_page(
     intervals: Sequence[Interval],
     episodes: Sequence[Mapping[str, Any]],
     now: datetime,
+    changes: Sequence[Mapping[str, Any]] = (),
 ) -> str:
-    """``episodes``' causes are text already (the alerting's wording). Every start of a
-    failure is Sendcloud's ``started_failing_at`` (the history records it so), as on the status
-    page: a shop failing for 40 minutes reads "failing for 40m" here too."""
+    """``episodes``' causes are text already (the alerting's wording); ``changes`` are the
+    configuration changes (``updated_at`` moved) of these 30 days. Every start of a failure is
+    Sendcloud's ``started_failing_at`` (the history records it so), as on the status page: a
+    shop failing for 40 minutes reads "failing for 40m" here too."""
     name = row.shop_name or f"integration {row.integration_id}"
     url = row.shop_url
     shop = f"<a href='{escape(url)}'>{escape(url)}</a>" if url and linkable(url) else ""
@@ -85,6 +87,7 @@ def integration_page(
         f"</tbody></table><h2>Alert episodes</h2>{_episodes(episodes, now)}<h2>Timeline</h2>"
         "<table><thead><tr><th>State</th><th>Since</th><th>Until</th><th>For</th></tr></thead>"
         f"<tbody>{timeline or _empty(4, 'nothing recorded in these 30 days')}</tbody></table>"
+        f"<h2>Configuration changes</h2>{_changes(changes, now)}"
     )
     return _page(f"{name} — Sendcloud integration monitor", body)
 
@@ -197,6 +200,20 @@ def _episodes(
 
 def _text(value: object) -> str | None:
     return str(value) if value else None
+
+
+def _changes(changes: Sequence[Mapping[str, Any]], now: datetime) -> str:
+    rows = "".join(
+        f"<tr><td>{when(str(c['updated_at']), now)}</td>"
+        f"<td>{when(str(c['previous_updated_at']), now)}</td>"
+        f"<td>{when(str(c['detected']), now)}</td></tr>"
+        for c in reversed(changes)
+    )
+    return (
+        "<table class='changes'><thead><tr><th>Changed (updated_at)</th><th>Before that</th>"
+        "<th>Seen</th></tr></thead>"
+        f"<tbody>{rows or _empty(3, 'no configuration change in these 30 days')}</tbody></table>"
+    )
 
 
 def _parse(iso: str) -> datetime:

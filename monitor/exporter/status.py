@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from html import escape
 from typing import Any
@@ -20,7 +20,8 @@ from urllib.parse import quote
 from monitor import __version__
 from monitor.health import State
 from monitor.history.availability import Summary
-from monitor.store import AccountSnapshot, Observation
+from monitor.probes.results import days_left, describe
+from monitor.store import AccountSnapshot, Findings, Observation
 
 #: Problems first (the order of the page and of ``check``'s table).
 STATE_ORDER = {
@@ -58,10 +59,25 @@ class Row:
     cause_summary: str | None = None
     #: when it started failing by Sendcloud's ``started_failing_at`` (while failing)
     failing_since: str | None = None
+    #: the last probe of its shop: result, the certificate's notAfter and days left
+    probe_result: str | None = None
+    certificate_expires_at: str | None = None
+    certificate_days_left: float | None = None
+    #: fewer days left than probes.certificate_warning_days
+    certificate_expiring: bool = False
+    #: the configuration checks that fail (checks.ignore left out)
+    failed_checks: tuple[str, ...] = ()
+    #: the probe and the failed checks in plain words
+    findings: tuple[str, ...] = ()
 
     @property
     def problem(self) -> bool:
-        return self.state != State.HEALTHY
+        return self.state != State.HEALTHY or self.warned
+
+    @property
+    def warned(self) -> bool:
+        """A certificate expiring or a configuration check failing (``check``: WARNING)."""
+        return self.certificate_expiring or bool(self.failed_checks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +86,8 @@ class AccountStatus:
     last_cycle_success: str | None
     api_error: str | None
     auth_ok: bool
+    #: integrations of the account nobody monitors (configured IDs; None: not known)
+    unmonitored: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,8 +137,13 @@ class Status:
         document = asdict(self)
         for row, source in zip(document["integrations"], self.integrations, strict=True):
             row["alerts"] = list(row["alerts"])
+            row["failed_checks"] = list(row["failed_checks"])
+            row["findings"] = list(row["findings"])
             del row["history"]
             row["availability"] = dict(source.history.windows) if source.history else None
+        for account in document["accounts"]:
+            if account["unmonitored"] is not None:
+                account["unmonitored"] = list(account["unmonitored"])
         document["summary"] = summary_counts(self.integrations)
         return document
 
@@ -150,13 +173,19 @@ def build(
     holds: Holds | None = None,
     maintenance: tuple[MaintenanceWindow, ...] = (),
     notices: tuple[str, ...] = (),
+    certificate_warning_days: float = 14.0,
 ) -> Status:
     firing = firing or {}
     causes = causes or {}
     history = history or {}
     holds = holds or {}
     rows = [
-        _row(account, observation, now, firing, causes, history, holds)
+        _with_findings(
+            _row(account, observation, now, firing, causes, history, holds),
+            snapshot.findings.get(observation.integration_id),
+            now,
+            certificate_warning_days,
+        )
         for account, snapshot in snapshots.items()
         for observation in snapshot.integrations.values()
     ]
@@ -169,6 +198,7 @@ def build(
                 name=s.account,
                 last_cycle_success=_iso(s.last_cycle_success),
                 api_error=s.account_error,
+                unmonitored=s.unmonitored,
                 auth_ok=s.auth_ok,
             )
             for s in snapshots.values()
@@ -293,6 +323,28 @@ document.getElementById('filter').addEventListener('input', function (e) {
   });
 });
 """
+
+
+def _with_findings(row: Row, findings: Findings | None, now: datetime, warning: float) -> Row:
+    """The row with what the probe of its shop and the checks found."""
+    if findings is None:
+        return row
+    probe = findings.probe
+    words = [describe(probe, now)] if probe is not None else []
+    words += [failed.text for failed in findings.failed]
+    expires = probe.outcome.expires_at if probe is not None else None
+    left = days_left(expires, now) if expires is not None else None
+    return replace(
+        row,
+        probe_result=str(probe.result) if probe is not None else None,
+        certificate_expires_at=_iso(expires),
+        certificate_days_left=round(left, 3) if left is not None else None,
+        certificate_expiring=left is not None and left < warning,
+        failed_checks=tuple(failed.check for failed in findings.failed),
+        findings=tuple(words),
+    )
+
+
 #: Columns of the table; ``wide`` ones give way on narrow screens (below 1100 px).
 COLUMNS = (
     ("Account", ""),
@@ -305,6 +357,7 @@ COLUMNS = (
     ("Cause", ""),
     ("Last 30 days", "strip-cell"),
     ("24 h · 7 d · 30 d", ""),
+    ("Shop checks", ""),
 )
 #: Above this many accounts, those that read fine are summed up in one line.
 ACCOUNT_LINES = 5
@@ -396,9 +449,19 @@ def _accounts_line(accounts: Iterable[AccountStatus], now: datetime) -> str:
         return f"<p>{len(fine)} accounts: API ok{oldest}</p>"
     return "".join(
         f"<p>Account <b>{escape(a.name)}</b>: API ok; last good poll "
-        f"{when(a.last_cycle_success, now) if a.last_cycle_success else 'not yet'}</p>"
+        f"{when(a.last_cycle_success, now) if a.last_cycle_success else 'not yet'}"
+        f"{_unmonitored(a)}</p>"
         for a in fine
     )
+
+
+def _unmonitored(account: AccountStatus) -> str:
+    """The integrations of the account nobody monitors (configured IDs), if any."""
+    if not account.unmonitored:
+        return ""
+    ids = ", ".join(str(i) for i in account.unmonitored[:20])
+    more = f" and {len(account.unmonitored) - 20} more" if len(account.unmonitored) > 20 else ""
+    return f"; not monitored: {ids}{more}"
 
 
 def _account_row(account: AccountStatus) -> str:
@@ -453,8 +516,17 @@ def _row_html(row: Row, now: datetime) -> str:
         f"<td class='wide'>{kind}</td><td>{state}</td>"
         f"<td class='num'>{failing}</td><td>{fetched}</td><td class='wide'>{read}</td>"
         f"<td class='cause'>{cause_cell(row.cause_summary, row.cause)}</td>"
-        f"{history_cells(row.history)}</tr>"
+        f"{history_cells(row.history)}{findings_cell(row)}</tr>"
     )
+
+
+def findings_cell(row: Row) -> str:
+    """The probe of the shop and the failed checks, in words (problems not muted)."""
+    if not row.findings:
+        return "<td class='muted findings'>-</td>"
+    bad = row.warned or row.probe_result not in (None, "ok", "plaintext_ok", "private_address")
+    lines = "<br>".join(escape(text) for text in row.findings)
+    return f"<td class='findings{'' if bad else ' muted'}'>{lines}</td>"
 
 
 _UNTIL = re.compile(r" until (\d{4}-\d\d-\d\dT[\d:.]+(?:Z|[+-]\d\d:\d\d))")

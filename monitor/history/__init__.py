@@ -3,13 +3,15 @@ badges and reports.
 
 - ``availability``: pure availability math over state intervals (explicit times, no I/O);
 - ``store``: the SQLite history file — schema and migrations, the writer thread, the readers,
-  and :class:`EpisodeRecorder`, the alerting sink that records alert episodes;
+  and :class:`EpisodeRecorder`, the alerting sink that records alert episodes; also the
+  configuration changes, and what probes and inventory walks resume from after a restart;
 - ``documents``: the JSON documents of the history API, from the store and the math;
 - ``report``: the report a merchant can be sent (JSON, CSV, Markdown, self-contained HTML);
 - ``mutes``: :class:`MuteStore`, the mutes in the same file (the CLI and the daemon share it).
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.alerting``
-(the wording of causes), ``monitor.notify`` (the mute) and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.store``, ``monitor.probes`` (the
+probe states it keeps), ``monitor.alerting`` (the wording of causes), ``monitor.notify`` (the
+mute) and the base modules.
 """
 
 from monitor.history.availability import Availability, Interval, availability, combined

@@ -43,6 +43,7 @@ def integration_history(
             {"state": i.state, "since": _iso(i.since), "until": _iso(i.until)} for i in intervals
         ],
         "episodes": store.episodes(account, integration_id, since, until),
+        "changes": store.changes(account, integration_id, since, until),
     }
 
 

@@ -30,13 +30,15 @@ import socket
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from monitor.history.availability import Interval, Span
+from monitor.probes import Outcome, Result, ShopProbe
 from monitor.sendcloud import Integration
 from monitor.store import AccountSnapshot, Observation, ReadOutcome
 
@@ -102,6 +104,41 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE episodes ADD COLUMN started REAL;
     UPDATE episodes SET started = fired;
     """,
+    # 5: configuration changes (updated_at moved), the last updated_at of each integration,
+    # the shop probes' state and the inventory of unmonitored integrations, across restarts
+    """
+    CREATE TABLE changes (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        previous REAL NOT NULL,
+        detected REAL NOT NULL
+    );
+    CREATE INDEX changes_by_integration ON changes (account, integration_id, updated_at);
+    CREATE TABLE updates (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
+    CREATE TABLE probes (
+        target TEXT PRIMARY KEY,
+        result TEXT NOT NULL,
+        at REAL NOT NULL,
+        expires_at REAL,
+        issuer TEXT,
+        detail TEXT,
+        failures INTEGER NOT NULL,
+        failing_since REAL
+    );
+    CREATE TABLE inventory (
+        account TEXT NOT NULL,
+        integration_id INTEGER NOT NULL,
+        monitored INTEGER NOT NULL,
+        seen REAL NOT NULL,
+        PRIMARY KEY (account, integration_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 QUEUE_BATCHES = 1000
@@ -133,6 +170,21 @@ class _Poll:
     names: Mapping[int, Names]
     #: the API's started_failing_at (Unix time) of each failing integration
     failing_since: Mapping[int, float]
+    #: updated_at of the records that are new objects since the last poll
+    updated: Mapping[int, datetime] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Probe:
+    state: ShopProbe
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Inventory:
+    account: str
+    seen: Mapping[int, bool]  # every integration of the account listed: monitored or not
+    at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +213,9 @@ class _Flush:
     at: datetime
 
 
-_Item = _Poll | _Forget | _Episode | _Position | _Flush
+_Item = _Poll | _Forget | _Episode | _Position | _Flush | _Probe | _Inventory
+#: What the writer gathers into one transaction (the others are written at once).
+_BATCHED = (_Poll, _Episode, _Position, _Probe, _Inventory)
 
 
 #: How often an idle writer looks whether its file is still the one at its path.
@@ -206,6 +260,8 @@ class HistoryStore:
         #: account -> integration -> the state of its open interval
         self._open: dict[str, dict[int, str]] = {}
         self._names: dict[str, dict[int, Names]] = {}  # as last written
+        #: account -> integration -> its updated_at as last written (read at connection)
+        self._updated: dict[str, dict[int, float]] = {}
         #: the record each integration's names were last taken from (the poller's thread)
         self._records: dict[str, dict[int, Integration]] = {}
         self._broken: str | None = None  # why the last write failed, while it does
@@ -284,16 +340,28 @@ class HistoryStore:
         seen = self._records.setdefault(snapshot.account, {})
         names = {}
         failing_since = {}
+        updated = {}
         for integration_id, observation in snapshot.integrations.items():
             record = observation.record
             if record is not None and seen.get(integration_id) is not record:
                 seen[integration_id] = record  # a list walk keeps unchanged records as they are
                 names[integration_id] = (record.shop_name, record.type)
+                if record.updated_at is not None and observation.status is ReadOutcome.OK:
+                    updated[integration_id] = record.updated_at
             if states[integration_id] == "failing":
                 health = observation.health
                 if health is not None and health.failing_since is not None:
                     failing_since[integration_id] = health.failing_since.timestamp()
-        self._put(_Poll(snapshot.account, at, states, names, failing_since))
+        self._put(_Poll(snapshot.account, at, states, names, failing_since, updated))
+
+    def probe(self, state: ShopProbe) -> None:
+        """A shop probe's state (the last of each target is kept)."""
+        self._put(_Probe(state, state.outcome.at))
+
+    def inventory_seen(self, account: str, seen: Mapping[int, bool], at: datetime) -> None:
+        """Every integration an account's inventory walk listed (and whether it is monitored):
+        what a restart compares the next walk with."""
+        self._put(_Inventory(account, dict(seen), at))
 
     def forget(self, account: str, at: datetime) -> None:
         """An account left the configuration: its open intervals end at ``at``."""
@@ -368,10 +436,10 @@ class HistoryStore:
             # one transaction (a commit costs more than the rows of a small account). The
             # writer sleeps through that moment instead of waking for each poll queued (a
             # wake-up per poll cost more CPU than the writing); a flush or close wakes it.
-            if isinstance(item, _Poll | _Episode | _Position):
+            if isinstance(item, _BATCHED):
                 self._urgent.wait(BATCH_SECONDS)
                 self._urgent.clear()
-            while len(batch) < BATCH_ITEMS and isinstance(batch[-1], _Poll | _Episode | _Position):
+            while len(batch) < BATCH_ITEMS and isinstance(batch[-1], _BATCHED):
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
@@ -430,6 +498,9 @@ class HistoryStore:
                 self._restored = False
             else:
                 self._open = _open_intervals(db)
+                self._updated = {}
+                for account, integration_id, updated_at in db.execute("SELECT * FROM updates"):
+                    self._updated.setdefault(account, {})[integration_id] = updated_at
                 last = db.execute("SELECT value FROM meta WHERE key = 'last_write'").fetchone()
                 if self._open and last is not None:  # a crash: they end where the file stopped
                     with db:
@@ -549,6 +620,7 @@ class HistoryStore:
             for integration_id in opened.keys() - item.states.keys():
                 _close(db, item.account, integration_id, at)  # no longer watched: it ends
                 del opened[integration_id]
+            self._changes(db, item)
         elif isinstance(item, _Forget):
             for account in [a for a in self._open if item.account in ("", a)]:
                 for integration_id in self._open.pop(account):
@@ -560,6 +632,54 @@ class HistoryStore:
                 "INSERT OR REPLACE INTO stream_positions VALUES (?, ?, ?)",
                 (item.account, item.last_id, item.last_time.isoformat()),
             )
+        elif isinstance(item, _Probe):
+            probe, outcome = item.state, item.state.outcome
+            db.execute(
+                "INSERT OR REPLACE INTO probes VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    probe.target,
+                    str(outcome.result),
+                    _ts(outcome.at),
+                    _ts(outcome.expires_at) if outcome.expires_at else None,
+                    outcome.issuer,
+                    outcome.detail,
+                    probe.failures,
+                    _ts(probe.failing_since) if probe.failing_since else None,
+                ),
+            )
+        elif isinstance(item, _Inventory):
+            db.execute("DELETE FROM inventory WHERE account = ?", (item.account,))
+            db.executemany(
+                "INSERT INTO inventory VALUES (?, ?, ?, ?)",
+                [(item.account, i, int(m), at) for i, m in item.seen.items()],
+            )
+
+    def _changes(self, db: sqlite3.Connection, item: _Poll) -> None:
+        """Records whose updated_at moved since the last one written: a configuration change
+        on the integration's timeline (the first one seen of an integration is none)."""
+        known = self._updated.setdefault(item.account, {})
+        for integration_id, updated_at in item.updated.items():
+            value = _ts(updated_at)
+            previous = known.get(integration_id)
+            if previous == value:
+                continue
+            if previous is not None and value > previous:
+                db.execute(
+                    "INSERT INTO changes VALUES (?, ?, ?, ?, ?)",
+                    (item.account, integration_id, value, previous, _ts(item.at)),
+                )
+                log.info(
+                    "integration_config_changed",
+                    account=item.account,
+                    integration_id=integration_id,
+                    updated_at=_iso(value),
+                    previous_updated_at=_iso(previous),
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO updates VALUES (?, ?, ?)",
+                (item.account, integration_id, value),
+            )
+            known[integration_id] = value
 
     def _prune(self, db: sqlite3.Connection, at: datetime) -> None:
         """Once a day: intervals and episodes older than the retention go."""
@@ -570,11 +690,13 @@ class HistoryStore:
         db.execute("DELETE FROM intervals WHERE until IS NOT NULL AND until < ?", (horizon,))
         db.execute("DELETE FROM episodes WHERE resolved IS NOT NULL AND resolved < ?", (horizon,))
         db.execute("DELETE FROM mutes WHERE until < ?", (horizon,))  # ended, kept as a record
+        db.execute("DELETE FROM changes WHERE updated_at < ?", (horizon,))
 
     def _fail(self, exc: BaseException) -> None:
         reason = str(exc) or type(exc).__name__
         self._on_failure("write")
         self._let_go()  # reopened at the next batch; the failed transaction wrote no names
+        self._updated = {}  # read again with the next connection
         if self._broken is None:
             log.error(
                 "history_write_failed",
@@ -655,6 +777,52 @@ class HistoryStore:
                 db.execute(f"SELECT 1 FROM {table} WHERE {which} LIMIT 1", key).fetchone()  # noqa: S608 - fixed names
                 for table in ("intervals", "integrations", "episodes")
             )
+
+    def changes(
+        self, account: str, integration_id: int, since: datetime, until: datetime
+    ) -> list[dict[str, object]]:
+        """Configuration changes of one integration (updated_at within the window)."""
+        with self._reader() as db:
+            rows = db.execute(
+                "SELECT updated_at, previous, detected FROM changes WHERE account = ? AND "
+                "integration_id = ? AND updated_at >= ? AND updated_at < ? ORDER BY updated_at",
+                (account, integration_id, _ts(since), _ts(until)),
+            ).fetchall()
+        return [
+            {"updated_at": _iso(at), "previous_updated_at": _iso(before), "detected": _iso(seen)}
+            for at, before, seen in rows
+        ]
+
+    def probe_states(self) -> dict[str, ShopProbe]:
+        """The last probe of every target (a restart resumes them); empty without a file."""
+        rows = self._saved("SELECT * FROM probes")
+        found = {}
+        for target, result, at, expires_at, issuer, detail, failures, failing_since in rows:
+            try:
+                outcome = Outcome(Result(result), _since(at), _dt(expires_at), issuer, detail)
+            except ValueError:  # a result this version does not know: probed again
+                continue
+            found[target] = ShopProbe(target, outcome, failures, _dt(failing_since))
+        return found
+
+    def inventories(self) -> dict[str, dict[int, bool]]:
+        """Per account, what its last inventory walk listed (monitored or not)."""
+        found: dict[str, dict[int, bool]] = {}
+        for account, integration_id, monitored, _ in self._saved("SELECT * FROM inventory"):
+            found.setdefault(account, {})[integration_id] = bool(monitored)
+        return found
+
+    def _saved(self, query: str) -> list[Any]:
+        """Rows of a table a start resumes from; none without a file or the table yet."""
+        if not self.path.exists():
+            return []
+        try:
+            with self._reader() as db:
+                return list(db.execute(query).fetchall())
+        except HistoryError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise
 
     def names(self, account: str) -> dict[int, Names]:
         """The last known shop name and type of every integration of ``account``."""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 from typing import Any, Protocol
@@ -34,8 +35,9 @@ from monitor.notify.routes import Route, RouteTree, labels_of
 
 log = structlog.get_logger(__name__)
 
-#: (account, integration_id, integration_type) of every integration watched now.
-Fleet = Callable[[], Iterable[tuple[str, int, str | None]]]
+#: (account, integration_id, integration_type, issuer of its shop's certificate) of every
+#: integration watched now.
+Fleet = Callable[[], Iterable[tuple[str, int, str | None, str | None]]]
 
 
 class Receiver(Protocol):
@@ -89,7 +91,8 @@ class Router:
 
     def _dispatch(self, key: str, events: Sequence[Event]) -> None:
         route = self._routes[key]
-        for group, note in self._desk.screen(key, collapse(events), self._population(key)):
+        population, certificates = self._population(key)
+        for group, note in self._desk.screen(key, collapse(events), population, certificates):
             text = message(group, note=note)
             for name in route.receivers:
                 self.receivers[name].put(text)
@@ -98,18 +101,20 @@ class Router:
                 name = "platform_incident_over" if over else "platform_incident"
                 (log.info if over else log.warning)(name, route=key, events=len(group), note=note)
 
-    def _population(self, key: str) -> Callable[[str], int]:
+    def _population(self, key: str) -> tuple[Callable[[str], int], Callable[[str], int]]:
+        """Counters of the route's integrations: of one type, and with a certificate from one
+        issuer (what a platform incident is measured against)."""
         route = self._routes[key]
 
-        def count(integration_type: str) -> int:
+        def count(index: int, value: str) -> int:
             return sum(
                 1
-                for account, integration_id, kind in self._fleet()
-                if kind == integration_type
-                and self.tree.in_scope(route, account, integration_id, kind)
+                for member in self._fleet()
+                if member[index] == value
+                and self.tree.in_scope(route, member[0], member[1], member[2])
             )
 
-        return count
+        return functools.partial(count, 2), functools.partial(count, 3)
 
     def incident_members(self) -> dict[str, set[str]]:
         """Route key -> the fingerprints whose follow-ups its platform incidents hold now."""

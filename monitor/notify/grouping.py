@@ -8,6 +8,10 @@ the follow-ups of those shops (escalations, repeats, causes, recoveries) are hel
 lasts. It ends when more than half of its shops have recovered: one message says so and lists
 the recoveries, one more carries what the shops still failing missed (the newest follow-up of
 each: its cause, an escalation), and those shops are notified on their own from then on.
+The same holds for one certificate authority: when more than half — and at least
+``PLATFORM_MINIMUM`` — of the shops whose certificates it issued start failing their probe or
+expiring together (``IntegrationShopUnreachable``, ``IntegrationShopCertificateExpiring``), it
+is one incident of that CA, not many of shops.
 """
 
 from __future__ import annotations
@@ -22,6 +26,19 @@ GROUP_WAIT_SECONDS = 10.0
 #: The fewest shops of one type failing together that can make a platform incident.
 PLATFORM_MINIMUM = 10
 Group = tuple[list[Event], str | None]  # the events of one message, and its note
+#: What an incident is of: ("integration_type", "shopify") or ("certificate_issuer", "ACME CA")
+Scope = tuple[str, str]
+#: The alerts of a shop probe: their incidents are a certificate authority's.
+SHOP_ALERTS = frozenset({"IntegrationShopUnreachable", "IntegrationShopCertificateExpiring"})
+
+
+def scope_of(event: Event) -> Scope | None:
+    """The platform a firing event may be part of an incident of, if any."""
+    if event["alert"] == "IntegrationFailing":
+        return ("integration_type", event.get("integration_type") or "")
+    if event["alert"] in SHOP_ALERTS and event.get("certificate_issuer"):
+        return ("certificate_issuer", str(event["certificate_issuer"]))
+    return None
 
 
 class Grouper:
@@ -63,7 +80,7 @@ def collapse(events: Sequence[Event]) -> list[Event]:
 
 @dataclass
 class PlatformIncident:
-    integration_type: str
+    integration_type: str  # the integration type, or the certificate issuer
     population: int
     members: set[str] = field(default_factory=set)  # fingerprints
     #: fingerprint -> the recovery of a member, held until the incident ends
@@ -71,11 +88,17 @@ class PlatformIncident:
     #: fingerprint -> the newest follow-up (escalation, repeat, cause) of a member still
     #: failing, held until the incident ends
     held: dict[str, Event] = field(default_factory=dict)
+    kind: str = "integration_type"  # or "certificate_issuer": what ``integration_type`` names
+
+    @property
+    def scope(self) -> Scope:
+        return (self.kind, self.integration_type)
 
     def to_json(self, key: str) -> dict[str, Any]:
         return {
             "route": key,
             "integration_type": self.integration_type,
+            "kind": self.kind,
             "population": self.population,
             "members": sorted(self.members),
             "recovered": list(self.recovered.values()),
@@ -85,7 +108,11 @@ class PlatformIncident:
     @classmethod
     def from_json(cls, item: Mapping[str, Any]) -> tuple[str, PlatformIncident]:
         """Raises KeyError, TypeError or ValueError for what is not one."""
-        incident = cls(str(item["integration_type"]), int(item["population"]))
+        incident = cls(
+            str(item["integration_type"]),
+            int(item["population"]),
+            kind=str(item.get("kind", "integration_type")),
+        )
         incident.members = {str(f) for f in item["members"]}
         incident.recovered = {str(e["fingerprint"]): dict(e) for e in item["recovered"]}
         incident.held = {str(e["fingerprint"]): dict(e) for e in item["held"]}
@@ -105,15 +132,21 @@ class IncidentDesk:
 
     def __init__(self, minimum: int = PLATFORM_MINIMUM) -> None:
         self.minimum = minimum
-        self.incidents: dict[tuple[str, str], PlatformIncident] = {}
+        self.incidents: dict[tuple[str, Scope], PlatformIncident] = {}
         self.revision = 0  # changes with what the incidents hold
 
     def screen(
-        self, key: str, events: Sequence[Event], population: Callable[[str], int]
+        self,
+        key: str,
+        events: Sequence[Event],
+        population: Callable[[str], int],
+        certificates: Callable[[str], int] = lambda issuer: 0,
     ) -> list[Group]:
         """The messages one released group makes: its events less the held follow-ups (with
         a note when a platform incident starts), then, per incident that ended, one message
-        with its recoveries and one with the held follow-ups of the shops still failing."""
+        with its recoveries and one with the held follow-ups of the shops still failing.
+        ``population`` counts the route's integrations of a type, ``certificates`` those whose
+        shop certificate a CA issued."""
         mine = {t: i for (k, t), i in self.incidents.items() if k == key}
         member_of = {f: i for i in mine.values() for f in i.members}
         kept: list[Event] = []
@@ -134,38 +167,43 @@ class IncidentDesk:
             else:
                 incident.held[fingerprint] = merge_follow_up(incident.held.get(fingerprint), event)
         notes = []
-        started: dict[str, list[Event]] = {}
+        started: dict[Scope, list[Event]] = {}
         for event in kept:
-            if event["alert"] == "IntegrationFailing" and event["kind"] == "fired":
-                started.setdefault(event.get("integration_type") or "", []).append(event)
-        for integration_type, group in started.items():
-            known = mine.get(integration_type)
+            scope = scope_of(event) if event["kind"] == "fired" else None
+            if scope is not None:
+                started.setdefault(scope, []).append(event)
+        for scope, group in started.items():
+            known = mine.get(scope)
             if known is not None:  # more shops of a running incident
                 known.members |= {e["fingerprint"] for e in group}
                 self.revision += 1
                 continue
-            total = population(integration_type) if integration_type else 0
+            kind, name = scope
+            total = (
+                (population if kind == "integration_type" else certificates)(name) if name else 0
+            )
             if len(group) >= self.minimum and len(group) * 2 > total:
-                incident = PlatformIncident(integration_type, total)
+                incident = PlatformIncident(name, total, kind=kind)
                 incident.members = {e["fingerprint"] for e in group}
-                self.incidents[(key, integration_type)] = incident
+                self.incidents[(key, scope)] = incident
                 self.revision += 1
-                notes.append(
-                    f"Likely a platform-side incident: {len(group)} of {total} "
-                    f"{integration_type} integrations in this route started failing together. "
-                    "Their follow-ups are held until it ends or a shop outlasts it."
-                )
+                notes.append(_started_note(kind, name, len(group), total))
         found: list[Group] = [(kept, " ".join(notes) or None)] if kept else []
-        for integration_type, incident in list(mine.items()):
+        for scope, incident in list(mine.items()):
             recovered = len(incident.recovered)
             if recovered * 2 > len(incident.members):
-                del self.incidents[(key, integration_type)]
+                del self.incidents[(key, scope)]
                 self.revision += 1
                 still = len(incident.members) - recovered
+                what = (
+                    f"{scope[1]} platform incident"
+                    if scope[0] == "integration_type"
+                    else f"incident of the certificate authority {scope[1]}"
+                )
                 found.append(
                     (
                         list(incident.recovered.values()),
-                        f"The likely {integration_type} platform incident is over: {recovered} "
+                        f"The likely {what} is over: {recovered} "
                         f"of {len(incident.members)} integrations recovered; {still} still "
                         "failing are notified on their own from now on.",
                     )
@@ -195,8 +233,22 @@ class IncidentDesk:
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             if keep(key):
-                self.incidents[(key, incident.integration_type)] = incident
+                self.incidents[(key, incident.scope)] = incident
             else:
                 ended.append(incident)
         self.revision += 1
         return ended
+
+
+def _started_note(kind: str, name: str, count: int, total: int) -> str:
+    if kind == "integration_type":
+        return (
+            f"Likely a platform-side incident: {count} of {total} "
+            f"{name} integrations in this route started failing together. "
+            "Their follow-ups are held until it ends or a shop outlasts it."
+        )
+    return (
+        f"Likely an incident of the certificate authority {name}: {count} of {total} shops "
+        "with its certificates in this route started failing their probe or expiring together. "
+        "Their follow-ups are held until it ends or a shop outlasts it."
+    )

@@ -127,6 +127,9 @@ _VERBS = {
     "IntegrationFetchStale": "not fetched for longer than their threshold",
     "IntegrationNotFound": "not found",
     "IntegrationErrorsRising": "logging exceptions (errors rising)",
+    "IntegrationShopCertificateExpiring": "with a shop certificate expiring",
+    "IntegrationShopUnreachable": "unreachable for Sendcloud (shop probe failing)",
+    "IntegrationMisconfigured": "misconfigured",
     "SendcloudAuthFailing": "rejecting the API keys",
     "SendcloudAPIUnreachable": "unreadable",
 }

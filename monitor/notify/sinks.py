@@ -274,6 +274,9 @@ AM_SEVERITY = {
     "IntegrationFetchStale": "warning",
     "IntegrationNotFound": "warning",
     "IntegrationErrorsRising": "warning",
+    "IntegrationShopCertificateExpiring": "warning",
+    "IntegrationShopUnreachable": "warning",
+    "IntegrationMisconfigured": "warning",
     "SendcloudAuthFailing": "critical",
     "SendcloudAPIUnreachable": "critical",
 }
@@ -281,16 +284,21 @@ AM_SEVERITY = {
 
 def alertmanager_alerts(event: Event, *, ends_at: str) -> list[dict[str, Any]]:
     """The Alertmanager alerts of one alert state: itself, plus IntegrationFailingCritical
-    while (or when, for a resolve) it is critical. Labels never change during an alert's life:
-    alertname, severity (fixed per alertname), account, integration_id."""
-    names = [event["alert"]]
-    if event["alert"] == "IntegrationFailing" and event["severity"] == "critical":
-        names.append("IntegrationFailingCritical")
-    return [_alertmanager_alert(event, name, ends_at) for name in names]
+    while (or when, for a resolve) it is critical — and for an expiring certificate, as in the
+    shipped rules, a second IntegrationShopCertificateExpiring with severity critical. Labels
+    never change during an alert's life: alertname, severity (fixed per alert), account,
+    integration_id."""
+    alert = event["alert"]
+    names = [(alert, AM_SEVERITY.get(alert, "warning"))]
+    if alert == "IntegrationFailing" and event["severity"] == "critical":
+        names.append(("IntegrationFailingCritical", "critical"))
+    if alert == "IntegrationShopCertificateExpiring" and event["severity"] == "critical":
+        names.append((alert, "critical"))
+    return [_alertmanager_alert(event, name, severity, ends_at) for name, severity in names]
 
 
-def _alertmanager_alert(event: Event, name: str, ends_at: str) -> dict[str, Any]:
-    labels = {"alertname": name, "severity": AM_SEVERITY.get(name, "warning")}
+def _alertmanager_alert(event: Event, name: str, severity: str, ends_at: str) -> dict[str, Any]:
+    labels = {"alertname": name, "severity": severity}
     labels["account"] = event["account"]
     if event["integration_id"] is not None:
         labels["integration_id"] = str(event["integration_id"])

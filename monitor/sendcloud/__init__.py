@@ -2,6 +2,7 @@
 
 - ``client``: :class:`SendcloudClient`, one per account — pagination, retries, limits;
 - ``records``: :class:`Integration` and its validation from API data;
+- ``mapping``: the PrestaShop v2 status mapping (:class:`StatusMapping`) from API data;
 - ``errors``: :class:`ApiError` and its subclasses, the client's typed failures;
 - ``oauth``: OAuth2 client credentials as an ``httpx.Auth`` flow;
 - ``budget``: :class:`RequestBudget`, the request rate of one API key (token bucket), shared
@@ -35,11 +36,14 @@ from monitor.sendcloud.errors import (
     RateLimited,
     ServerError,
     Unreachable,
+    Unsupported,
 )
+from monitor.sendcloud.mapping import CATEGORIES, MappingEntry, StatusMapping
 from monitor.sendcloud.oauth import DEFAULT_TOKEN_URL, OAuth2ClientCredentials
 from monitor.sendcloud.records import Integration, parse_integration, public_url
 
 __all__ = [
+    "CATEGORIES",
     "DEFAULT_TOKEN_URL",
     "INTERNAL_ERROR",
     "INVALID_ANSWER_REASONS",
@@ -56,6 +60,7 @@ __all__ = [
     "ListPage",
     "ListResult",
     "ListWalk",
+    "MappingEntry",
     "NoEvents",
     "NotFound",
     "OAuth2ClientCredentials",
@@ -63,7 +68,9 @@ __all__ = [
     "RequestBudget",
     "SendcloudClient",
     "ServerError",
+    "StatusMapping",
     "Unreachable",
+    "Unsupported",
     "parse_integration",
     "parse_retry_after",
     "public_url",

@@ -33,7 +33,9 @@ from monitor.sendcloud.errors import (
     RateLimited,
     ServerError,
     Unreachable,
+    Unsupported,
 )
+from monitor.sendcloud.mapping import StatusMapping, parse_status_mapping
 from monitor.sendcloud.records import Integration, parse_integration, parse_page
 from monitor.sendcloud.transport import (
     NoCookies,
@@ -307,6 +309,16 @@ class SendcloudClient:
             items = [item for item in _data_list(response, raw) if isinstance(item, dict)]
             return items, self._next_link(response)
 
+    async def status_mapping(self, integration_id: int) -> StatusMapping:
+        """GET /shop-order-statuses/mapping?integration_id=N: the PrestaShop v2 status mapping;
+        raises Unsupported when the API answers that the integration has none (400 or 404)."""
+        endpoint = "status_mapping"
+        response, raw = await self._request(
+            endpoint, "shop-order-statuses/mapping", {"integration_id": integration_id}
+        )
+        with self._counted(endpoint):
+            return parse_status_mapping(_json(response, raw), integration_id)
+
     def _parse_each(
         self, response: httpx.Response, raw: bytes, unreadable: dict[int, InvalidRecord]
     ) -> tuple[list[Integration], int]:
@@ -400,7 +412,7 @@ class SendcloudClient:
                         raise first
                     return await self._attempt(endpoint, url, params, background)
         except ApiError as exc:
-            if not isinstance(exc, NotFound):
+            if not isinstance(exc, NotFound | Unsupported):
                 self._events.error(endpoint, exc.reason)
             raise
         raise AssertionError("stamina ends with an answer or the last error")  # pragma: no cover
@@ -447,6 +459,8 @@ class SendcloudClient:
             ) from None
         finally:
             self._events.request(endpoint, code, time.perf_counter() - started)
+        if endpoint == "status_mapping" and response.status_code in (400, 404):
+            raise Unsupported(f"not supported: {_error_detail(raw)}", status=response.status_code)
         try:
             _raise_for_status(response, raw, single=endpoint == "get_integration")
         except RateLimited as exc:

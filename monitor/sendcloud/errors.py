@@ -57,6 +57,14 @@ class InvalidRecord(InvalidResponse):
         self.integration_id = integration_id
 
 
+class Unsupported(ApiError):
+    """The API does not offer this for the integration (the status mapping of an integration
+    that is not PrestaShop v2: a 400 or 404). An answer, not a failure: never counted as an
+    error, and remembered by the caller rather than asked again."""
+
+    reason = "unsupported"
+
+
 class Unreachable(ApiError):
     """Connection refused or reset, DNS failure, timeout: no HTTP answer at all. The message
     says what happened (``connection refused``); ``retry`` is False where trying again at

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import AfterValidator, BeforeValidator, TypeAdapter, ValidationError
+from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, ValidationError
 
 from monitor.sendcloud.errors import InvalidRecord, InvalidResponse
 
@@ -51,6 +51,18 @@ def _rfc3339_utc_or_none(value: object) -> datetime | None:
 
 
 _HealthStamp = Annotated[datetime | None, BeforeValidator(_rfc3339_utc_or_none)]
+
+
+def _present(value: object) -> object:
+    """Whether a URL is there (null or blank: no), never the URL itself; anything but a
+    string or null is left to fail validation."""
+    if value is None:
+        return False
+    return bool(value.strip()) if isinstance(value, str) else value
+
+
+#: ``webhook_url`` read as "is one set": the URL may carry a token and is never kept.
+_HasUrl = Annotated[bool | None, Field(validation_alias="webhook_url"), BeforeValidator(_present)]
 #: The fields the health derivation reads: an invalid one makes the integration's health
 #: unknown (never null, which would read as healthy).
 HEALTH_FIELDS = frozenset({"started_failing_at", "last_fetched_at", "created_at"})
@@ -59,7 +71,8 @@ HEALTH_FIELDS = frozenset({"started_failing_at", "last_fetched_at", "created_at"
 @dataclass(frozen=True, slots=True)
 class Integration:
     """An integration as the API returns it. Unknown fields are ignored and ``webhook_url``
-    is deliberately not kept: it may carry a token. A slotted dataclass, not a pydantic
+    is deliberately not kept — it may carry a token — only whether one is set
+    (``has_webhook_url``; None when the record does not say). A slotted dataclass, not a pydantic
     model: the daemon keeps one per integration, and at 10 000 of them the difference is
     about 14 MB. :func:`parse_integration` validates API data into it."""
 
@@ -74,6 +87,8 @@ class Integration:
     service_point_enabled: bool | None = None
     webhook_active: bool | None = None
     feedback_type: str | None = None
+    service_point_carriers: tuple[str, ...] | None = None
+    has_webhook_url: _HasUrl = None
 
 
 _RECORD = TypeAdapter(Integration)

@@ -13,8 +13,8 @@ of the daemon is the resolved, frozen :class:`AccountConfig` — no optional fie
 - ``loading``: :func:`load_settings` and the file named by ``--config``;
 - ``masking``: validation errors and the effective configuration, without secrets.
 
-May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting``, ``monitor.notify``
-and the base modules.
+May import ``monitor.sendcloud``, ``monitor.health``, ``monitor.alerting``, ``monitor.notify``,
+``monitor.checks`` and the base modules.
 """
 
 from monitor.settings.addresses import (
@@ -38,11 +38,13 @@ from monitor.settings.models import (
     AlertingSettings,
     AlertmanagerSettings,
     BadgeSettings,
+    ChecksSettings,
     Defaults,
     HistorySettings,
     IntegrationOverride,
     MaintenanceSettings,
     MatchSettings,
+    ProbeSettings,
     ReceiverSettings,
     RouteSettings,
     Settings,
@@ -65,12 +67,14 @@ __all__ = [
     "AlertingSettings",
     "AlertmanagerSettings",
     "BadgeSettings",
+    "ChecksSettings",
     "Defaults",
     "HistorySettings",
     "IntegrationOverride",
     "MaintenanceSettings",
     "MatchSettings",
     "Outbound",
+    "ProbeSettings",
     "ReceiverConfig",
     "ReceiverSettings",
     "RouteSettings",

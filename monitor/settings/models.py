@@ -4,6 +4,7 @@ validated strictly (unknown keys are errors, secrets are ``SecretStr``)."""
 from __future__ import annotations
 
 import re
+import ssl
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,6 +29,7 @@ from pydantic_settings import (
 )
 
 from monitor.alerting.rules import AlertRules
+from monitor.checks import CHECKS, DEFAULT_MAPPING_TYPES
 from monitor.config_errors import ConfigError
 from monitor.notify.grouping import GROUP_WAIT_SECONDS
 from monitor.notify.quiet import (
@@ -67,10 +69,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
 
 
+class ChecksSettings(_Strict):
+    """Configuration checks switched off where what they flag is intended."""
+
+    ignore: list[str] = Field(default_factory=list)
+
+    @field_validator("ignore")
+    @classmethod
+    def _known(cls, value: list[str]) -> list[str]:
+        unknown = [name for name in value if name not in CHECKS]
+        if unknown:
+            raise ValueError(
+                f"unknown check {', '.join(unknown)}; the checks are: {', '.join(CHECKS)}"
+            )
+        return sorted(set(value))
+
+
 class IntegrationOverride(_Strict):
     """Per-integration settings, e.g. a longer stale threshold for a shop that syncs nightly."""
 
     stale_after_seconds: PositiveFloat | None = None
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
 
 
 class Defaults(_Strict):
@@ -112,6 +131,8 @@ class AccountSettings(_Strict):
     auth_retry_seconds: float | None = Field(default=None, ge=0, le=86400)
     clock_skew_tolerance_seconds: float | None = Field(default=None, ge=0, le=86400)
     integrations: dict[PositiveInt, IntegrationOverride] = Field(default_factory=dict)
+    #: Configuration checks switched off for every integration of the account.
+    checks: ChecksSettings = Field(default_factory=ChecksSettings)
     #: Dangerous: lets api_url and oauth2_token_url use http:// to a non-loopback host.
     allow_insecure_http: bool = False
 
@@ -401,8 +422,14 @@ class AlertingSettings(_Strict):
         """Receivers with their URL files read and their URLs checked; raises ConfigError."""
         return [resolve_receiver(r) for r in self.receivers]
 
-    def rules(self) -> AlertRules:
+    def rules(self, probes: ProbeSettings | None = None) -> AlertRules:
+        """The alert rules; the shop alerts' thresholds come from ``probes``."""
+        probes = probes or ProbeSettings()
         return AlertRules(
+            certificate_warning_days=probes.certificate_warning_days,
+            certificate_critical_days=probes.certificate_critical_days,
+            change_window_seconds=probes.change_window_seconds,
+            probes_enabled=probes.enabled,
             failing_for_seconds=self.failing_for_seconds,
             failing_critical_after_seconds=self.failing_critical_after_seconds,
             stale_for_seconds=self.stale_for_seconds,
@@ -418,6 +445,55 @@ class AlertingSettings(_Strict):
     def resolved_webhooks(self) -> list[WebhookConfig]:
         """Webhooks with their secret files read; raises ConfigError."""
         return [resolve_webhook(w) for w in self.webhooks]
+
+
+class ProbeSettings(_Strict):
+    """Shop probes and the Sendcloud reads made once per probe interval (status mappings,
+    inventory walks); see README "Shop probes"."""
+
+    #: false: no shop is probed, no status mapping read and no inventory walked
+    enabled: bool = True
+    #: Each distinct shop host and port is probed once per interval, however many integrations
+    #: share it; status mappings and the inventory are read as often.
+    interval_seconds: float = Field(default=3600.0, ge=10, le=7 * 86400)
+    concurrency: int = Field(default=20, ge=1, le=500)
+    #: One probe (lookup, connect, handshake) ends after this long: result timeout.
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+    #: PEM file of the CA certificates shops are verified against instead of the system's.
+    ca_file: Path | None = None
+    #: Dangerous: lets probes connect to loopback, private, link-local (cloud metadata) and
+    #: other non-public addresses that a shop URL resolves to.
+    allow_private_addresses: bool = False
+    #: IntegrationShopCertificateExpiring: warning under this many days left...
+    certificate_warning_days: float = Field(default=14.0, gt=0, le=365)
+    #: ...critical under this many.
+    certificate_critical_days: float = Field(default=3.0, ge=0, le=365)
+    #: An alert that fires within this long after the integration's updated_at says so.
+    change_window_seconds: float = Field(default=86400.0, ge=0, le=30 * 86400)
+    #: Integration types whose status mapping is read (the spec calls it PrestaShop v2 only).
+    status_mapping_types: list[str] = Field(default_factory=lambda: list(DEFAULT_MAPPING_TYPES))
+
+    @model_validator(mode="after")
+    def _days(self) -> ProbeSettings:
+        if self.certificate_critical_days >= self.certificate_warning_days:
+            raise ValueError("certificate_critical_days must be less than certificate_warning_days")
+        return self
+
+    @field_validator("ca_file")
+    @classmethod
+    def _ca_file(cls, value: Path | None) -> Path | None:
+        """A CA file that cannot be used is an error now, not a probe failure later."""
+        if value is None:
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except FileNotFoundError:
+            raise ValueError(f"{value} does not exist") from None
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(
+                f"{value} is not a usable PEM file of CA certificates ({exc})"
+            ) from None
+        return value
 
 
 class HistorySettings(_Strict):
@@ -463,6 +539,7 @@ class Settings(BaseSettings):
     alerting: AlertingSettings = Field(default_factory=AlertingSettings)
     history: HistorySettings = Field(default_factory=HistorySettings)
     badges: BadgeSettings = Field(default_factory=BadgeSettings)
+    probes: ProbeSettings = Field(default_factory=ProbeSettings)
     sendcloud: AccountSettings | None = None
     accounts: list[AccountSettings] = Field(default_factory=list)
 

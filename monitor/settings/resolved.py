@@ -78,6 +78,14 @@ class AccountConfig:
     oauth2_token_url: str = DEFAULT_TOKEN_URL
     oauth2_scope: str = "api"
     clock_skew_tolerance_seconds: float = DEFAULT_CLOCK_SKEW_TOLERANCE_SECONDS
+    #: configuration checks switched off: for every integration, and for some
+    ignored_checks: frozenset[str] = frozenset()
+    ignored_checks_by_integration: Mapping[int, frozenset[str]] = field(default_factory=dict)
+
+    def ignored(self, integration_id: int) -> frozenset[str]:
+        """The checks switched off for one integration (the account's and its own)."""
+        own = self.ignored_checks_by_integration.get(integration_id)
+        return self.ignored_checks | own if own else self.ignored_checks
 
     def stale_after(self, integration_id: int) -> float:
         """The stale threshold for one integration (its override, else the account's)."""
@@ -137,6 +145,12 @@ def resolve_account(account: AccountSettings, defaults: Defaults) -> AccountConf
             integration_id: override.stale_after_seconds
             for integration_id, override in account.integrations.items()
             if override.stale_after_seconds is not None
+        },
+        ignored_checks=frozenset(account.checks.ignore),
+        ignored_checks_by_integration={
+            integration_id: frozenset(override.checks.ignore)
+            for integration_id, override in account.integrations.items()
+            if override.checks.ignore
         },
     )
 

@@ -32,6 +32,7 @@ ENV_VARS: dict[str, tuple[str, ...]] = {
     "MONITOR_BUDGET_SHARE": ("defaults", "budget_share"),
     "MONITOR_BADGE_SECRET": ("badges", "secret"),
     "MONITOR_BADGE_SECRET_FILE": ("badges", "secret_file"),
+    "MONITOR_PROBES_ENABLED": ("probes", "enabled"),
 }
 CONFIG_FILE_ENV = "MONITOR_CONFIG_FILE"
 ENV_BY_PATH = {path: name for name, path in ENV_VARS.items()}

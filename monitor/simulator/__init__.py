@@ -1,6 +1,6 @@
 """A Sendcloud v3 Integrations API simulator on loopback HTTP, for the demo, the benchmark and
-the tests. The daemon itself never imports it: only the ``demo`` and ``simulator`` commands do,
-when they run.
+the tests (``server``), and shops on loopback for the probes (``shops``). The daemon itself
+never imports it: only the ``demo`` and ``simulator`` commands do, when they run.
 
 May import ``monitor.health`` and the base modules.
 """

@@ -1,15 +1,17 @@
 """A Sendcloud v3 Integrations API simulator: a real HTTP server on loopback.
 
-It serves ``GET /integrations``, ``GET /integrations/{id}``, ``GET /integrations/{id}/logs`` and
+It serves ``GET /integrations``, ``GET /integrations/{id}``, ``GET /integrations/{id}/logs``,
 ``GET /integrations/logs`` (every exception log of the account, newest first, a date-time
-``cursor``) as the spec describes them (Basic auth, JSON:API errors, cursor pagination with a
-``Link`` header), from scripted scenarios whose timestamps follow the simulator's clock. It powers
-``integration-monitor demo`` and the test suite.
+``cursor``) and ``GET /shop-order-statuses/mapping?integration_id=N`` (PrestaShop v2 only; a
+400 for any other type) as the spec describes them (Basic auth, JSON:API errors, cursor
+pagination with a ``Link`` header), from scripted scenarios whose timestamps follow the
+simulator's clock. It powers ``integration-monitor demo`` and the test suite.
 
 Tests change it while it runs through the Python methods, or over HTTP through the control
 endpoints under ``/_simulator/`` (no auth; loopback tool only):
 
 - ``PATCH /_simulator/integrations/{id}``: JSON with ``scenario`` and/or fields to set
+  (``updated_at``, ``status_mapping``, ``extra`` among them)
 - ``DELETE /_simulator/integrations/{id}``: the integration answers 404 from then on
 - ``POST /_simulator/logs``: JSON ``{"integration_id": N, ...}`` appends an exception log
   (``{"integration_ids": [...]}`` many at once)
@@ -52,15 +54,38 @@ T = TypeVar("T")
 SCENARIOS: tuple[str, ...] = Scenario.__args__  # type: ignore[attr-defined]
 
 
+#: The integration type whose status mapping the simulator serves (as the spec says).
+MAPPING_TYPE = "prestashop_v2"
+#: A status mapping without a problem (the spec's example has two categories on one status).
+GOOD_MAPPING: tuple[dict[str, Any], ...] = (
+    {"status_category": "READY_TO_SEND", "external_id": "11", "is_valid": True},
+    {"status_category": "IN_TRANSIT", "external_id": "11", "is_valid": True},
+    {"status_category": "DELIVERED", "external_id": "12", "is_valid": True},
+    {"status_category": "CANCEL", "external_id": "6", "is_valid": True},
+)
+#: Record fields that trip each configuration check that one record can fail on its own
+#: (``duplicate_shop``: two integrations with one ``shop_url``; ``status_mapping``: a
+#: ``status_mapping`` with ``is_valid: false`` or ``external_id: null``).
+MISCONFIGURED: dict[str, dict[str, Any]] = {
+    "feedback_off": {"feedback_type": "none"},
+    "webhook_without_url": {"webhook_active": True, "webhook_url": None},
+    "service_points_without_carriers": {
+        "service_point_enabled": True,
+        "service_point_carriers": [],
+    },
+}
+
+
 @dataclass
 class SimIntegration:
     """One simulated integration. Timestamps set here are used as they are; the scenario fills
-    in the ones that move with the clock (a healthy shop is fetched every few minutes)."""
+    in the ones that move with the clock (a healthy shop is fetched every few minutes). Each
+    has a shop URL of its own unless given one (two on one shop trip ``duplicate_shop``)."""
 
     id: int
     scenario: Scenario = "healthy"
     shop_name: str = "Simulated shop"
-    shop_url: str = "https://shop.example.com/"
+    shop_url: str = ""  # default: https://shop{id}.example.com/
     type: str = "api"
     created_at: datetime = field(default_factory=lambda: utcnow() - timedelta(days=30))
     started_failing_at: datetime | None = None
@@ -69,6 +94,14 @@ class SimIntegration:
     extra: dict[str, Any] = field(default_factory=dict)
     #: exception logs a failing shop has (0: a shop that fails without one)
     log_count: int = 3
+    #: updated_at as rendered (default: created_at)
+    updated_at: datetime | None = None
+    #: the answer of the status mapping endpoint (prestashop_v2 only; default: GOOD_MAPPING)
+    status_mapping: list[dict[str, Any]] | None = None
+
+    def __post_init__(self) -> None:
+        if not self.shop_url:
+            self.shop_url = f"https://shop{self.id}.example.com/"
 
     def settle(self, now: datetime) -> None:
         """Pin the timestamps a scenario needs but were not given, as of ``now``."""
@@ -104,7 +137,7 @@ class SimIntegration:
             "started_failing_at": _iso(started),
             "last_fetched_at": _iso(fetched),
             "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at or self.created_at),
             "service_point_enabled": True,
             "service_point_carriers": ["ups", "dhl"],
             "webhook_active": True,
@@ -112,6 +145,11 @@ class SimIntegration:
             "feedback_type": "eager",
             **self.extra,
         }
+
+    def mapping(self) -> dict[str, Any]:
+        """The status mapping endpoint's ``data``."""
+        entries = self.status_mapping if self.status_mapping is not None else GOOD_MAPPING
+        return {"integration_id": self.id, "mapping": [dict(e) for e in entries]}
 
     def logs(self, now: datetime) -> list[dict[str, Any]]:
         """Exception logs, newest first; a failing shop has a few, carrying the kind of
@@ -147,8 +185,12 @@ class SimIntegration:
         ]
 
 
-def demo_integrations(now: datetime) -> list[SimIntegration]:
-    """What ``integration-monitor demo`` shows: one integration per scenario."""
+def demo_integrations(
+    now: datetime, expiring_shop_url: str = "https://localhost:8443/"
+) -> list[SimIntegration]:
+    """What ``integration-monitor demo`` shows: one integration per scenario, a shop whose
+    certificate is about to expire (at ``expiring_shop_url``: the demo serves it on loopback)
+    and a misconfigured one."""
     return [
         SimIntegration(
             1001, "healthy", "Healthy Shopify store", "https://healthy.example.com/", "shopify"
@@ -193,6 +235,21 @@ def demo_integrations(now: datetime) -> list[SimIntegration]:
             "lightspeed",
         ),
         SimIntegration(1007, "deleted", "Deleted shop", "https://deleted.example.com/", "api"),
+        SimIntegration(
+            1008,
+            "healthy",
+            "Shop whose TLS certificate expires in 4 days",
+            expiring_shop_url,
+            "shopify",
+        ),
+        SimIntegration(
+            1009,
+            "healthy",
+            "Misconfigured WooCommerce shop",
+            "https://misconfigured.example.com/",
+            "woocommerce",
+            extra={**MISCONFIGURED["feedback_off"], **MISCONFIGURED["webhook_without_url"]},
+        ),
     ]
 
 
@@ -459,6 +516,10 @@ class Simulator:
             limited = self._rate_limited()
             if limited is not None:
                 return limited
+            if re.fullmatch(r"/shop-order-statuses/mapping/?", path):
+                # which integration's mapping was asked for: tests count them one by one
+                self.requests[-1] += "?integration_id=" + query.get("integration_id", [""])[0]
+                return self._mapping(query)
             if re.fullmatch(r"/integrations/logs/?", path):
                 fault = self._take_fault(None, record=False, endpoint="account_logs")
                 if fault is not None and fault.kind not in ("slow", "bad_link"):
@@ -498,6 +559,22 @@ class Simulator:
             mine = [x for x in self._account_logs(now) if x.get("integration_id") == integration_id]
             return self._log_page(path, query, mine)
         return Reply(200, {"data": record})
+
+    def _mapping(self, query: dict[str, list[str]]) -> Reply:
+        """``GET /shop-order-statuses/mapping``: the spec's answer for a PrestaShop v2
+        integration, its 400 for a request without ``integration_id``, and a 400 saying so for
+        any other type (the spec supports only PrestaShop v2)."""
+        raw = query.get("integration_id", [""])[0]
+        if not raw.isdigit():
+            return _error(400, "non_field_errors", "Integration ID is a required GET parameter")
+        integration = self._integrations.get(int(raw))
+        if integration is None or integration.scenario == "deleted":
+            return _error(404, "not_found", "The Integration could not be found")
+        if integration.type != MAPPING_TYPE:
+            return _error(
+                400, "non_field_errors", "Only the Prestashop V2 integration is supported."
+            )
+        return Reply(200, {"data": integration.mapping()})
 
     def _account_logs(self, now: datetime) -> list[dict[str, Any]]:
         """Every exception log of the account, newest first: the failing shops' own and the
@@ -830,7 +907,8 @@ def _decode_cursor(cursor: str) -> int:
 
 
 def _parse_field(name: str, value: Any) -> Any:
-    if name in ("created_at", "started_failing_at", "last_fetched_at") and value is not None:
+    times = ("created_at", "started_failing_at", "last_fetched_at", "updated_at")
+    if name in times and value is not None:
         return datetime.fromisoformat(value)
     if name == "scenario" and value not in SCENARIOS:
         raise ValueError(f"scenario must be one of {', '.join(SCENARIOS)}")

@@ -88,3 +88,33 @@ def test_a_file_of_the_previous_format_keeps_its_alerts(
     assert saved.alerts == run.states
     assert saved.holds == {}
     assert captured_logs.lines() == []
+
+
+def test_shop_and_check_alerts_come_back_whole(tmp_path: Path) -> None:
+    from tests.alerting.test_rules import ShopRun, certificate
+
+    run = ShopRun()
+    run.poll(0, probe=certificate(5), failed=("feedback_off",), updated_minute=-30)
+    run.poll(1, probe=certificate(5), failed=("feedback_off",), updated_minute=-30)
+    assert {key.alert for key, state in run.states.items() if state.firing} == {
+        "IntegrationShopCertificateExpiring",
+        "IntegrationMisconfigured",
+    }
+    path = tmp_path / "alerts.json"
+    persistence.save(path, run.states)
+    assert persistence.load(path) == run.states
+
+
+def test_a_file_from_before_the_shop_alerts_still_loads(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.json"
+    path.write_text(
+        '{"version": 1, "alerts": [{"key": ["IntegrationFailing", "eu", 7], "since": '
+        '"2026-11-27T12:00:00+00:00", "observations": 3, "firing_since": '
+        '"2026-11-27T12:15:00+00:00", "last_notified": "2026-11-27T12:15:00+00:00", '
+        '"severity": "warning", "episode": null, "context": {"shop_name": "Old", '
+        '"started_failing_at": "2026-11-27T12:00:00+00:00"}}]}'
+    )
+    [state] = persistence.load(path).values()
+    assert state.context.shop_name == "Old"
+    assert state.context.failed_checks == ()
+    assert state.context.certificate_expires_at is None

@@ -193,7 +193,7 @@ def test_account_error_makes_integrations_unknown() -> None:
     snap = snapshot(obs(1, ReadOutcome.ERROR), auth_ok=False, account_error="auth_failed")
     conditions, unknown = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [AUTH_FAILING]
-    assert len(unknown) == 4  # each alert of the integration, the early warning too
+    assert len(unknown) == 5  # each alert of the integration, the early warning and checks too
     snap = snapshot(obs(1, ReadOutcome.ERROR), account_error="unreachable")
     conditions, _ = conditions_for(snap, ids_configured=True)
     assert [c.key.alert for c in conditions] == [API_UNREACHABLE]
@@ -299,3 +299,177 @@ def test_errors_rising_is_unknown_until_the_stream_is_read() -> None:
 
 def events_of(key: AlertKey, evaluation: Evaluation) -> list[str]:
     return [e.kind for e in evaluation.events if e.state.key == key]
+
+
+# -- shop probes, configuration checks, configuration changes ------------------------------
+
+
+def shop_snapshot(
+    minute: float,
+    probe: object | None = None,
+    failed: tuple[str, ...] = (),
+    status: ReadOutcome = ReadOutcome.OK,
+    updated_minute: float | None = None,
+) -> tuple[AccountSnapshot, datetime]:
+    from monitor.store import FailedCheck, Findings
+
+    now = T0 + timedelta(minutes=minute)
+    data: dict[str, object] = {
+        "id": 7,
+        "shop_name": "Gamma",
+        "shop_url": "https://gamma.example.com/",
+        "type": "shopify",
+        "created_at": (T0 - timedelta(days=90)).isoformat(),
+        "last_fetched_at": now.isoformat(),
+    }
+    if updated_minute is not None:
+        data["updated_at"] = (T0 + timedelta(minutes=updated_minute)).isoformat()
+    record, _ = parse_integration(data)
+    findings = Findings(probe, tuple(FailedCheck(c, f"{c} text") for c in failed))  # type: ignore[arg-type]
+    observation = Observation(7, status, record, derive(record, now, 7200))
+    return AccountSnapshot("shop", {7: observation}, 1, now, findings={7: findings}), now
+
+
+class ShopRun(Run):
+    def poll(self, minute: float, **fields: object) -> None:
+        snap, now = shop_snapshot(minute, **fields)  # type: ignore[arg-type]
+        conditions, unknown = conditions_for(snap, ids_configured=True, rules=self.rules, now=now)
+        result = evaluate(self.states, conditions, unknown, now, self.rules)
+        self.states = result.states
+        self.log += [(int(minute), e.kind, e.state.severity) for e in result.events]
+        self.events = [event_fields(e, self.rules) for e in result.events]
+
+
+def certificate(expires_in_days: float, at_minute: float = 0) -> object:
+    from monitor.probes import Outcome, Result, ShopProbe
+
+    checked = T0 + timedelta(minutes=at_minute)
+    outcome = Outcome(Result.OK, checked, T0 + timedelta(days=expires_in_days), "ACME CA")
+    return ShopProbe("https://gamma.example.com:443", outcome)
+
+
+def test_a_certificate_warns_under_14_days_and_turns_critical_under_3() -> None:
+    run = ShopRun(replace(RULES, repeat_interval_seconds=0))
+    day = 24 * 60
+    run.poll(0, probe=certificate(20))
+    run.poll(7 * day, probe=certificate(20))  # 13 days left
+    run.poll(16 * day, probe=certificate(20))  # 4 days left
+    run.poll(17 * day + 60, probe=certificate(20))  # 2 days 23 h left
+    run.poll(18 * day, probe=certificate(110, 18 * day))  # renewed: resolved
+    assert run.log == [
+        (7 * day, "fired", "warning"),
+        (17 * day + 60, "escalated", "critical"),
+        (18 * day, "resolved", "critical"),
+    ]
+
+
+def test_the_certificate_event_tells_its_expiry_issuer_and_days() -> None:
+    run = ShopRun()
+    run.poll(0, probe=certificate(5))
+    [event] = run.events
+    assert event["alert"] == "IntegrationShopCertificateExpiring"
+    assert event["certificate_expires_at"] == "2026-12-02T12:00:00Z"
+    assert event["certificate_issuer"] == "ACME CA"
+    assert event["probe_result"] == "ok"
+    assert event["starts_at"] == "2026-11-18T12:00:00Z"  # when it came within 14 days
+    assert "expires in 5d" in event["summary"]
+    assert event["runbook_url"] == "docs/runbook.md#integrationshopcertificateexpiring"
+
+
+def failing_probe(failures: int, since_minute: float, result: str = "untrusted") -> object:
+    from monitor.probes import Outcome, Result, ShopProbe
+
+    since = T0 + timedelta(minutes=since_minute)
+    outcome = Outcome(Result(result), since + timedelta(minutes=60 * (failures - 1)))
+    return ShopProbe("https://gamma.example.com:443", outcome, failures, since)
+
+
+def test_a_shop_is_unreachable_after_two_failing_probes_in_a_row() -> None:
+    run = ShopRun()
+    run.poll(0, probe=failing_probe(1, 0))
+    run.poll(30, probe=failing_probe(1, 0))
+    run.poll(60, probe=failing_probe(2, 0))
+    [event] = run.events
+    assert event["alert"] == "IntegrationShopUnreachable"
+    assert event["starts_at"] == "2026-11-27T12:00:00Z"  # since the first failing probe
+    assert "not trusted" in event["summary"]
+    run.poll(90, probe=failing_probe(3, 0))
+    from monitor.probes import Outcome, Result, ShopProbe
+
+    healthy = ShopProbe("https://gamma.example.com:443", Outcome(Result.OK, T0))
+    run.poll(120, probe=healthy)
+    assert run.log == [(60, "fired", "warning"), (120, "resolved", "warning")]
+
+
+def test_a_new_run_of_failures_is_a_new_episode() -> None:
+    run = ShopRun()
+    run.poll(60, probe=failing_probe(2, 0))
+    run.poll(200, probe=failing_probe(2, 140))  # recovered between two polls, failing again
+    assert [kind for _, kind, _ in run.log] == ["fired", "resolved", "fired"]
+
+
+def test_shop_alerts_wait_for_a_first_probe_and_go_with_probes_off() -> None:
+    run = ShopRun()
+    run.poll(60, probe=failing_probe(2, 0))
+    run.poll(61)  # a restart without saved probes: not probed yet, neither fired nor resolved
+    assert [kind for _, kind, _ in run.log] == ["fired"]
+    off = ShopRun(replace(RULES, probes_enabled=False))
+    off.states = run.states
+    off.poll(62)
+    assert [kind for _, kind, _ in off.log] == ["resolved"]
+
+
+def test_probes_go_on_while_the_record_cannot_be_read() -> None:
+    run = ShopRun()
+    run.poll(60, probe=failing_probe(2, 0), status=ReadOutcome.ERROR)
+    assert [kind for _, kind, _ in run.log] == ["fired"]
+
+
+def test_misconfigured_after_two_polls_and_frozen_while_unreadable() -> None:
+    run = ShopRun()
+    run.poll(0, failed=("feedback_off",))
+    run.poll(1, failed=("feedback_off",), status=ReadOutcome.ERROR)  # unknown: not counted
+    assert run.log == []
+    run.poll(2, failed=("feedback_off", "duplicate_shop"))
+    [event] = run.events
+    assert event["alert"] == "IntegrationMisconfigured"
+    assert event["failed_checks"] == ["feedback_off", "duplicate_shop"]
+    assert "feedback_off text; duplicate_shop text" in event["summary"]
+    run.poll(3, failed=("feedback_off",), status=ReadOutcome.ERROR)
+    run.poll(4)
+    assert run.log == [(2, "fired", "warning"), (4, "resolved", "warning")]
+
+
+def test_an_alert_within_the_change_window_says_its_configuration_changed() -> None:
+    run = ShopRun(replace(RULES, change_window_seconds=3600))
+    run.poll(0, probe=failing_probe(2, 0), updated_minute=-12)
+    [event] = run.events
+    assert event["config_changed_at"] == "2026-11-27T11:48:00Z"
+    assert (
+        "Its configuration changed 12m before its shop probe started failing" in (event["summary"])
+    )
+    late = ShopRun(replace(RULES, change_window_seconds=3600))
+    late.poll(0, probe=failing_probe(2, 0), updated_minute=-61)  # outside the window
+    [event] = late.events
+    assert "config_changed_at" not in event
+    assert "configuration changed" not in event["summary"]
+
+
+def test_failing_says_so_too() -> None:
+    now = T0
+    record, _ = parse_integration(
+        {
+            "id": 7,
+            "shop_name": "Delta",
+            "started_failing_at": (now - timedelta(minutes=20)).isoformat(),
+            "last_fetched_at": (now - timedelta(minutes=21)).isoformat(),
+            "updated_at": (now - timedelta(minutes=32)).isoformat(),
+        }
+    )
+    observation = Observation(7, ReadOutcome.OK, record, derive(record, now, 7200))
+    snap = AccountSnapshot("shop", {7: observation}, 1, now)
+    conditions, unknown = conditions_for(snap, ids_configured=True, rules=RULES, now=now)
+    result = evaluate({}, conditions, unknown, now, RULES)
+    [event] = [event_fields(e, RULES) for e in result.events]
+    assert event["alert"] == "IntegrationFailing"
+    assert "Its configuration changed 12m before it started failing" in event["summary"]

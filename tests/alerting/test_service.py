@@ -175,7 +175,7 @@ async def test_scripted_scenario_across_a_restart(
     [follow_up] = world.causes()  # ...which follows with the next evaluation
     assert follow_up["fingerprint"] == fired["fingerprint"]
     assert follow_up["cause"]["exception_type"] == "requests.exceptions.HTTPError"
-    assert follow_up["cause"]["host"] == "shop.example.com"
+    assert follow_up["cause"]["host"] == "shop1.example.com"
     assert follow_up["cause"]["logs_since_failing"] >= 1
 
     # Restart: a new alerter from the state file; integration 3 is still missing
@@ -224,7 +224,7 @@ async def test_escalation_and_repeat(world: World) -> None:
     ]
     # once found, the cause travels with every later notification and the firing list
     assert failing[0]["cause"] is None
-    assert failing[1]["cause"]["host"] == "shop.example.com"
+    assert failing[1]["cause"]["host"] == "shop1.example.com"
     [listed] = [e for e in world.recorder.firing[-1] if e["alert"] == "IntegrationFailing"]
     assert listed["cause"]["exception_type"] == "requests.exceptions.HTTPError"
     # every evaluation hands the sinks the complete list of firing alerts
@@ -412,7 +412,7 @@ async def test_alertmanager_sees_one_alert_per_condition_through_escalation_rest
         [("IntegrationFailing", "warning", "1")],
         "Last error: exception requests.exceptions.HTTPError",
     )
-    assert "host shop.example.com" in alert["annotations"]["description"]
+    assert "host shop1.example.com" in alert["annotations"]["description"]
 
     await world.until(10)  # 30 min failing: critical, as a second alert; the first is unchanged
     both = [("IntegrationFailing", "warning", "1"), ("IntegrationFailingCritical", "critical", "1")]

@@ -20,6 +20,7 @@ from monitor.exporter.families import (
     INFO,
     account_samples,
     elapsed_samples,
+    finding_samples,
     info_labels,
     integration_samples,
 )
@@ -40,7 +41,9 @@ class IntegrationCollector(Collector):
             f.name: (CounterMetricFamily if f.kind == "counter" else GaugeMetricFamily)(
                 f.name.removesuffix("_total") if f.kind == "counter" else f.name,
                 f.help,
-                labels=["account"] if f.per_account else ["account", "integration_id"],
+                labels=["account"]
+                if f.per_account
+                else ["account", "integration_id", *([f.label] if f.label else [])],
             )
             for f in FAMILIES
             if f.name != INFO
@@ -58,6 +61,9 @@ class IntegrationCollector(Collector):
                     samples += elapsed_samples(observation, at)
                 for name, value in samples:
                     gauges[name].add_metric(labels, value)
+                findings = snapshot.findings.get(observation.integration_id)
+                for name, extra, value in finding_samples(findings):
+                    gauges[name].add_metric(labels + ([extra] if extra is not None else []), value)
                 found = info_labels(observation)
                 if found is not None:
                     info.add_metric(labels, found)

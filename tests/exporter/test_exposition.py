@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import subprocess
 import zlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,9 +18,10 @@ from monitor.exporter.exposition import Exposition, Segment, crc32_combine, infl
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.server import HttpServer
 from monitor.health import derive
+from monitor.probes import Outcome, Result, ShopProbe
 from monitor.sendcloud import parse_integration
 from monitor.sendcloud.stream import Counts
-from monitor.store import AccountSnapshot, Observation, ReadOutcome, Store
+from monitor.store import AccountSnapshot, FailedCheck, Findings, Observation, ReadOutcome, Store
 from tests.conftest import FakeClock, metric_samples, require_binary
 from tests.exporter.reference import reference_text
 
@@ -46,13 +48,57 @@ def world(name: str = 'Shop "quoted" \\ and\nnewline') -> tuple[Store, Metrics, 
     # the log stream's counters: shop 1 logged three times, the others start at 0
     counts = Counts({1: 3}, {1: T0 - timedelta(minutes=10)})
     integrations = {o.integration_id: o for o in observations}
-    store.put(AccountSnapshot("eu", integrations, 3, T0, exception_counts=counts))
+    # shop 1's certificate expires in 5 days; shop 2's shop untrusted twice, and misconfigured
+    probe = ShopProbe("https://a:443", Outcome(Result.OK, T0, T0 + timedelta(days=5), "CA"))
+    failing = ShopProbe("https://b:443", Outcome(Result.UNTRUSTED, T0), 2, T0)
+    findings = {
+        1: Findings(probe),
+        2: Findings(failing, (FailedCheck("feedback_off", "off"), FailedCheck('a"b', "x"))),
+        3: Findings(probe),  # frozen: its last record's shop
+    }
+    store.put(
+        AccountSnapshot(
+            "eu",
+            integrations,
+            3,
+            T0,
+            exception_counts=counts,
+            findings=findings,
+            unmonitored=(8, 9),
+        )
+    )
     store.put(AccountSnapshot("us", {}, 1, None, auth_ok=False, account_error="auth_failed"))
     clock = FakeClock(T0)
     metrics = Metrics(store, ["eu", "us"], clock=clock, poll_intervals={"eu": 60, "us": 60})
     metrics.client_events("eu").request("get_integration", "200", 0.2)
     metrics.observe_cycle("eu", 1.0, True)
     return store, metrics, clock
+
+
+def test_the_shop_probe_and_check_series() -> None:
+    store, metrics, clock = world()
+    ours = metric_samples(exposed(Exposition(store, metrics.own, clock)).decode())
+
+    def of(name: str, integration_id: int, **extra: str) -> float | None:
+        labels = {"account": "eu", "integration_id": str(integration_id), **extra}
+        return ours.get((name, frozenset(labels.items())))
+
+    assert of("integration_shop_probe_success", 1) == 1
+    assert of("integration_shop_probe_result", 1, result="ok") == 1
+    assert of("integration_shop_certificate_expiry_timestamp_seconds", 1) == (
+        (T0 + timedelta(days=5)).timestamp()
+    )
+    assert of("integration_shop_probe_consecutive_failures", 2) == 2
+    assert of("integration_shop_probe_success", 2) == 0
+    assert of("integration_shop_probe_result", 2, result="untrusted") == 1
+    assert of("integration_shop_probe_result", 2, result="ok") is None  # only the current one
+    assert of("integration_shop_certificate_expiry_timestamp_seconds", 2) is None
+    assert of("integration_misconfigured", 2, check="feedback_off") == 1
+    assert of("integration_misconfigured", 1, check="feedback_off") is None  # absent: passes
+    assert of("integration_shop_probe_success", 6) is None  # not probed
+    unmonitored = "integration_monitor_unmonitored_integrations"
+    assert ours[(unmonitored, frozenset({("account", "eu")}))] == 2
+    assert (unmonitored, frozenset({("account", "us")})) not in ours  # not known: absent
 
 
 def exposed(exposition: Exposition) -> bytes:
@@ -99,9 +145,7 @@ def test_the_fixed_part_is_rendered_once_per_poll() -> None:
     again, _ = exposition.parts()
     assert again is first  # a scrape between polls renders only the elapsed seconds
     snapshot = store.get("eu")
-    next_poll = AccountSnapshot(
-        "eu", dict(snapshot.integrations), 4, T0, exception_counts=snapshot.exception_counts
-    )
+    next_poll = replace(snapshot, integrations=dict(snapshot.integrations), cycles_completed=4)
     store.put(next_poll)
     after, _ = exposition.parts()
     assert after is not first

@@ -180,6 +180,7 @@ def test_every_series_carries_the_account_also_with_one_account() -> None:
                 "integration_monitor_config",
                 "integration_monitor_history",  # one history file per process
                 "integration_monitor_mutes",  # and the mutes in it
+                "integration_monitor_shop_probe",  # one probe per shop, whatever the account
             )
         )
     ]

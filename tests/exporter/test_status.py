@@ -154,6 +154,12 @@ def test_status_json_has_the_same_rows_as_the_page(tmp_path: Path) -> None:
         "cause_summary",
         "failing_since",
         "quiet",
+        "probe_result",
+        "certificate_expires_at",
+        "certificate_days_left",
+        "certificate_expiring",
+        "failed_checks",
+        "findings",
     }
     json.dumps(document)
 
@@ -170,3 +176,52 @@ def test_the_page_is_protected_like_metrics(tmp_path: Path) -> None:
         assert httpx.get(base + "/", auth=("ops", "pw")).status_code == 200
     finally:
         server.stop()
+
+
+def test_the_probe_and_the_failed_checks_in_plain_words() -> None:
+    from monitor.cli import check_exit_code, render_check
+    from monitor.probes import Outcome, Result, ShopProbe
+    from monitor.store import FailedCheck, Findings
+
+    now = T0 + timedelta(minutes=10)
+    expiring = ShopProbe("https://a:443", Outcome(Result.OK, T0, T0 + timedelta(days=4), "CA"))
+    fine = ShopProbe("https://b:443", Outcome(Result.OK, T0, T0 + timedelta(days=80), "CA"))
+    untrusted = ShopProbe("https://c:443", Outcome(Result.UNTRUSTED, T0), 2, T0)
+    off = FailedCheck("feedback_off", "feedback is off <now>")
+    base = snapshot()["eu"]
+    healthy = {i: o for i, o in base.integrations.items() if i in (1, 6)}
+    findings = {1: Findings(expiring), 6: Findings(fine, (off,))}
+    accounts = {"eu": AccountSnapshot("eu", healthy, 1, T0, findings=findings, unmonitored=(9,))}
+    status = build(accounts, now, certificate_warning_days=14)
+    rows = {r.integration_id: r for r in status.integrations}
+    assert (rows[1].probe_result, rows[1].certificate_expiring) == ("ok", True)
+    assert rows[1].certificate_days_left is not None
+    assert 3.99 < rows[1].certificate_days_left < 4.0
+    assert rows[1].findings == ("TLS certificate valid, expires in 4 days",)
+    assert rows[6].failed_checks == ("feedback_off",)
+    assert rows[6].findings == ("TLS certificate valid, expires in 80 days", off.text)
+    assert not rows[6].certificate_expiring
+    assert check_exit_code(status) == 1  # WARNING: an expiring certificate, a failed check
+    document = status.to_json()
+    json.dumps(document)
+    assert document["accounts"][0]["unmonitored"] == [9]
+    by_id = {r["integration_id"]: r for r in document["integrations"]}
+    assert by_id[6]["failed_checks"] == ["feedback_off"]
+    assert by_id[1]["certificate_expires_at"] == "2026-12-01T12:00:00Z"
+    cells = Cells()
+    cells.feed(render_html(status, now))
+    texts = [row[-1] for row in cells.rows if row]
+    assert "TLS certificate valid, expires in 4 days" in texts
+    assert "TLS certificate valid, expires in 80 daysfeedback is off <now>" in texts
+    table = render_check(status, "table", only_problems=True, color=False)
+    assert "eu #1: TLS certificate valid, expires in 4 days" in table
+    assert "eu #6: feedback is off <now>" in table
+    nagios = render_check(status, "nagios", only_problems=False, color=False)
+    assert nagios.startswith(
+        "SENDCLOUD WARNING - 2 healthy; 1 certificate expiring; 1 misconfigured"
+    )
+    # a failing probe alone makes no WARNING: the daemon's alert waits for a second one
+    untrusted_only = {
+        "eu": AccountSnapshot("eu", healthy, 1, T0, findings={1: Findings(untrusted)})
+    }
+    assert check_exit_code(build(untrusted_only, now)) == 0

@@ -454,3 +454,95 @@ def test_a_full_disk_never_stops_anything_and_recovers(
     store.close(minutes(101))
     found = store.intervals("acme", 1, minutes(0), minutes(101))
     assert found[-1].since == minutes(100)  # the full-disk time is unknown, not claimed
+
+
+def changed(at: datetime, updated: datetime) -> AccountSnapshot:
+    record, _ = parse_integration(
+        {"id": 7, "last_fetched_at": at.isoformat(), "updated_at": updated.isoformat()}
+    )
+    observation = Observation(7, ReadOutcome.OK, record, derive(record, at, 7200))
+    return AccountSnapshot("acme", {7: observation}, 1, at)
+
+
+def test_configuration_changes_across_a_restart(tmp_path: Path, captured_logs: LogCapture) -> None:
+    """A moved updated_at is a change on the timeline; the first one seen is none, an equal
+    or older one is none, and a change made while the daemon was down is one after it."""
+    path = tmp_path / "history.db"
+    history = HistoryStore(path)
+    history.start()
+    history.record(changed(minutes(0), minutes(-600)), minutes(0))  # first seen: no change
+    history.record(changed(minutes(1), minutes(-600)), minutes(1))
+    history.record(changed(minutes(2), minutes(1.5)), minutes(2))  # changed
+    history.record(changed(minutes(3), minutes(1)), minutes(3))  # older: not a change
+    assert history.flush()
+    history.close(minutes(4))
+    assert [c["updated_at"] for c in history.changes("acme", 7, minutes(-999), minutes(9))] == [
+        "2026-11-01T00:01:30Z"
+    ]
+    restarted = HistoryStore(path)
+    restarted.start()
+    restarted.record(changed(minutes(10), minutes(1)), minutes(10))  # as last written
+    restarted.record(changed(minutes(11), minutes(8)), minutes(11))  # changed while down
+    assert restarted.flush()
+    found = restarted.changes("acme", 7, minutes(-999), minutes(99))
+    restarted.close(minutes(12))
+    assert found == [
+        {
+            "updated_at": "2026-11-01T00:01:30Z",
+            "previous_updated_at": "2026-10-31T14:00:00Z",
+            "detected": "2026-11-01T00:02:00Z",
+        },
+        {
+            "updated_at": "2026-11-01T00:08:00Z",
+            "previous_updated_at": "2026-11-01T00:01:00Z",
+            "detected": "2026-11-01T00:11:00Z",
+        },
+    ]
+    logged = captured_logs.events("integration_config_changed")
+    assert [(e["integration_id"], e["updated_at"]) for e in logged] == [
+        (7, "2026-11-01T00:01:30Z"),
+        (7, "2026-11-01T00:08:00Z"),
+    ]
+
+
+def test_probes_and_inventories_come_back_after_a_restart(tmp_path: Path) -> None:
+    from monitor.probes import Outcome, Result, ShopProbe
+
+    path = tmp_path / "history.db"
+    assert HistoryStore(path).probe_states() == {}  # no file yet: nothing, no error
+    history = HistoryStore(path)
+    history.start()
+    probe = ShopProbe(
+        "https://a:443",
+        Outcome(Result.EXPIRED, minutes(5), minutes(-60), "ACME CA", "certificate has expired"),
+        3,
+        minutes(-115),
+    )
+    history.probe(probe)
+    history.probe(ShopProbe("http://b:80", Outcome(Result.PLAINTEXT_OK, minutes(5))))
+    history.inventory_seen("acme", {1: True, 2: False}, minutes(5))
+    history.inventory_seen("acme", {1: True, 3: False}, minutes(6))
+    assert history.flush()
+    history.close(minutes(7))
+    states = HistoryStore(path).probe_states()
+    assert states["https://a:443"] == probe
+    assert states["http://b:80"].result is Result.PLAINTEXT_OK
+    assert HistoryStore(path).inventories() == {"acme": {1: True, 3: False}}
+
+
+def test_a_file_of_the_previous_schema_is_migrated(tmp_path: Path) -> None:
+    from monitor.history.store import MIGRATIONS, migrate
+
+    path = tmp_path / "history.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for number in range(3):
+        for statement in MIGRATIONS[number].split(";"):
+            if statement.strip():
+                db.execute(statement)
+    db.execute("PRAGMA user_version = 3")
+    db.execute("INSERT INTO intervals VALUES ('acme', 1, 'healthy', 1.0, NULL)")
+    migrate(db)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+    assert db.execute("SELECT count(*) FROM intervals").fetchone()[0] == 1
+    assert db.execute("SELECT count(*) FROM changes").fetchone()[0] == 0
+    db.close()

@@ -299,3 +299,45 @@ async def test_a_shop_muted_during_a_platform_incident_hears_nothing_until_its_m
     await poll({3}, 5)
     assert inbox.messages[2:] == [[(shop3, "fired", "critical")]]
     await alerter.aclose()
+
+
+async def test_shop_and_check_alerts_are_held_and_released_like_the_others() -> None:
+    """An expiring certificate and a misconfigured shop during a window that matches them by
+    alert name: evaluated, not notified; notified once when it ends."""
+    from monitor.probes import Outcome, Result, ShopProbe
+    from monitor.store import FailedCheck, Findings
+
+    clock = FakeClock(T0)
+    recorder = Recorder()
+    window = Window(
+        "shop work",
+        Matchers(alert="Integration[SM]*"),  # the shop alerts and IntegrationMisconfigured
+        T0,
+        T0 + timedelta(minutes=10),
+    )
+    quiet = Quiet((window,))
+    gate = QuietGate([recorder], lambda: quiet, clock)
+    alerter = Alerter(AlertRules(), [gate], clock=clock, ids_configured={"acme": True})
+    probe = ShopProbe("https://a:443", Outcome(Result.OK, T0, T0 + timedelta(days=2), "CA"))
+    findings = {
+        1: Findings(probe),
+        2: Findings(None, (FailedCheck("feedback_off", "off"),)),
+    }
+
+    def polled(cycle: int) -> AccountSnapshot:
+        base = snapshot(clock, set(), cycle)
+        return AccountSnapshot("acme", base.integrations, cycle, clock(), findings=findings)
+
+    for cycle in range(1, 4):
+        await alerter.on_snapshot(polled(cycle))
+        clock.advance(60)
+    firing = {k.alert for k, s in alerter.states.items() if s.firing}
+    assert firing == {"IntegrationShopCertificateExpiring", "IntegrationMisconfigured"}
+    assert recorder.events == []  # held
+    assert gate.held() == 2
+    clock.advance(600)
+    await alerter.on_snapshot(polled(4))
+    assert sorted((e["alert"], e["kind"], e["severity"]) for e in recorder.events) == [
+        ("IntegrationMisconfigured", "fired", "warning"),
+        ("IntegrationShopCertificateExpiring", "fired", "critical"),
+    ]

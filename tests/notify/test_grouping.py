@@ -195,3 +195,54 @@ def test_the_incidents_are_state_that_a_new_desk_takes_over() -> None:
         population(10),
     )
     assert [(e["integration_id"], e["kind"]) for e in groups[1][0]] == [(3, "escalated")]
+
+
+def shop_event(n: int, issuer: str, alert: str = "IntegrationShopUnreachable") -> dict[str, Any]:
+    return {
+        **event(n, integration_type=("shopify", "woocommerce", "magento")[n % 3], alert=alert),
+        "certificate_issuer": issuer,
+        "probe_result": "untrusted",
+    }
+
+
+def by_issuer(issuers: dict[str, int]) -> Any:
+    return lambda issuer: issuers.get(issuer, 0)
+
+
+def test_many_shops_of_one_ca_failing_together_is_one_incident_of_that_ca() -> None:
+    """A CA outage: shops of every type, their certificates from one CA, fail their probe (or
+    expire) together: one incident, whatever their platform."""
+    desk = IncidentDesk()
+    shops = [shop_event(n, "ACME CA") for n in range(12)]
+    shops += [shop_event(n, "ACME CA", "IntegrationShopCertificateExpiring") for n in range(12, 15)]
+    other = shop_event(99, "Other CA")
+    [(events, note)] = desk.screen(
+        "route 1", [*shops, other], population(0), by_issuer({"ACME CA": 20, "Other CA": 50})
+    )
+    assert len(events) == 16
+    assert note is not None
+    assert "certificate authority ACME CA: 15 of 20 shops" in note
+    repeats = [{**e, "kind": "repeat"} for e in shops]
+    other_repeat = {**other, "kind": "repeat"}
+    assert desk.screen("route 1", [*repeats, other_repeat], population(0)) == [
+        ([other_repeat], None)
+    ]
+    recovered = [{**e, "kind": "resolved", "status": "resolved"} for e in shops[:8]]
+    [(events, note)] = desk.screen("route 1", recovered, population(0))
+    assert note is not None
+    assert "incident of the certificate authority ACME CA is over: 8 of 15" in note
+
+
+def test_a_few_shops_of_a_ca_or_a_minority_of_them_is_no_incident() -> None:
+    desk = IncidentDesk()
+    [(_, note)] = desk.screen(
+        "route 1",
+        [shop_event(n, "ACME CA") for n in range(12)],
+        population(0),
+        by_issuer({"ACME CA": 100}),
+    )
+    assert note is None
+    shops = [{**shop_event(n, "ACME CA"), "certificate_issuer": None} for n in range(12)]
+    [(_, note)] = desk.screen("route 2", shops, population(0), by_issuer({"ACME CA": 12}))
+    assert note is None  # no certificate read: nothing to group by
+    assert desk.incidents == {}

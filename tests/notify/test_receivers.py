@@ -326,7 +326,7 @@ async def test_a_thousand_shops_in_five_accounts_failing_at_once_are_one_email(
         RouteTree.of([], ["oncall-mail"]),
         {"oncall-mail": mail},
         group_wait_seconds=0.5,
-        fleet=lambda: [(f"account-{n % 5}", n, "shopify") for n in range(1200)],
+        fleet=lambda: [(f"account-{n % 5}", n, "shopify", None) for n in range(1200)],
     )
     for account in range(5):
         router.submit(
@@ -379,3 +379,34 @@ async def test_a_receiver_that_never_answers_fails_its_attempt_in_time_and_holds
     assert outcomes == [("receiver:hook", "failed")]
     reasons = [e["reason"] for e in captured_logs.events("alert_delivery_failed")]
     assert reasons == ["no answer within 0.5 s"] * 2
+
+
+async def test_a_ca_outage_is_one_incident_in_one_email(smtp: tuple[Mailbox, int]) -> None:
+    """Shops of every platform, their certificates from one CA, fail their probes together:
+    one message that says it is likely that CA's incident (the route's fleet gives the
+    population of its certificates)."""
+    from tests.notify.test_grouping import shop_event
+
+    box, port = smtp
+    _, observe, depth = observed()
+    mail = AppriseReceiver("oncall-mail", mail_url(port), observe=observe, depth=depth)
+    fleet = [
+        (f"account-{n % 4}", n, "shopify", "ACME CA" if n < 30 else "Other CA") for n in range(100)
+    ]
+    router = Router(
+        RouteTree.of([], ["oncall-mail"]),
+        {"oncall-mail": mail},
+        group_wait_seconds=0.5,
+        fleet=lambda: fleet,
+    )
+    for n in range(20):
+        router.submit(f"account-{n % 4}", [shop_event(n, "ACME CA")], [])
+    await wait_until(lambda: box.messages)
+    await asyncio.sleep(1)
+    await router.aclose()
+    [message] = box.messages
+    assert message["Subject"] == "[FIRING:20] IntegrationShopUnreachable (4 accounts)"
+    plain = message.get_body(("plain",))
+    assert plain is not None
+    text = plain.get_content()
+    assert "Likely an incident of the certificate authority ACME CA: 20 of 30 shops" in text

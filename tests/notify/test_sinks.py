@@ -335,3 +335,51 @@ async def test_alertmanager_sink_against_a_real_alertmanager(alertmanager: str) 
     await until(lambda: active() == [])
     await sink.aclose()
     assert counts.outcomes[("alertmanager", "success")] == 2
+
+
+async def test_an_expiring_certificate_is_two_alertmanager_alerts_once_critical(
+    alertmanager: str,
+) -> None:
+    """As the shipped rules have it: one IntegrationShopCertificateExpiring alert with
+    severity warning from 14 days, a second one with severity critical under 3 days; each
+    alert's labels stay the same for its whole life."""
+    from monitor.notify.sinks import alertmanager_alerts
+
+    now = datetime.now(UTC)
+    counts = Counts()
+    sink = AlertmanagerSink(
+        alertmanager,
+        clock=lambda: now,
+        observe=counts.observe,
+        depth=counts.depth,
+        backoff_seconds=0.01,
+    )
+    fields = {
+        "alert": "IntegrationShopCertificateExpiring",
+        "starts_at": (now - timedelta(days=12)).isoformat(),
+        "cause": None,
+    }
+    warning = event(**fields)
+    assert [a["labels"]["severity"] for a in alertmanager_alerts(warning, ends_at="x")] == [
+        "warning"
+    ]
+    critical = event(**{**fields, "severity": "critical", "kind": "escalated"})
+    sink.submit("acme", [critical], [critical])
+
+    def active() -> list[tuple[str, str]]:
+        response = httpx.get(alertmanager + "/api/v2/alerts", params={"active": "true"})
+        return sorted(
+            (a["labels"]["alertname"], a["labels"]["severity"])
+            for a in response.json()
+            if a["status"]["state"] == "active"
+        )
+
+    await until(lambda: len(active()) == 2)
+    assert active() == [
+        ("IntegrationShopCertificateExpiring", "critical"),
+        ("IntegrationShopCertificateExpiring", "warning"),
+    ]
+    resolved = event("resolved", **{**fields, "severity": "critical"}, ends_at=now.isoformat())
+    sink.submit("acme", [resolved], [])
+    await until(lambda: active() == [])
+    await sink.aclose()

@@ -336,11 +336,11 @@ async def test_one_invalid_optional_field_is_nulled_and_counted(sim: Simulator) 
     listed = await client.list_integrations()
     await client.aclose()
     assert record.started_failing_at == datetime(2026, 11, 27, 11, tzinfo=UTC)
-    assert (record.updated_at, record.type) == (None, None)
+    assert (record.updated_at, record.type, record.service_point_carriers) == (None, None, None)
     assert record.shop_name == "Failing shop"
     assert 2 in {r.id for r in listed.integrations}
-    assert events.errors.count(("get_integration", "invalid_field")) == 2
-    assert events.errors.count(("list_integrations", "invalid_field")) == 2
+    assert events.errors.count(("get_integration", "invalid_field")) == 3
+    assert events.errors.count(("list_integrations", "invalid_field")) == 3
 
 
 async def test_an_answer_for_another_id_is_invalid() -> None:
@@ -384,3 +384,33 @@ async def test_an_unchanged_record_is_returned_as_the_known_object(sim: Simulato
             assert record.shop_name == "Renamed shop"
         else:
             assert record is first[record.id]  # equal, so the very same object
+
+
+async def test_status_mapping_unsupported_and_invalid(sim: Simulator) -> None:
+    from monitor.sendcloud import Unsupported
+
+    sim.update(
+        1,
+        type="prestashop_v2",
+        status_mapping=[
+            {"status_category": "READY_TO_SEND", "external_id": 11, "is_valid": True},
+            {"status_category": "CANCEL", "external_id": None},
+        ],
+    )
+    events = Recorded()
+    client = client_for(sim, events=events)
+    mapping = await client.status_mapping(1)
+    assert [(e.status_category, e.external_id, e.is_valid) for e in mapping.entries] == [
+        ("READY_TO_SEND", "11", True),
+        ("CANCEL", None, True),
+    ]
+    with pytest.raises(Unsupported):
+        await client.status_mapping(2)  # woocommerce: a 400 that says so
+    assert events.errors == []  # an answer, not an error: never counted
+    sim.update(1, status_mapping=[{"external_id": "1"}])
+    with pytest.raises(InvalidResponse) as raised:
+        await client.status_mapping(1)
+    await client.aclose()
+    assert raised.value.reason == "invalid_record"
+    assert events.errors == [("status_mapping", "invalid_record")]
+    assert ("status_mapping", "400") in events.requests

@@ -90,3 +90,39 @@ def test_cursor_pagination_walks_every_item_once(sim: Simulator) -> None:
     assert seen == [1, 2, 3, 4, 6]
     garbage = httpx.get(sim.url + "/integrations?cursor=%%%", auth=AUTH)
     assert garbage.status_code == 400
+
+
+def test_the_status_mapping_as_the_spec_has_it(sim: Simulator) -> None:
+    from monitor.simulator.server import GOOD_MAPPING
+
+    sim.update(1, type="prestashop_v2")
+    validator = spec_validator("get-custom-status-mapping")
+    good = httpx.get(sim.url + "/shop-order-statuses/mapping?integration_id=1", auth=AUTH)
+    assert good.status_code == 200
+    validator.validate(good.json())
+    assert good.json()["data"] == {"integration_id": 1, "mapping": list(GOOD_MAPPING)}
+    broken = [{"status_category": "CANCEL", "external_id": "1", "is_valid": False}]
+    httpx.patch(sim.origin + "/_simulator/integrations/1", json={"status_mapping": broken})
+    answer = httpx.get(sim.url + "/shop-order-statuses/mapping?integration_id=1", auth=AUTH)
+    assert answer.json()["data"]["mapping"] == broken
+    error_validator = spec_validator("errors")
+    for url, status in (
+        ("/shop-order-statuses/mapping?integration_id=2", 400),  # not PrestaShop v2
+        ("/shop-order-statuses/mapping", 400),  # the spec's own example error
+        ("/shop-order-statuses/mapping?integration_id=999", 404),
+    ):
+        response = httpx.get(sim.url + url, auth=AUTH)
+        assert response.status_code == status
+        error_validator.validate(response.json())
+
+
+def test_every_shop_has_its_own_url_and_updated_at_can_move(sim: Simulator) -> None:
+    listed = httpx.get(sim.url + "/integrations", auth=AUTH).json()["data"]
+    urls = [item["shop_url"] for item in listed]
+    assert len(set(urls)) == len(urls)
+    assert {item["updated_at"] for item in listed} == {item["created_at"] for item in listed}
+    httpx.patch(
+        sim.origin + "/_simulator/integrations/1", json={"updated_at": "2026-11-27T12:00:00Z"}
+    )
+    record = httpx.get(sim.url + "/integrations/1", auth=AUTH).json()["data"]
+    assert record["updated_at"] == "2026-11-27T12:00:00Z"

@@ -129,7 +129,7 @@ async def test_one_integration_misbehaves(
                 "integration_info",
                 integration_id="2",
                 shop_name="Shop 2",
-                shop_url="https://shop.example.com/",
+                shop_url="https://shop2.example.com/",
                 integration_type="api",
                 feedback_type="eager",
                 service_point_enabled="true",
