@@ -234,11 +234,15 @@ CONFIGURED = (
 )
 
 
-def _history_path(args: argparse.Namespace, settings: Settings) -> Path:
+def _history_path(
+    args: argparse.Namespace, settings: Settings, *, before_first_start: bool = False
+) -> Path:
     """The history file the daemon with this configuration writes: --history, else the
     configuration's (and environment's) ``history.path``, else history.db beside
     ``alerting.state_file``. It must exist: a mistyped path never becomes a new, empty file
-    that no daemon reads."""
+    that no daemon reads. ``before_first_start`` (a mute made before the daemon first ran
+    with this configuration): the configuration's file may be made, in its directory if that
+    exists — never a path given by hand."""
     if args.history:
         path: Path | None = Path(args.history)
         origin = "--history"
@@ -251,6 +255,8 @@ def _history_path(args: argparse.Namespace, settings: Settings) -> Path:
             "(--config, MONITOR_CONFIG_FILE; history.path or alerting.state_file, "
             "MONITOR_HISTORY_FILE or MONITOR_STATE_FILE)"
         )
+    if before_first_start and not args.history and path.parent.is_dir():
+        return path  # the daemon's own file, made now in the directory it will use
     if not path.is_file():
         raise ConfigError(
             f"no history file {path} (from {origin}): the daemon creates it when it starts "
@@ -557,7 +563,7 @@ def _mute(args: argparse.Namespace) -> int:
     problem = settings.mute_problem(args.account, args.integration, force=args.force)
     if problem is not None:
         raise ConfigError(f"refusing the mute: {problem}")
-    store = MuteStore(_history_path(args, settings))
+    store = MuteStore(_history_path(args, settings, before_first_start=True))
     now = utcnow()
     try:
         until = now + parse_duration(args.duration)

@@ -426,3 +426,30 @@ def test_check_says_a_refused_connection_is_refused() -> None:
     assert [(f["event"], f["error"]) for f in failures] == [
         ("account_poll_failed", "connection refused")
     ]
+
+
+def test_a_mute_before_the_first_start_goes_into_the_configurations_own_file(
+    tmp_path: Path,
+) -> None:
+    """Muting a shop before the daemon first runs (its state volume exists, the history file
+    not yet): the mute goes into the file the daemon will read. A mistyped directory, or a
+    --history path that does not exist, never becomes a new file."""
+    state = tmp_path / "state"
+    state.mkdir()
+    config = tmp_path / "monitor.yaml"
+    config.write_text(yaml.safe_dump({"alerting": {"state_file": str(state / "alerts.json")}}))
+    mute = ["mute", "--config", str(config), "--account", "default", "--for", "1h"]
+    made = run_once([*mute, "--reason", "planned"], {})
+    assert made.returncode == 0, made.stderr
+    listed = run_once(["mutes", "--config", str(config), "--output", "json"], {})
+    assert [m["reason"] for m in json.loads(listed.stdout)["mutes"]] == ["planned"]
+    assert (state / "history.db").is_file()
+
+    typo = tmp_path / "stat" / "alerts.json"  # a directory that does not exist
+    config.write_text(yaml.safe_dump({"alerting": {"state_file": str(typo)}}))
+    refused = run_once([*mute, "--reason", "typo"], {})
+    assert refused.returncode == 2
+    assert not typo.parent.exists()
+    by_hand = run_once([*mute, "--reason", "typo", "--history", str(state / "other.db")], {})
+    assert by_hand.returncode == 2
+    assert not (state / "other.db").exists()

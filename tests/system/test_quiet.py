@@ -271,6 +271,7 @@ def test_a_mute_that_expires_while_the_daemon_is_stopped_fires_once_after_the_re
     the daemon starts again. The webhook hears of the shop exactly once, at the first poll
     after the restart — not hours later at a repeat."""
     state = tmp_path / "state" / "alerts.json"
+    state.parent.mkdir()  # the state volume exists before the first start
     failing_since = datetime.now(UTC) - timedelta(minutes=20)  # past the 15 min grace
     shops = [
         SimIntegration(1, "failing", "Muted shop", started_failing_at=failing_since),
@@ -424,6 +425,7 @@ def test_an_account_mute_holds_rejected_keys_in_the_daemon_and_in_the_shipped_ru
     SendcloudMonitorPollsFailing notify; once unmuted, both do."""
     require_binary("promtool")
     state = tmp_path / "state" / "alerts.json"
+    state.parent.mkdir()  # the state volume exists before the first start
     with Simulator([SimIntegration(1, "healthy", "Shop")]) as sim, running(Receiver()) as hook:
         port = free_port()
         config = tmp_path / "monitor.yaml"
