@@ -65,7 +65,9 @@ def mask_url(url: str) -> str:
         if looks_like_token(user):
             user = MASK
         userinfo = user + (colon and ":" + MASK)
-    if looks_like_token(host) and "." not in host:  # tokens as hosts: discord://id/token
+    # tokens as hosts (discord://webhook_id/token): never a name with a dot or a port
+    # (localhost:8443, shop.example.com) or an IPv6 address
+    if looks_like_token(host) and not any(c in host for c in ".:["):
         host = MASK
     path = "/".join(MASK if looks_like_token(s) else s for s in path.split("/"))
     query = "&".join(

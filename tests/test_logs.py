@@ -98,6 +98,21 @@ def test_urls_of_any_scheme_lose_passwords_query_values_and_token_paths(
     assert line["repo"] == "https://********@github.com/org/repo"
 
 
+def test_hosts_with_a_port_or_an_address_are_never_masked(captured_logs: LogCapture) -> None:
+    """Masking never changes what is not a secret: a shop on localhost:PORT, an IPv4 or IPv6
+    address with its port, read as they are."""
+    structlog.get_logger("t").info(
+        "integration_appeared",
+        shop="http://localhost:40123/3",
+        ip="https://127.0.0.1:8443/",
+        v6="https://[::1]:8443/shop",
+    )
+    [line] = captured_logs.lines()
+    assert line["shop"] == "http://localhost:40123/3"
+    assert line["ip"] == "https://127.0.0.1:8443/"
+    assert line["v6"] == "https://[::1]:8443/shop"
+
+
 ORDINARY_USERS = ("monitor", "info", "admin", "alerts")
 #: Secrets that are parts of the words every line is made of.
 WORDLIKE_SECRETS = ("even", "form", "port", "level", "logger", "timestamp", "pw")

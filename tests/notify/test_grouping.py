@@ -184,7 +184,7 @@ def test_the_incidents_are_state_that_a_new_desk_takes_over() -> None:
     restarted = IncidentDesk()
     ended = restarted.restore([*saved, {"route": "broken"}], keep=lambda key: key == "route 1")
     assert [i.integration_type for i in ended] == ["shopify"]  # route 2 changed meanwhile
-    assert list(restarted.incidents) == [("route 1", "shopify")]
+    assert list(restarted.incidents) == [("route 1", ("integration_type", "shopify"))]
     recoveries = [event(n, kind="resolved", status="resolved") for n in range(6)]
     [(_, note)] = restarted.screen("route 1", recoveries, population(10))
     assert note is not None  # over; shop 3 recovered, so its held escalation is not sent
@@ -228,9 +228,12 @@ def test_many_shops_of_one_ca_failing_together_is_one_incident_of_that_ca() -> N
         ([other_repeat], None)
     ]
     recovered = [{**e, "kind": "resolved", "status": "resolved"} for e in shops[:8]]
-    [(events, note)] = desk.screen("route 1", recovered, population(0))
+    [(events, note), (missed, _)] = desk.screen("route 1", recovered, population(0))
     assert note is not None
     assert "incident of the certificate authority ACME CA is over: 8 of 15" in note
+    # the shops that outlast it get what they missed: their held repeats
+    assert sorted(e["integration_id"] for e in missed) == [e["integration_id"] for e in shops[8:]]
+    assert {e["kind"] for e in missed} == {"repeat"}
 
 
 def test_a_few_shops_of_a_ca_or_a_minority_of_them_is_no_incident() -> None:

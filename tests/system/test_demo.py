@@ -73,8 +73,11 @@ def test_demo_with_a_state_directory_needs_no_writable_tmp(tmp_path: Path) -> No
     finally:
         daemon.kill()
     assert code == 0
+    # everything the demo keeps is in the state directory: the alerts, the history and the
+    # certificates of its shop whose certificate expires soon
     assert sorted(p.name for p in state.iterdir() if not p.name.startswith("history.db")) == [
-        "alerts.json"
+        "alerts.json",
+        "demo-shop-tls",
     ]
     assert (state / "history.db").is_file()
     assert json.loads((state / "alerts.json").read_text())["alerts"]

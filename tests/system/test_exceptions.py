@@ -437,13 +437,13 @@ def test_a_first_start_on_old_logs_fires_in_neither_path(tmp_path: Path) -> None
             "account": "default",
             "integration_id": "2",
             "shop_name": "Shop 2",
-            "shop_url": "https://shop.example.com/",
+            "shop_url": shops[1].shop_url,
             "integration_type": "shopify",
         },
         "exp_annotations": {
             "summary": "Errors rising for Shop 2: Sendcloud keeps failing to reach the shop",
             "description": "Sendcloud wrote 6 exception logs for integration 2 (shopify, "
-            "https://shop.example.com/) in 15 minutes; it is not failing yet.",
+            f"{shops[1].shop_url}) in 15 minutes; it is not failing yet.",
             "runbook_url": "docs/runbook.md#sendcloudintegrationerrorsrising",
         },
     }

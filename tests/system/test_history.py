@@ -238,7 +238,7 @@ def test_the_page_of_a_shop_failing_for_40_minutes_says_40_minutes(tmp_path: Pat
     # the header: "Now: failing for 40m", the time it began on hover
     [now_failing] = [t for t in times.header_times if t.get("class") == "failing-for"]
     assert moment(now_failing["datetime"]) == started
-    _, episodes, timeline = times.tables
+    _, episodes, timeline, _changes = times.tables
     [episode] = [cells for cells in episodes if cells and cells[0][0] == "IntegrationFailing"]
     began, fired, resolved, lasted = episode[1], episode[2], episode[3], episode[4]
     assert moment(began[1]) == started  # "Began 40m ago", not when the monitor fired
