@@ -532,6 +532,44 @@ def _sum(*parts: Callable[[], float]) -> Callable[[], float]:
     return lambda: sum(part() for part in parts)
 
 
+def _shortest_badge_secret() -> float:
+    """The shortest badge secret the configuration takes."""
+    from monitor.config_errors import ConfigError
+
+    for length in range(1, 65):
+        try:
+            BadgeSettings(secret="s" * length).resolved_secret()
+        except ConfigError:
+            continue
+        return float(length)
+    raise AssertionError("no badge secret is long enough")
+
+
+def _rule_number(alert: str, pattern: str) -> Callable[[], float]:
+    """A number in a shipped rule's expression."""
+
+    def number() -> float:
+        [expr] = [
+            rule["expr"]
+            for group in SHIPPED_RULES["groups"]
+            for rule in group["rules"]
+            if rule.get("alert") == alert
+        ]
+        found = re.search(pattern, expr)
+        assert found is not None, (alert, pattern)
+        return float(found[1])
+
+    return number
+
+
+def _parameter(module: str, cls: str, name: str) -> Any:
+    """The default of a constructor parameter."""
+    import inspect
+
+    target = getattr(importlib.import_module(module), cls)
+    return inspect.signature(target).parameters[name].default
+
+
 def _demo_scenarios(scenario: str) -> Callable[[], float]:
     def count() -> float:
         from monitor.health import utcnow
@@ -812,19 +850,46 @@ CLAIMS = (
         (const("monitor.daemon", "POLL_GRACE_SECONDS"),),
     ),
     Claim(
+        "docs/runbook.md",
+        r"successful poll of an account for (three) poll intervals",
+        (_rule_number("SendcloudMonitorPollsFailing", r"> (\d+) \* integration_monitor_poll"),),
+    ),
+    Claim(
+        "docs/runbook.md",
+        r"More than (\d+) % of the monitor's requests",
+        (lambda: 100 * _rule_number("SendcloudAPIErrors", r"> (0\.\d+)\s*$")(),),
+    ),
+    Claim(
+        "docs/configuration.md",
+        r"without credentials \(at least (\d+) characters",
+        (_shortest_badge_secret,),
+    ),
+    Claim(
+        "docs/history.md",
+        r"at least (\d+) characters\) and each badge",
+        (_shortest_badge_secret,),
+    ),
+    Claim(
+        "docs/history.md",
+        r"under the secret \((\d+) bits\)",
+        (
+            lambda: (
+                4.0
+                * len(importlib.import_module("monitor.exporter.badges").badge_key("s" * 16, "a"))
+            ),
+        ),
+    ),
+    Claim(
+        "docs/metrics.md",
+        r"`30d`, … up to (\d+) days\)",
+        (lambda: float(importlib.import_module("monitor.exporter.badges").MAX_WINDOW.days),),
+    ),
+    Claim(
         "docs/operations.md",
         r"Each resends its active alerts every (minute)",
         (const("monitor.notify.sinks", "RESEND_INTERVAL_SECONDS"),),
     ),
 )
-
-
-def _parameter(module: str, cls: str, name: str) -> Any:
-    """The default of a constructor parameter."""
-    import inspect
-
-    target = getattr(importlib.import_module(module), cls)
-    return inspect.signature(target).parameters[name].default
 
 
 def _value(text: str) -> float | str:

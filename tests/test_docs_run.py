@@ -19,9 +19,10 @@ Each ``sh`` and ``console`` block is run as a reader would type it, in a context
   line ending in ``&``) runs until it is ready and is stopped with SIGTERM when the block ends
   (exit code 0 expected).
 
-Every command's exit code is checked (0, or what EXPECTED_EXIT says and why), and the output a
-``console`` block shows is compared with what the command printed. ``make TARGET`` is run as a
-dry run (the target exists) and the ``integration-monitor`` commands of its recipe are run.
+Every command's exit code is checked (what its comment says, ``# exit code N``; else 0, or
+what EXPECTED_EXIT says and why), and the output a ``console`` block shows is compared with
+what the command printed. ``make TARGET`` is run as a dry run (the target exists) and the
+``integration-monitor`` commands of its recipe are run.
 Commands that cannot run here are listed in NOT_RUN, each with its reason; any other program
 fails the test, so a new command is never skipped silently.
 
@@ -361,7 +362,8 @@ class BlockRun:
         if sub in LONG_RUNNING or segment.background:
             self.start(text, sub, where)
             return
-        expected = EXPECTED_EXIT.get(sub, (0, ""))[0]
+        stated = re.search(r"#.*\bexit code (\d+)", command.text)  # what the docs say it exits
+        expected = int(stated[1]) if stated else EXPECTED_EXIT.get(sub, (0, ""))[0]
         ran = Ran(where, text, expected=expected)
         self.outcome.ran.append(ran)
         try:
