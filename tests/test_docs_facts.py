@@ -562,6 +562,17 @@ def _rule_number(alert: str, pattern: str) -> Callable[[], float]:
     return number
 
 
+def _in_source(path: str, pattern: str) -> Callable[[], float]:
+    """A number written into the code (a literal with no name of its own)."""
+
+    def number() -> float:
+        found = re.search(pattern, (ROOT / path).read_text())
+        assert found is not None, (path, pattern)
+        return float(found[1])
+
+    return number
+
+
 def _parameter(module: str, cls: str, name: str) -> Any:
     """The default of a constructor parameter."""
     import inspect
@@ -883,6 +894,27 @@ CLAIMS = (
         "docs/metrics.md",
         r"`30d`, … up to (\d+) days\)",
         (lambda: float(importlib.import_module("monitor.exporter.badges").MAX_WINDOW.days),),
+    ),
+    Claim(
+        "docs/alerts.md",
+        r"`endsAt` is now \+ (\d+) \N{MULTIPLICATION SIGN} max\(resend interval, longest",
+        (_in_source("monitor/notify/sinks.py", r"horizon = (\d+) \* max\("),),
+    ),
+    Claim(
+        "docs/alerts.md",
+        r"a webhook's `queue_size`, (\d+) by default; Alertmanager's is (\d+)\)",
+        (
+            model_default(WebhookSettings, "queue_size"),
+            _in_source("monitor/notify/sinks.py", r"queue_size=(\d+),"),
+        ),
+    ),
+    Claim(
+        "docs/metrics.md",
+        r"below (\d+) px the type, last read and, below (\d+) px, the 30-day strip give way",
+        (
+            _in_source("monitor/exporter/status.py", r"@media \(max-width:(\d+)px\)\{body"),
+            _in_source("monitor/exporter/status.py", r"@media \(max-width:(\d+)px\)\{\.strip"),
+        ),
     ),
     Claim(
         "docs/operations.md",
