@@ -917,6 +917,19 @@ CLAIMS = (
         ),
     ),
     Claim(
+        "docs/architecture.md",
+        r"a burst of one second's worth, at most (\d+) requests",
+        (_in_source("monitor/sendcloud/budget.py", r"min\((\d+(?:\.\d+)?), self\._rate\)"),),
+    ),
+    Claim(
+        "docs/operations.md",
+        r"request budget \((\d+) a minute, a burst of (\d+)\)",
+        (
+            model_default(Defaults, "max_requests_per_minute"),
+            _in_source("monitor/sendcloud/budget.py", r"min\((\d+(?:\.\d+)?), self\._rate\)"),
+        ),
+    ),
+    Claim(
         "docs/operations.md",
         r"Each resends its active alerts every (minute)",
         (const("monitor.notify.sinks", "RESEND_INTERVAL_SECONDS"),),
