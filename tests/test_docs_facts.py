@@ -18,7 +18,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from monitor import cli
-from monitor.alerting.rules import ALERTS
+from monitor.alerting.rules import ALERTS, AlertKey, fingerprint
 from monitor.settings import (
     CONFIG_FILE_ENV,
     ENV_VARS,
@@ -566,7 +566,7 @@ def _in_source(path: str, pattern: str) -> Callable[[], float]:
     """A number written into the code (a literal with no name of its own)."""
 
     def number() -> float:
-        found = re.search(pattern, (ROOT / path).read_text())
+        found = re.search(pattern, (ROOT / path).read_text(), re.S)
         assert found is not None, (path, pattern)
         return float(found[1])
 
@@ -928,6 +928,34 @@ CLAIMS = (
             model_default(Defaults, "max_requests_per_minute"),
             _in_source("monitor/sendcloud/budget.py", r"min\((\d+(?:\.\d+)?), self\._rate\)"),
         ),
+    ),
+    Claim(
+        "docs/metrics.md",
+        r"refreshes every (\d+ s), works without JavaScript",
+        (_in_source("monitor/exporter/status.py", r"http-equiv='refresh' content='(\d+)'"),),
+    ),
+    Claim(
+        "docs/metrics.md",
+        r"green from (\d+) %, amber from (\d+) %, red below",
+        (
+            lambda: 100 * _in_source("monitor/exporter/badges.py", r"ratio >= (0\.\d+)\n")(),
+            lambda: (
+                100
+                * _in_source(
+                    "monitor/exporter/badges.py", r"ratio >= 0\.\d+\n.*?ratio >= (0\.\d+)"
+                )()
+            ),
+        ),
+    ),
+    Claim(
+        "docs/alerts.md",
+        r"a log may arrive up to (\d+ minutes) late",
+        (lambda: importlib.import_module("monitor.sendcloud.stream").LATE_GRACE.total_seconds(),),
+    ),
+    Claim(
+        "docs/alerts.md",
+        r"\| `fingerprint` \| (\d+) hex digits \|",
+        (lambda: float(len(fingerprint(AlertKey("IntegrationFailing", "acme-nl", 1)))),),
     ),
     Claim(
         "docs/operations.md",
