@@ -538,7 +538,11 @@ def _simulator(args: argparse.Namespace) -> int:
     except OSError as exc:  # one line, as ``run`` says it: the port is taken, or not ours
         log.error("cannot_listen", address=args.listen, error=exc.strerror or str(exc))
         return EXIT_RUNTIME
-    log.info("simulator_started", url=sim.url, public_key=DEMO_PUBLIC_KEY)
+    # what to point SENDCLOUD_API_URL and SENDCLOUD_OAUTH2_TOKEN_URL at (a field named like a
+    # credential, "token_url", would be masked)
+    log.info("simulator_started", url=sim.url, oauth2_url=sim.token_url, public_key=DEMO_PUBLIC_KEY)
+    # SIGTERM (``kill``, a container stop) ends it as Ctrl-C does: exit 0
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         sim.serve_forever()
     finally:

@@ -9,6 +9,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from pydantic import BaseModel
@@ -18,7 +19,7 @@ from monitor.cli import main
 from monitor.settings import Settings
 from monitor.simulator import DEMO_PUBLIC_KEY, DEMO_SECRET_KEY, Simulator
 from tests.conftest import free_port
-from tests.daemon_process import run_once
+from tests.daemon_process import DaemonProcess, run_once
 
 
 def use(monkeypatch: pytest.MonkeyPatch, url: str, ids: str, secret: str = DEMO_SECRET_KEY) -> None:
@@ -372,6 +373,34 @@ def test_the_simulator_on_a_port_in_use_says_so_in_one_line() -> None:
     entry = json.loads(line)
     assert (entry["event"], entry["address"]) == ("cannot_listen", f"127.0.0.1:{port}")
     assert entry["error"] == "Address already in use"
+
+
+def test_the_simulator_alone_says_where_its_api_and_token_url_are_and_stops_on_sigterm() -> None:
+    """What a user needs to point the monitor at it, from its first line: the API URL (ending
+    in /api/v3) and the OAuth2 token URL, both of which answer; SIGTERM ends it with 0."""
+    port = free_port()
+    daemon = DaemonProcess(["simulator", "--listen", f"127.0.0.1:{port}"], {}, port)
+    try:
+        daemon.wait_for(lambda: bool(daemon.events("simulator_started")), 15, "its first line")
+        [started] = daemon.events("simulator_started")
+        assert started["url"] == f"http://127.0.0.1:{port}/api/v3"
+        assert started["oauth2_url"] == f"http://127.0.0.1:{port}/oauth2/token/"
+        keys = (DEMO_PUBLIC_KEY, DEMO_SECRET_KEY)
+        token = httpx.post(
+            started["oauth2_url"], data={"grant_type": "client_credentials"}, auth=keys, timeout=5
+        )
+        assert token.status_code == 200
+        listed = httpx.get(
+            started["url"] + "/integrations",
+            headers={"Authorization": f"Bearer {token.json()['access_token']}"},
+            timeout=5,
+        )
+        assert listed.status_code == 200
+        assert listed.json()["data"]
+        code, _ = daemon.terminate(timeout=10)
+        assert code == 0
+    finally:
+        daemon.kill()
 
 
 def test_routes_need_no_api_credentials_and_refuse_impossible_labels(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import jsonschema
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.alerting.rules import ALERTS, AlertKey, fingerprint
@@ -95,6 +96,11 @@ def test_every_setting_is_documented_on_a_page() -> None:
 
 def exported_families() -> set[str]:
     """Every family /metrics serves for a store with a failing, a stale and a missing shop."""
+    return {family.name for family in exported_metrics()}
+
+
+def exported_metrics() -> list[Metric]:
+    """What /metrics serves for a store with a failing, a stale and a missing shop, parsed."""
     store = Store(["eu"])
     record, _ = parse_integration(
         {"id": 7, "started_failing_at": T0.isoformat(), "last_fetched_at": T0.isoformat()}
@@ -119,7 +125,7 @@ def exported_families() -> set[str]:
     metrics.queue_depth("stdout", 0)
     metrics.alerts_firing({"IntegrationFailing": 1})
     metrics.config_loaded(True, T0)
-    return {family.name for family in text_string_to_metric_families(scraped(metrics))}
+    return list(text_string_to_metric_families(scraped(metrics)))
 
 
 def documented_metrics() -> set[str]:
