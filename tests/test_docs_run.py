@@ -146,11 +146,18 @@ def settings_snippet(block: Block) -> bool:
 
 
 def merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    """``extra`` over ``base``, mappings merged key by key."""
+    """``extra`` over ``base``, mappings merged key by key; ``accounts`` merged by name (a
+    page's snippet of an account adds to the account the runner points at the simulator)."""
     merged = copy.deepcopy(base)
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = merge(merged[key], value)
+        elif key == "accounts" and isinstance(value, list) and isinstance(merged.get(key), list):
+            by_name = {a.get("name", "default"): a for a in merged[key]}
+            for account in value:
+                name = account.get("name", "default")
+                by_name[name] = merge(by_name.get(name, {}), account)
+            merged[key] = list(by_name.values())
         else:
             merged[key] = copy.deepcopy(value)
     return merged
@@ -445,9 +452,13 @@ class BlockRun:
         reader's running daemon, when the block has none)."""
         if not self.daemons:
             env = dict(self.env)
-            if not {"SENDCLOUD_PUBLIC_KEY", "SENDCLOUD_SECRET_KEY"} & set(env) and not {
-                "SENDCLOUD_SECRET_KEY_FILE"
-            } & set(env):
+            keys_given = {
+                "SENDCLOUD_PUBLIC_KEY",
+                "SENDCLOUD_SECRET_KEY",
+                "SENDCLOUD_SECRET_KEY_FILE",
+            }
+            in_file = "secret_key" in Path(self.env["MONITOR_CONFIG_FILE"]).read_text()
+            if not keys_given & set(env) and not in_file:
                 env |= PLACEHOLDERS
             self.start("integration-monitor run", "run", f"{where} (the running daemon)", env=env)
             if not self.daemons:
