@@ -32,12 +32,19 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
-from monitor import logs
 from monitor.alerting import Sink
 from monitor.alerting.cause import cause_summary, cause_text
 from monitor.alerting.service import Alerter
 from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
+from monitor.daemon.reload import (
+    RESTART_SETTINGS,
+    Loader,
+    account_changes,
+    reload_reply,
+    reread,
+    restart_values,
+)
 from monitor.exporter.badges import PUBLIC_PREFIX, badge_key
 from monitor.exporter.badges import public_route as public_badge_route
 from monitor.exporter.badges import route as badge_route
@@ -78,10 +85,28 @@ from monitor.settings import (
     Settings,
     alerting_changes,
     mute_target_problem,
-    parse_listen_address,
 )
 from monitor.store import AccountSnapshot, Store
 from monitor.survey import Inventory, Survey
+
+__all__ = [
+    "HISTORY_CLAIM_SECONDS",
+    "POLL_GRACE_SECONDS",
+    "POLL_UNWIND_SECONDS",
+    "RESTART_SETTINGS",
+    "SHARED_POOL_CONNECTIONS",
+    "SHUTDOWN_BUDGET_SECONDS",
+    "SHUTDOWN_SECONDS",
+    "Budgets",
+    "Daemon",
+    "HistoryInUse",
+    "Loader",
+    "build_sinks",
+    "new_worker",
+    "open_pollers",
+    "receivers",
+    "restart_values",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -96,16 +121,6 @@ POLL_UNWIND_SECONDS = 0.5
 #: A second daemon on the same history file waits this long for the first to stop (a restart
 #: that overlaps) before it refuses to start.
 HISTORY_CLAIM_SECONDS = 6.0
-#: What a reload cannot apply. A reload that changes one is refused, naming it, and the running
-#: configuration stays; docs/operations.md lists the same (a test keeps both equal).
-RESTART_SETTINGS = (
-    "listen_address",
-    "shard",
-    "log_format",
-    "log_level",
-    "alerting.state_file",
-    "history.path",
-)
 #: The status page's history strips are computed at most this often (they change by the day).
 SUMMARY_SECONDS = 60.0
 #: A probe that changed what its shops show updates them after this long (one update for
@@ -269,9 +284,6 @@ def shared_pool() -> httpx.AsyncBaseTransport:
 
 #: Sockets to the API at most, over all accounts.
 SHARED_POOL_CONNECTIONS = 64
-
-#: Re-reads the configuration for a reload; raises ConfigError.
-Loader = Callable[[], tuple[Settings, list[AccountConfig]]]
 
 
 class Daemon:
@@ -955,22 +967,19 @@ class Daemon:
             if self._loader is None:
                 return False, "this monitor has no configuration file to reload (demo mode)"
             try:
-                settings, accounts = self._loader()
-                outbound = settings.alerting.resolved_outbound()
-                badge_secret = settings.badges.resolved_secret()
-                logs.scrubber.add(settings.secrets())  # new secrets are scrubbed from now on
-                self._check_restart_settings(settings)
+                new = reread(self._loader, self._restart_values)
             except ConfigError as exc:
                 log.error("config_reload_failed", reason=str(exc))
                 self.metrics.config_loaded(False, self._clock())
                 return False, str(exc)
+            settings, accounts, outbound = new.settings, new.accounts, new.outbound
             had_accounts = bool(self.accounts)
             alerting = alerting_changes(self.alerting, settings.alerting, self._outbound, outbound)
             summary = await self._apply(settings, accounts, outbound)
             history = self._apply_retention(settings.history)
             if history:
                 alerting = {**alerting, "history": history}
-            self._badge_secret = badge_secret
+            self._badge_secret = new.badge_secret
             self._badge_keys = self._keys()
             self.metrics.config_loaded(True, self._clock())
             if had_accounts:
@@ -978,33 +987,14 @@ class Daemon:
             log.info("config_reloaded", **summary, **alerting)
             return True, reload_reply(summary, alerting)
 
-    def _check_restart_settings(self, settings: Settings) -> None:
-        """A ConfigError naming each setting of RESTART_SETTINGS the new configuration changes:
-        the reload is refused as a whole rather than keep them silently."""
-        if self._restart_values is None:
-            return
-        new = restart_values(settings)
-        changed = [
-            f"{name} ({_shown(self._restart_values[name])} -> {_shown(new[name])})"
-            for name in RESTART_SETTINGS
-            if new[name] != self._restart_values[name]
-        ]
-        if changed:
-            raise ConfigError(
-                f"{', '.join(changed)}: a reload cannot change "
-                f"{'this setting' if len(changed) == 1 else 'these settings'}, a restart applies "
-                "it; nothing was reloaded and the running configuration stays"
-            )
-
     async def _apply(
         self, settings: Settings, accounts: list[AccountConfig], outbound: Outbound
     ) -> dict[str, list[str]]:
         assert self._scheduler is not None
         assert self.alerter is not None
         new = {a.name: a for a in accounts}
-        removed = [n for n in self._workers if n not in new]
-        changed = [n for n in self._workers if n in new and self._workers[n].config != new[n]]
-        added = [n for n in new if n not in self._workers]
+        change = account_changes({n: w.config for n, w in self._workers.items()}, accounts)
+        removed, changed, added = change.removed, change.changed, change.added
         leaving = [self._workers.pop(n) for n in removed + changed]
         for worker in leaving:
             self._scheduler.remove_job(worker.config.name)
@@ -1060,7 +1050,7 @@ class Daemon:
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
         self._announce_shared_budgets()
-        return {"added": added, "removed": removed, "changed": changed}
+        return change.summary()
 
     def _apply_retention(self, settings: HistorySettings) -> dict[str, list[str]]:
         """A new ``history.retention_days`` applies at the next write (what changed)."""
@@ -1129,33 +1119,6 @@ class Daemon:
             log.warning("poll_not_run", account=event.job_id, reason=name)
 
 
-#: How the reload answer names each part of the configuration.
-_PARTS = {
-    "accounts": "accounts",
-    "webhooks": "webhooks",
-    "receivers": "receivers",
-    "alertmanager": "Alertmanager",
-    "routes": "routes",
-    "maintenance": "maintenance windows",
-    "alerting": "alerting settings",
-    "history": "history",
-}
-
-
-def reload_reply(
-    accounts: Mapping[str, list[str]], alerting: Mapping[str, Mapping[str, list[str]]]
-) -> str:
-    """The answer of POST /-/reload: what changed, one line per part of the configuration
-    (accounts, webhooks, receivers, the Alertmanager, routes, maintenance windows, the other
-    alerting settings), or that nothing did."""
-    lines = []
-    for part, changes in {"accounts": accounts, **alerting}.items():
-        said = [f"{verb} {', '.join(names)}" for verb, names in changes.items() if names]
-        if said:
-            lines.append(f"{_PARTS.get(part, part)}: {'; '.join(said)}")
-    return "\n".join(lines) or "nothing changed"
-
-
 class HistoryInUse(HistoryError):
     """Another process holds the history file: this one does not start."""
 
@@ -1163,33 +1126,6 @@ class HistoryInUse(HistoryError):
         super().__init__(f"the history file {path} is in use by {holder}")
         self.path = path
         self.holder = holder
-
-
-def restart_values(settings: Settings) -> dict[str, object]:
-    """The values of RESTART_SETTINGS in ``settings``, as the daemon uses them (the address
-    parsed, the history file resolved beside the state file)."""
-    try:
-        listen: object = parse_listen_address(settings.listen_address)
-    except ValueError:
-        listen = settings.listen_address
-    values: dict[str, object] = {
-        "listen_address": listen,
-        "shard": settings.shard,
-        "log_format": settings.log_format,
-        "log_level": settings.log_level,
-        "alerting.state_file": settings.alerting.state_file,
-        "history.path": settings.history.resolved_path(settings.alerting.state_file),
-    }
-    assert tuple(values) == RESTART_SETTINGS
-    return values
-
-
-def _shown(value: object) -> str:
-    if value is None:
-        return "unset"
-    if isinstance(value, tuple):
-        return ":".join(str(part) for part in value)
-    return str(value)
 
 
 def _issuer(snapshot: AccountSnapshot, integration_id: int) -> str | None:
