@@ -32,7 +32,6 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
-from monitor.alerting import Sink
 from monitor.alerting.cause import cause_summary, cause_text
 from monitor.alerting.service import Alerter
 from monitor.checks import Assessor
@@ -45,6 +44,7 @@ from monitor.daemon.reload import (
     reread,
     restart_values,
 )
+from monitor.daemon.sinks import Holds, Sinks, build_sinks, delivery, receivers
 from monitor.exporter.badges import PUBLIC_PREFIX, badge_key
 from monitor.exporter.badges import public_route as public_badge_route
 from monitor.exporter.badges import route as badge_route
@@ -56,15 +56,11 @@ from monitor.exporter.status import Cause, MaintenanceWindow, Status
 from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
-from monitor.history import EpisodeRecorder, HistoryError, HistoryStore, availability
+from monitor.history import HistoryError, HistoryStore, availability
 from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
 from monitor.history.documents import route as history_route
 from monitor.history.mutes import MuteStore, QuietSource
-from monitor.notify.dispatch import Fleet, Router
-from monitor.notify.gate import QuietGate
-from monitor.notify.quiet import Hold, TimeInterval
-from monitor.notify.receivers import AppriseReceiver
-from monitor.notify.sinks import AlertmanagerSink, StdoutSink, WebhookSink
+from monitor.notify.quiet import TimeInterval
 from monitor.poller import AccountPoller
 from monitor.probes import ShopProbe
 from monitor.probes.runner import ProbeRunner
@@ -81,7 +77,6 @@ from monitor.settings import (
     HistorySettings,
     Outbound,
     ProbeSettings,
-    ReceiverConfig,
     Settings,
     alerting_changes,
     mute_target_problem,
@@ -361,8 +356,12 @@ class Daemon:
         self.quiet = QuietSource(
             self.mutes, self.alerting.windows(), clock, on_status=self.metrics.mutes_status
         )
-        self.metrics.holds = self._holds
-        self.metrics.account_holds = self._account_holds
+        self.holds = Holds(self.quiet, self.store, clock)
+        self.metrics.holds = self.holds.reasons
+        self.metrics.account_holds = self.holds.account_reasons
+        self.sinks = Sinks(
+            self.metrics, clock, self.quiet, self.history, self.store, lambda: self.accounts
+        )
         #: account -> its exception-log stream; kept across reloads (position, counts)
         self.streams: dict[str, ExceptionStream] = {}
         self.metrics.streams = lambda: dict(self.streams)
@@ -509,35 +508,6 @@ class Daemon:
             return None
         return availability(intervals, now - span, now, now).ratio
 
-    def _holds(self) -> dict[tuple[str, int], str]:
-        """Why each held integration's notifications wait (scrapes: the reason only)."""
-        return {key: hold.reason for key, hold in self._hold_texts(self._clock()).items()}
-
-    def _account_holds(self) -> dict[str, str]:
-        """Why each held account's own alerts wait (scrapes: the reason only)."""
-        active = self.quiet().at(self._clock())
-        if not active:
-            return {}
-        found = {}
-        for account in self.store.snapshots():
-            hold = active.account_hold(account)
-            if hold is not None:
-                found[account] = hold.reason
-        return found
-
-    def _hold_texts(self, now: datetime) -> dict[tuple[str, int], Hold]:
-        active = self.quiet().at(now)
-        if not active:
-            return {}
-        found = {}
-        for account, snapshot in self.store.snapshots().items():
-            for integration_id, observation in snapshot.integrations.items():
-                kind = observation.record.type if observation.record else None
-                hold = active.integration_hold(account, integration_id, kind)
-                if hold is not None:
-                    found[(account, integration_id)] = hold
-        return found
-
     def _maintenance(self, now: datetime) -> tuple[MaintenanceWindow, ...]:
         """The windows active now or starting within a week, for the status page."""
         found = []
@@ -636,7 +606,7 @@ class Daemon:
             firing_alerts=count,
             certificate_warning_days=self.probes.certificate_warning_days,
             history=self._summaries(snapshots, now),
-            holds={key: hold.text for key, hold in self._hold_texts(now).items()},
+            holds={key: hold.text for key, hold in self.holds.integrations(now).items()},
             maintenance=self._maintenance(now),
             notices=tuple(n for n in [self.quiet.notice()] if n is not None),
         )
@@ -1033,11 +1003,11 @@ class Daemon:
             for name in [n for n in self._workers if n not in changed]:
                 self._start_survey(self._workers[name])
         rules = settings.alerting.rules(self.probes)
-        delivery_changed = _delivery(settings.alerting, outbound) != _delivery(
+        delivery_changed = delivery(settings.alerting, outbound) != delivery(
             self.alerting, self._outbound
         )
         if delivery_changed or probes_changed:
-            sinks = self._sinks(settings.alerting, outbound)
+            sinks = self.sinks.build(settings.alerting, outbound)
             await self.alerter.replace_delivery(rules, sinks)
         else:
             self.alerter.rules = rules
@@ -1060,29 +1030,6 @@ class Daemon:
         self.history.set_retention(settings.retention_days)
         return {"changed": ["retention_days"]}
 
-    def _sinks(self, alerting: AlertingSettings, outbound: Outbound) -> list[Sink]:
-        """stdout, then the notifying sinks behind the quiet gate, then the history."""
-        stdout, *notifying = build_sinks(
-            alerting, outbound, self.metrics, self._clock, self._evaluation_gap, self._fleet
-        )
-        sinks: list[Sink] = [stdout, QuietGate(notifying, self.quiet, self._clock)]
-        if self.history is not None:
-            sinks.append(EpisodeRecorder(self.history, self._clock))
-        return sinks
-
-    def _fleet(self) -> list[tuple[str, int, str | None, str | None]]:
-        """Every integration watched now, with its type and its shop certificate's issuer
-        (a route's scope for platform incidents: one platform, or one CA)."""
-        return [
-            (account, i, o.record.type if o.record else None, _issuer(snapshot, i))
-            for account, snapshot in self.store.snapshots().items()
-            for i, o in snapshot.integrations.items()
-        ]
-
-    def _evaluation_gap(self) -> float:
-        """The longest time between two evaluations of one account (its poll interval)."""
-        return max((a.poll_interval_seconds for a in self.accounts), default=0.0)
-
     def _alerter(self) -> Alerter:
         """The alerting service, hooked after every poll cycle; needs the running loop."""
 
@@ -1098,7 +1045,7 @@ class Daemon:
 
         return Alerter(
             self.alerting.rules(self.probes),
-            self._sinks(self.alerting, self._outbound),
+            self.sinks.build(self.alerting, self._outbound),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},
             fetch_logs=fetch_logs,
@@ -1128,12 +1075,6 @@ class HistoryInUse(HistoryError):
         self.holder = holder
 
 
-def _issuer(snapshot: AccountSnapshot, integration_id: int) -> str | None:
-    findings = snapshot.findings.get(integration_id)
-    probe = findings.probe if findings is not None else None
-    return probe.outcome.issuer if probe is not None else None
-
-
 def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
     """Episodes with their cause as one line of text (the alerting's wording) and as a short
     phrase (``cause_summary``)."""
@@ -1145,85 +1086,6 @@ def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object
         }
         for e in episodes
     ]
-
-
-def _delivery(alerting: AlertingSettings, outbound: Outbound) -> tuple[object, ...]:
-    """What the sinks are built from (``build_sinks``): a reload that leaves it unchanged
-    keeps them."""
-    return (
-        outbound,
-        alerting.alertmanager,
-        alerting.receivers,
-        alerting.routes,
-        alerting.default_receivers,
-        alerting.group_wait_seconds,
-    )
-
-
-def build_sinks(
-    alerting: AlertingSettings,
-    outbound: Outbound,
-    metrics: Metrics,
-    clock: Callable[[], datetime],
-    evaluation_gap: Callable[[], float],
-    fleet: Fleet = lambda: (),
-) -> list[Sink]:
-    """stdout always; then the configured webhooks, Alertmanager and the routed receivers.
-    ``evaluation_gap`` is the longest time between two evaluations of an account now (it
-    changes with a reload); ``fleet`` the integrations watched now (platform incidents)."""
-    sinks: list[Sink] = [StdoutSink(metrics.delivery)]
-    for webhook in outbound.webhooks:
-        sinks.append(
-            WebhookSink(
-                webhook.name,
-                webhook.url.get_secret_value(),
-                hmac_secret=webhook.hmac_secret.get_secret_value() if webhook.hmac_secret else None,
-                slack=webhook.slack,
-                timeout_seconds=webhook.timeout_seconds,
-                max_attempts=webhook.max_attempts,
-                queue_size=webhook.queue_size,
-                observe=metrics.delivery,
-                depth=metrics.queue_depth,
-            )
-        )
-    if alerting.alertmanager is not None:
-        sinks.append(
-            AlertmanagerSink(
-                alerting.alertmanager.url,
-                clock=clock,
-                evaluation_gap=evaluation_gap,
-                resend_interval_seconds=alerting.alertmanager.resend_interval_seconds,
-                timeout_seconds=alerting.alertmanager.timeout_seconds,
-                max_attempts=alerting.alertmanager.max_attempts,
-                observe=metrics.delivery,
-                depth=metrics.queue_depth,
-            )
-        )
-    if outbound.receivers:
-        sinks.append(
-            Router(
-                alerting.route_tree(),
-                receivers(outbound.receivers, metrics),
-                group_wait_seconds=alerting.group_wait_seconds,
-                fleet=fleet,
-            )
-        )
-    return sinks
-
-
-def receivers(configs: Sequence[ReceiverConfig], metrics: Metrics) -> dict[str, AppriseReceiver]:
-    return {
-        r.name: AppriseReceiver(
-            r.name,
-            r.url.get_secret_value(),
-            timeout_seconds=r.timeout_seconds,
-            max_attempts=r.max_attempts,
-            queue_size=r.queue_size,
-            observe=metrics.delivery,
-            depth=metrics.queue_depth,
-        )
-        for r in configs
-    }
 
 
 def _rfc3339(value: datetime | None) -> str | None:
