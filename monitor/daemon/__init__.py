@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote
 
 import httpx
 import structlog
@@ -30,7 +27,6 @@ from apscheduler.events import (
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
-from monitor.alerting.cause import cause_summary, cause_text
 from monitor.alerting.service import Alerter
 from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
@@ -43,6 +39,7 @@ from monitor.daemon.reload import (
     restart_values,
 )
 from monitor.daemon.sinks import Holds, Sinks, build_sinks, delivery, receivers
+from monitor.daemon.web import Views
 from monitor.daemon.workers import (
     SHARED_POOL_CONNECTIONS,
     Budgets,
@@ -52,22 +49,13 @@ from monitor.daemon.workers import (
     open_pollers,
     shared_pool,
 )
-from monitor.exporter.badges import PUBLIC_PREFIX, badge_key
-from monitor.exporter.badges import public_route as public_badge_route
-from monitor.exporter.badges import route as badge_route
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.mutes import MutesApi
-from monitor.exporter.pages import account_page, integration_page, not_found_page
 from monitor.exporter.server import HttpServer, make_app
-from monitor.exporter.status import Cause, MaintenanceWindow, Status
-from monitor.exporter.status import build as build_status
 from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
-from monitor.history import HistoryError, HistoryStore, availability
-from monitor.history.availability import STRIP_DAYS, Interval, Summary, summary_of_spans
-from monitor.history.documents import route as history_route
+from monitor.history import HistoryError, HistoryStore
 from monitor.history.mutes import MuteStore, QuietSource
-from monitor.notify.quiet import TimeInterval
 from monitor.probes import ShopProbe
 from monitor.probes.runner import ProbeRunner
 from monitor.probes.tls import verifying_context
@@ -81,7 +69,6 @@ from monitor.settings import (
     ProbeSettings,
     Settings,
     alerting_changes,
-    mute_target_problem,
 )
 from monitor.store import AccountSnapshot, Store
 from monitor.survey import Inventory, Survey
@@ -118,8 +105,6 @@ POLL_UNWIND_SECONDS = 0.5
 #: A second daemon on the same history file waits this long for the first to stop (a restart
 #: that overlaps) before it refuses to start.
 HISTORY_CLAIM_SECONDS = 6.0
-#: The status page's history strips are computed at most this often (they change by the day).
-SUMMARY_SECONDS = 60.0
 #: A probe that changed what its shops show updates them after this long (one update for
 #: the probes that end together), rather than at their next poll.
 PROBE_REFRESH_SECONDS = 1.0
@@ -215,27 +200,36 @@ class Daemon:
         self.streams: dict[str, ExceptionStream] = {}
         self.metrics.streams = lambda: dict(self.streams)
         self._positions: dict[str, tuple[int, datetime]] | None = None
-        #: (when, summaries): the strips change by the day, the windows by the minute
-        self._summaries_cache: tuple[float, dict[tuple[str, int], Summary]] | None = None
         web = web_config or WebConfig()
-        self._auth = bool(web.users)
-        self._badge_secret = badge_secret
-        self._badge_keys = self._keys()
+        self.views = Views(
+            self.store,
+            self.history,
+            self.quiet,
+            self.holds.integrations,
+            clock,
+            alerter=lambda: self.alerter,
+            probes=lambda: self.probes,
+            accounts=lambda: self.accounts,
+            auth=bool(web.users),
+            badge_secret=badge_secret,
+        )
         app = make_app(
             self.metrics.exposition,
             self.store.ready,
-            self.status,
+            self.views.status,
             self.reload_blocking,
-            api=lambda path, query: history_route(self.history, path, query, self._clock()),
-            badges=lambda path, query: badge_route(path, query, self._state_of, self._uptime_of),
-            pages=self._page,
+            api=self.views.api,
+            badges=self.views.badges,
+            pages=self.views.page,
             # writing mutes needs basic auth users: each change names who made it
             mutes=MutesApi(
-                self.mutes, clock, bool(web.users), self.quiet.refresh, check=self._mute_problem
+                self.mutes,
+                clock,
+                bool(web.users),
+                self.quiet.refresh,
+                check=self.views.mute_problem,
             ),
-            public_badges=lambda path, query: public_badge_route(
-                path, query, self._badge_keys, self._state_of, self._uptime_of
-            ),
+            public_badges=self.views.public_badges,
         )
         self.server = HttpServer(*listen, protect(app, web), ssl_context=web.ssl_context)
 
@@ -252,138 +246,6 @@ class Daemon:
             on_failure=self.metrics.history_failure,
             clock=self._clock,
         )
-
-    def _mute_problem(self, account: str, integration_id: int | None) -> str | None:
-        """Why a mute would hold nothing here (POST /api/v1/mutes; server threads): the
-        accounts this monitor polls now, after any reload."""
-        watched = {a.name: a.integration_ids for a in self.accounts}
-        return mute_target_problem(watched, account, integration_id)
-
-    def _keys(self) -> dict[str, str]:
-        """Each account's badge key -> its name (none without a badge secret)."""
-        if self._badge_secret is None:
-            return {}
-        secret = self._badge_secret.get_secret_value()
-        return {badge_key(secret, a.name): a.name for a in self.accounts}
-
-    def _badge_base(self, account: str, base_url: str) -> str | None:
-        """Where the account's badges are served without credentials (None: nowhere)."""
-        if not self._auth:
-            return f"{base_url}/badge/{quote(account, safe='')}"
-        if self._badge_secret is None:
-            return None
-        key = badge_key(self._badge_secret.get_secret_value(), account)
-        return f"{base_url}{PUBLIC_PREFIX}{key}"
-
-    def _page(self, path: str, base_url: str = "") -> tuple[int, str]:
-        """``/integrations/{account}/{id}`` and ``/accounts/{account}`` (server threads)."""
-        parts = [unquote(p) for p in path.strip("/").split("/")]
-        document, now = self.status()
-        since = now - timedelta(days=STRIP_DAYS)
-        if len(parts) == 3 and parts[0] == "integrations" and parts[2].isdigit():
-            account, integration_id = parts[1], int(parts[2])
-            row = next(
-                (
-                    r
-                    for r in document.integrations
-                    if (r.account, r.integration_id) == (account, integration_id)
-                ),
-                None,
-            )
-            if row is None:
-                return 404, not_found_page("no such integration is watched here")
-            intervals, past = self._past(account, integration_id, since, now)
-            return 200, integration_page(
-                row, intervals, past, now, self._changes(account, integration_id, since, now)
-            )
-        if len(parts) == 2 and parts[0] == "accounts":
-            account = parts[1]
-            rows = [r for r in document.integrations if r.account == account]
-            if not rows and account not in self.store.snapshots():
-                return 404, not_found_page("no such account is watched here")
-            by_id: dict[int, list[Interval]] = {}
-            episodes: list[dict[str, object]] = []
-            if self.history is not None:
-                with contextlib.suppress(HistoryError):
-                    by_id = self.history.account_intervals(account, since, now)
-                    episodes = _with_cause_text(self.history.episodes(account, None, since, now))
-            figures = [
-                (r, availability(by_id[r.integration_id], since, now, now))
-                if r.integration_id in by_id
-                else (r, None)
-                for r in rows
-            ]
-            badges = self._badge_base(account, base_url)
-            return 200, account_page(account, figures, episodes, now, badges)
-        return 404, not_found_page("not found")
-
-    def _past(
-        self, account: str, integration_id: int, since: datetime, now: datetime
-    ) -> tuple[list[Interval], list[dict[str, object]]]:
-        if self.history is None:
-            return [], []
-        try:
-            intervals = self.history.intervals(account, integration_id, since, now)
-            episodes = self.history.episodes(account, integration_id, since, now)
-        except HistoryError:
-            return [], []
-        return intervals, _with_cause_text(episodes)
-
-    def _changes(
-        self, account: str, integration_id: int, since: datetime, now: datetime
-    ) -> list[dict[str, object]]:
-        """Configuration changes of one integration (none without a history)."""
-        if self.history is None:
-            return []
-        try:
-            return self.history.changes(account, integration_id, since, now)
-        except HistoryError:
-            return []
-
-    def _state_of(self, account: str, integration_id: int) -> str | None:
-        """An integration's state now, as the status page shows it (server threads)."""
-        snapshot = self.store.snapshots().get(account)
-        observation = snapshot.integrations.get(integration_id) if snapshot else None
-        return observation.state.value if observation is not None else None
-
-    def _uptime_of(self, account: str, integration_id: int, span: timedelta) -> float | None:
-        """Availability over the last ``span`` from the history (server threads)."""
-        if self.history is None:
-            return None
-        now = self._clock()
-        try:
-            intervals = self.history.intervals(account, integration_id, now - span, now)
-        except HistoryError:
-            return None
-        return availability(intervals, now - span, now, now).ratio
-
-    def _maintenance(self, now: datetime) -> tuple[MaintenanceWindow, ...]:
-        """The windows active now or starting within a week, for the status page."""
-        found = []
-        for window in self.quiet.windows:
-            matchers = {
-                k: v for k, v in dataclasses.asdict(window.matchers).items() if v is not None
-            }
-            if window.active(now):
-                starts = window.start if window.interval is None else _began(window.interval, now)
-                found.append(
-                    MaintenanceWindow(
-                        window.name, matchers, _rfc3339(starts), _rfc3339(window.until(now)), True
-                    )
-                )
-                continue
-            starts = window.next_start(now)
-            if starts is not None and starts - now <= timedelta(days=7):
-                found.append(
-                    MaintenanceWindow(
-                        window.name,
-                        matchers,
-                        _rfc3339(starts),
-                        _rfc3339(window.until(starts)),
-                        False,
-                    )
-                )
-        return tuple(found)
 
     async def _after_cycle(self, snapshot: AccountSnapshot) -> object:
         """After each poll: the history records the states, the probes learn the account's
@@ -439,49 +301,6 @@ class Daemon:
         for account in accounts:
             if account in self._configs:
                 self.store.refresh(account)
-
-    def status(self) -> tuple[Status, datetime]:
-        """The status document and its time, for the page and /status.json (server threads)."""
-        now = self._clock()
-        alerter = self.alerter
-        firing, causes = alerter.firing_by_integration() if alerter else ({}, {})
-        count = sum(alerter.firing_counts().values()) if alerter else 0
-        snapshots = self.store.snapshots()
-        document = build_status(
-            snapshots,
-            now,
-            firing=firing,
-            causes={key: Cause(cause_summary(c), cause_text(c)) for key, c in causes.items()},
-            firing_alerts=count,
-            certificate_warning_days=self.probes.certificate_warning_days,
-            history=self._summaries(snapshots, now),
-            holds={key: hold.text for key, hold in self.holds.integrations(now).items()},
-            maintenance=self._maintenance(now),
-            notices=tuple(n for n in [self.quiet.notice()] if n is not None),
-        )
-        return document, now
-
-    def _summaries(
-        self, snapshots: Mapping[str, AccountSnapshot], now: datetime
-    ) -> dict[tuple[str, int], Summary]:
-        """The last 30 days of every integration from the history (empty without one, or
-        while it cannot be read: the page then says "no history")."""
-        if self.history is None:
-            return {}
-        cached = self._summaries_cache
-        if cached is not None and time.monotonic() - cached[0] < SUMMARY_SECONDS:
-            return cached[1]
-        found: dict[tuple[str, int], Summary] = {}
-        since = now - timedelta(days=STRIP_DAYS)
-        for account in snapshots:
-            try:
-                spans = self.history.account_spans(account, since, now)
-            except HistoryError:
-                return {}
-            for integration_id, mine in spans.items():
-                found[(account, integration_id)] = summary_of_spans(mine, now)
-        self._summaries_cache = (time.monotonic(), found)
-        return found
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises HistoryInUse, before anything starts,
@@ -798,8 +617,7 @@ class Daemon:
             history = self._apply_retention(settings.history)
             if history:
                 alerting = {**alerting, "history": history}
-            self._badge_secret = new.badge_secret
-            self._badge_keys = self._keys()
+            self.views.set_badge_secret(new.badge_secret)
             self.metrics.config_loaded(True, self._clock())
             if had_accounts:
                 self._announce_empty()
@@ -922,38 +740,3 @@ class HistoryInUse(HistoryError):
         super().__init__(f"the history file {path} is in use by {holder}")
         self.path = path
         self.holder = holder
-
-
-def _with_cause_text(episodes: list[dict[str, object]]) -> list[dict[str, object]]:
-    """Episodes with their cause as one line of text (the alerting's wording) and as a short
-    phrase (``cause_summary``)."""
-    return [
-        {
-            **e,
-            "cause": cause_text(e["cause"]) if isinstance(e["cause"], dict) else None,
-            "cause_summary": cause_summary(e["cause"]) if isinstance(e["cause"], dict) else None,
-        }
-        for e in episodes
-    ]
-
-
-def _rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _began(interval: TimeInterval, now: datetime) -> datetime | None:
-    """When the occurrence of a recurring window in force at ``now`` began (None: more than
-    a day ago), from the minute ``now`` falls in."""
-    return _began_at(interval, now.replace(second=0, microsecond=0))
-
-
-@functools.lru_cache(maxsize=64)
-def _began_at(interval: TimeInterval, minute: datetime) -> datetime | None:
-    for _ in range(24 * 60):
-        earlier = minute - timedelta(minutes=1)
-        if not interval.contains(earlier):
-            return minute
-        minute = earlier
-    return None
