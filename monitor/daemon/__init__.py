@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from monitor.alerting.service import Alerter
 from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
+from monitor.daemon.positions import Positions
 from monitor.daemon.reload import (
     RESTART_SETTINGS,
     Loader,
@@ -60,7 +61,6 @@ from monitor.probes import ShopProbe
 from monitor.probes.runner import ProbeRunner
 from monitor.probes.tls import verifying_context
 from monitor.schedule import first_poll_delays, job_options
-from monitor.sendcloud.stream import ExceptionStream, Position
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -196,10 +196,8 @@ class Daemon:
         self.sinks = Sinks(
             self.metrics, clock, self.quiet, self.history, self.store, lambda: self.accounts
         )
-        #: account -> its exception-log stream; kept across reloads (position, counts)
-        self.streams: dict[str, ExceptionStream] = {}
-        self.metrics.streams = lambda: dict(self.streams)
-        self._positions: dict[str, tuple[int, datetime]] | None = None
+        self.positions = Positions(self.history)
+        self.metrics.streams = lambda: dict(self.positions.streams)
         web = web_config or WebConfig()
         self.views = Views(
             self.store,
@@ -508,7 +506,7 @@ class Daemon:
             budget=self._budgets.share(account, self.accounts),
         )
         worker.poller.after_cycle = self._after_cycle
-        worker.poller.stream = self._stream(account)
+        worker.poller.stream = self.positions.stream(account, self._errors_rising_window())
         # cause lookups take from the same budget, after the polls
         self.alerter.cause_budgets[account.name] = worker.budget
         self._workers[account.name] = worker
@@ -523,47 +521,8 @@ class Daemon:
             **job_options(account.poll_interval_seconds, first or datetime.now(UTC)),
         )
 
-    def _stream(self, account: AccountConfig) -> ExceptionStream | None:
-        """The account's exception-log stream (None when off), resumed where it stood: the
-        same object after a reload, the saved position after a restart."""
-        if account.exception_logs_max_pages == 0:
-            self.streams.pop(account.name, None)
-            return None
-        stream = self.streams.get(account.name)
-        if stream is None:
-            stream = ExceptionStream(
-                horizon=timedelta(seconds=account.exception_logs_first_read_seconds)
-            )
-            saved = self._saved_positions().get(account.name)
-            if saved is not None:
-                stream.position = Position(*saved)
-            name = account.name
-            stream.on_position = lambda p: self._remember_position(name, p)
-            self.streams[account.name] = stream
-        stream.max_pages = account.exception_logs_max_pages
-        stream.skew_tolerance = timedelta(seconds=account.clock_skew_tolerance_seconds)
-        stream.window = self._errors_rising_window()
-        return stream
-
     def _errors_rising_window(self) -> timedelta:
         return timedelta(seconds=self.alerting.rules().errors_rising_window_seconds)
-
-    def _remember_position(self, account: str, position: Position) -> None:
-        """A stream's new position: in the history file (for a restart) and here (for the
-        account removed by a reload and added again by a later one)."""
-        self._saved_positions()[account] = (position.last_id, position.last_time)
-        if self.history is not None:
-            self.history.stream_position(account, position.last_id, position.last_time)
-
-    def _saved_positions(self) -> dict[str, tuple[int, datetime]]:
-        if self._positions is None:
-            self._positions = {}
-            if self.history is not None:
-                try:
-                    self._positions = self.history.stream_positions()
-                except HistoryError as exc:
-                    log.warning("exception_log_positions_unreadable", error=str(exc))
-        return self._positions
 
     async def _stop(self, workers: list[Worker], *, reason: str) -> None:
         """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
@@ -638,7 +597,7 @@ class Daemon:
         await self._stop_surveys(removed + changed)
         await self._stop(leaving, reason="reload")
         for name in removed:
-            self.streams.pop(name, None)
+            self.positions.forget(name)
             self.surveys.pop(name, None)
             self.inventories.pop(name, None)
             self._first_polls.pop(name, None)
@@ -679,8 +638,8 @@ class Daemon:
         else:
             self.alerter.rules = rules
         self.accounts, self.alerting, self._outbound = accounts, settings.alerting, outbound
-        for stream in self.streams.values():  # the accounts that stay polling too
-            stream.window = self._errors_rising_window()
+        # the accounts that stay polling too
+        self.positions.set_window(self._errors_rising_window())
         for name in changed + added:
             account = new[name]
             self.alerter.ids_configured[name] = account.integration_ids is not None
