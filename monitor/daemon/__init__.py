@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from monitor.alerting.service import Alerter
-from monitor.checks import Assessor
 from monitor.config_errors import ConfigError
 from monitor.daemon.positions import Positions
+from monitor.daemon.probing import Probing
 from monitor.daemon.reload import (
     RESTART_SETTINGS,
     Loader,
@@ -57,9 +57,6 @@ from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
 from monitor.history import HistoryError, HistoryStore
 from monitor.history.mutes import MuteStore, QuietSource
-from monitor.probes import ShopProbe
-from monitor.probes.runner import ProbeRunner
-from monitor.probes.tls import verifying_context
 from monitor.schedule import first_poll_delays, job_options
 from monitor.settings import (
     AccountConfig,
@@ -71,7 +68,6 @@ from monitor.settings import (
     alerting_changes,
 )
 from monitor.store import AccountSnapshot, Store
-from monitor.survey import Inventory, Survey
 
 __all__ = [
     "HISTORY_CLAIM_SECONDS",
@@ -105,9 +101,6 @@ POLL_UNWIND_SECONDS = 0.5
 #: A second daemon on the same history file waits this long for the first to stop (a restart
 #: that overlaps) before it refuses to start.
 HISTORY_CLAIM_SECONDS = 6.0
-#: A probe that changed what its shops show updates them after this long (one update for
-#: the probes that end together), rather than at their next poll.
-PROBE_REFRESH_SECONDS = 1.0
 _EVENT_NAMES = {
     EVENT_JOB_ERROR: "job_error",
     EVENT_JOB_MISSED: "missed",
@@ -139,29 +132,9 @@ class Daemon:
         #: what a reload may not change, as started (None: nothing to compare, e.g. the demo)
         self._restart_values = restart_values(settings) if settings is not None else None
         self.alerting = alerting or AlertingSettings()
-        self.probes = probes or ProbeSettings()
         self.alerter: Alerter | None = None
-        #: the shop probes (None when probes are off, or before run)
-        self.prober: ProbeRunner | None = None
-        self._prober_task: asyncio.Task[None] | None = None
-        #: account -> its survey (status mappings, inventory walks) and its task
-        self.surveys: dict[str, Survey] = {}
-        self._survey_tasks: dict[str, asyncio.Task[None]] = {}
-        self._first_polls: dict[str, asyncio.Event] = {}
-        self.inventories: dict[str, Inventory] = {}
-        self._saved_inventories: dict[str, dict[int, bool]] = {}
         self._configs = {a.name: a for a in accounts}
-        self._refreshing: set[str] = set()
-        self.assessor = Assessor(
-            probes=lambda: self.prober.states if self.prober is not None else {},
-            mappings=lambda account: (
-                self.surveys[account].mappings if account in self.surveys else {}
-            ),
-            ignored=self._ignored,
-            mapping_types=frozenset(self.probes.status_mapping_types),
-            unmonitored=self._unmonitored,
-        )
-        self.store = Store([a.name for a in accounts], assess=self.assessor)
+        self.store = Store([a.name for a in accounts])  # assessed by the probing (below)
         self.metrics = Metrics(
             self.store,
             [a.name for a in accounts],
@@ -196,6 +169,10 @@ class Daemon:
         self.sinks = Sinks(
             self.metrics, clock, self.quiet, self.history, self.store, lambda: self.accounts
         )
+        self.probing = Probing(
+            probes or ProbeSettings(), self.store, self.history, self.metrics, clock, self._configs
+        )
+        self.store.assess = self.probing.assessor
         self.positions = Positions(self.history)
         self.metrics.streams = lambda: dict(self.positions.streams)
         web = web_config or WebConfig()
@@ -206,7 +183,7 @@ class Daemon:
             self.holds.integrations,
             clock,
             alerter=lambda: self.alerter,
-            probes=lambda: self.probes,
+            probes=lambda: self.probing.settings,
             accounts=lambda: self.accounts,
             auth=bool(web.users),
             badge_secret=badge_secret,
@@ -253,52 +230,9 @@ class Daemon:
             snapshot = stored  # the same poll, with its findings
         if self.history is not None:
             self.history.record(snapshot, self._clock())
-        account = snapshot.account
-        if self.prober is not None:
-            self.prober.set_targets(account, self.assessor.targets(snapshot))
-        config = self._configs.get(account)
-        if config is not None and config.integration_ids is None and account in self.inventories:
-            self.inventories[account].polled(snapshot)
-        first = self._first_polls.get(account)
-        if first is not None and snapshot.account_error is None:
-            first.set()  # its surveys start once the account could be read
+        self.probing.polled(snapshot)
         assert self.alerter is not None
         return await self.alerter.on_snapshot(snapshot)
-
-    def _ignored(self, account: str, integration_id: int) -> frozenset[str]:
-        config = self._configs.get(account)
-        return config.ignored(integration_id) if config is not None else frozenset()
-
-    def _unmonitored(self, account: str) -> tuple[int, ...] | None:
-        config = self._configs.get(account)
-        inventory = self.inventories.get(account)
-        if config is None or config.integration_ids is None or inventory is None:
-            return None
-        return inventory.unmonitored
-
-    def _probed(self, state: ShopProbe, seconds: float) -> None:
-        """Each probe: persisted (a restart resumes it) and counted."""
-        if self.history is not None:
-            self.history.probe(state)
-        self.metrics.shop_probe(str(state.result), seconds)
-
-    def _probe_changed(self, target: str) -> None:
-        """A probe changed what its shops show: their accounts are assessed again shortly
-        (one refresh for the probes that end together), not only at their next poll."""
-        assert self.prober is not None
-        accounts = self.prober.accounts_of(target)
-        if not accounts:
-            return
-        schedule = not self._refreshing
-        self._refreshing |= accounts
-        if schedule and self._loop is not None:
-            self._loop.call_later(PROBE_REFRESH_SECONDS, self._refresh)
-
-    def _refresh(self) -> None:
-        accounts, self._refreshing = self._refreshing, set()
-        for account in accounts:
-            if account in self._configs:
-                self.store.refresh(account)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve and poll until ``stop`` is set. Raises HistoryInUse, before anything starts,
@@ -326,8 +260,8 @@ class Daemon:
         self._scheduler = scheduler
         self.alerter = self._alerter()
         self.metrics.not_found_polls = self.alerter.not_found_polls
-        self._restore_inventories()
-        self._start_probes()
+        self.probing.restore_inventories()
+        self.probing.start()
         try:
             start = datetime.now(UTC)
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
@@ -340,7 +274,7 @@ class Daemon:
             deadline = time.monotonic() + SHUTDOWN_BUDGET_SECONDS
             if scheduler.running:
                 scheduler.pause()
-            await self._stop_probes()
+            await self.probing.stop()
             await self._stop(list(self._workers.values()), reason="shutdown")
             if scheduler.running:
                 scheduler.shutdown(wait=False)
@@ -376,94 +310,6 @@ class Daemon:
                 waiting = True
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), 0.2)
-
-    def _start_probes(self) -> None:
-        """The probe runner (probes on), resumed from the probes saved before a restart."""
-        if not self.probes.enabled:
-            log.info("shop_probes_off", hint="probes.enabled is false: no shop is probed")
-            return
-        settings = self.probes
-        self.prober = ProbeRunner(
-            interval_seconds=settings.interval_seconds,
-            concurrency=settings.concurrency,
-            timeout_seconds=settings.timeout_seconds,
-            context=verifying_context(settings.ca_file),
-            allow_private=settings.allow_private_addresses,
-            clock=self._clock,
-            on_probe=self._probed,
-            on_change=self._probe_changed,
-        )
-        if self.history is not None:
-            try:
-                self.prober.restore(self.history.probe_states())
-            except HistoryError as exc:
-                log.warning("shop_probes_unreadable", error=str(exc))
-        self._prober_task = asyncio.create_task(self.prober.run(), name="shop probes")
-        self.metrics.shop_probes_enabled(lambda: len(self.prober.in_use()) if self.prober else 0)
-
-    def _restore_inventories(self) -> None:
-        """Each account's inventory as last seen (before a restart)."""
-        saved: dict[str, dict[int, bool]] = {}
-        if self.history is not None:
-            try:
-                saved = self.history.inventories()
-            except HistoryError as exc:
-                log.warning("inventory_unreadable", error=str(exc))
-        self._saved_inventories = saved
-
-    def _inventory(self, account: str) -> Inventory:
-        found = self.inventories.get(account)
-        if found is None:
-            history = self.history
-            saved = self._saved_inventories.get(account)
-            found = Inventory(
-                account,
-                saved,
-                on_change=(
-                    (lambda name, seen: history.inventory_seen(name, seen, self._clock()))
-                    if history is not None
-                    else (lambda name, seen: None)
-                ),
-            )
-            self.inventories[account] = found
-        return found
-
-    def _start_survey(self, worker: Worker) -> None:
-        """The account's reads once per probe interval (probes on)."""
-        name = worker.config.name
-        inventory = self._inventory(name)
-        if not self.probes.enabled:
-            return
-        survey = Survey(
-            worker.config,
-            worker.client,
-            self.store,
-            inventory,
-            interval_seconds=self.probes.interval_seconds,
-            mapping_types=frozenset(self.probes.status_mapping_types),
-            clock=self._clock,
-        )
-        old = self.surveys.get(name)
-        if old is not None:  # a restarted account keeps what it knew
-            survey.mappings, survey.unsupported = old.mappings, old.unsupported
-        self.surveys[name] = survey
-        first = self._first_polls.setdefault(name, asyncio.Event())
-        if self.store.get(name).last_cycle_success is not None:
-            first.set()
-        self._survey_tasks[name] = asyncio.create_task(survey.run(first), name=f"survey {name}")
-
-    async def _stop_surveys(self, names: Sequence[str]) -> None:
-        tasks = [self._survey_tasks.pop(n) for n in names if n in self._survey_tasks]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _stop_probes(self) -> None:
-        await self._stop_surveys(list(self._survey_tasks))
-        if self._prober_task is not None:
-            self._prober_task.cancel()
-            await asyncio.gather(self._prober_task, return_exceptions=True)
-            self._prober_task = None
 
     def _announce_empty(self) -> None:
         """Once, when this process has no account to poll (an empty shard, or a reload that
@@ -512,7 +358,7 @@ class Daemon:
         self._workers[account.name] = worker
         self._configs[account.name] = account
         self.store.add(account.name)
-        self._start_survey(worker)
+        self.probing.start_survey(worker)
         worker.poller.announce_plan()
         self._scheduler.add_job(
             worker.poller.poll,
@@ -594,17 +440,12 @@ class Daemon:
         leaving = [self._workers.pop(n) for n in removed + changed]
         for worker in leaving:
             self._scheduler.remove_job(worker.config.name)
-        await self._stop_surveys(removed + changed)
+        await self.probing.stop_surveys(removed + changed)
         await self._stop(leaving, reason="reload")
         for name in removed:
             self.positions.forget(name)
-            self.surveys.pop(name, None)
-            self.inventories.pop(name, None)
-            self._first_polls.pop(name, None)
+            self.probing.forget(name)
             self._configs.pop(name, None)
-            self.assessor.forget(name)
-            if self.prober is not None:
-                self.prober.forget(name)
             self.store.remove(name)
             self.metrics.remove_account(name)
             self.alerter.end_account(name)
@@ -614,21 +455,10 @@ class Daemon:
         # only them (or the rules' thresholds) keeps every sink and what is queued in it; new
         # sinks take over what the old ones held, so the order of these steps does not matter
         self.quiet.windows = settings.alerting.windows()
-        probes_changed = settings.probes != self.probes
+        probes_changed = settings.probes != self.probing.settings
         if probes_changed:  # the runner and every survey start again with the new settings
-            await self._stop_probes()
-            kept = dict(self.prober.states) if self.prober is not None else {}
-            self.prober = None
-            self.probes = settings.probes
-            self.assessor.mapping_types = frozenset(settings.probes.status_mapping_types)
-            self._start_probes()
-            if self.prober is not None:
-                self.prober.restore(kept)
-                for name in self._workers:
-                    self.prober.set_targets(name, self.assessor.targets(self.store.get(name)))
-            for name in [n for n in self._workers if n not in changed]:
-                self._start_survey(self._workers[name])
-        rules = settings.alerting.rules(self.probes)
+            await self.probing.restart(settings.probes, self._workers, changed)
+        rules = settings.alerting.rules(self.probing.settings)
         delivery_changed = delivery(settings.alerting, outbound) != delivery(
             self.alerting, self._outbound
         )
@@ -670,7 +500,7 @@ class Daemon:
             )
 
         return Alerter(
-            self.alerting.rules(self.probes),
+            self.alerting.rules(self.probing.settings),
             self.sinks.build(self.alerting, self._outbound),
             clock=self._clock,
             ids_configured={a.name: a.integration_ids is not None for a in self.accounts},

@@ -63,8 +63,8 @@ async def test_1000_integrations_on_10_hosts_make_10_handshakes_per_interval(
                 first = time.monotonic()
                 await asyncio.sleep(7.0)  # two more intervals
                 counts = [s.accepts for s in servers]
-                assert daemon.prober is not None
-                made = daemon.prober.probes_made
+                assert daemon.probing.prober is not None
+                made = daemon.probing.prober.probes_made
                 text = scraped(daemon.metrics)
                 snapshot: AccountSnapshot = daemon.store.get("default")
             finally:
@@ -109,15 +109,15 @@ async def test_polls_stay_on_time_while_probes_hang_until_their_timeout() -> Non
             hanging: list[int] = []
             try:
                 deadline = time.monotonic() + 20
-                while not (daemon.prober is not None and daemon.prober._running):
+                while not (daemon.probing.prober is not None and daemon.probing.prober._running):
                     assert time.monotonic() < deadline, "no probe started"
                     await asyncio.sleep(0.05)
                 started = time.monotonic()
                 while time.monotonic() - started < 8:
-                    hanging.append(len(daemon.prober._running))
+                    hanging.append(len(daemon.probing.prober._running))
                     await asyncio.sleep(0.25)
                 window = [t for t in polls if started <= t <= started + 8]
-                results = {state.result for state in daemon.prober.states.values()}
+                results = {state.result for state in daemon.probing.prober.states.values()}
             finally:
                 stop.set()
                 await asyncio.wait_for(runner, timeout=10)
