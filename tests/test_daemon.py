@@ -64,9 +64,9 @@ async def test_accounts_poll_on_whole_ticks_from_their_second_poll(sim: Simulato
     try:
         await asyncio.sleep(1.5)
         assert daemon.store.ready()
-        assert daemon._scheduler is not None
+        assert daemon.workers.scheduler is not None
         for account in accounts:
-            job = daemon._scheduler.get_job(account.name)
+            job = daemon.workers.scheduler.get_job(account.name)
             assert isinstance(job.trigger, TickedInterval)
             assert job.next_run_time.microsecond % 200_000 == 0  # on a 0.2 s tick
     finally:

@@ -18,13 +18,6 @@ from typing import Any
 
 import httpx
 import structlog
-from apscheduler.events import (
-    EVENT_JOB_ERROR,
-    EVENT_JOB_MAX_INSTANCES,
-    EVENT_JOB_MISSED,
-    JobEvent,
-)
-from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from pydantic import SecretStr
 
 from monitor.alerting.service import Alerter
@@ -42,13 +35,13 @@ from monitor.daemon.reload import (
 from monitor.daemon.sinks import Holds, Sinks, build_sinks, delivery, receivers
 from monitor.daemon.web import Views
 from monitor.daemon.workers import (
+    POLL_GRACE_SECONDS,
+    POLL_UNWIND_SECONDS,
     SHARED_POOL_CONNECTIONS,
     Budgets,
-    SharedTransport,
-    Worker,
+    Workers,
     new_worker,
     open_pollers,
-    shared_pool,
 )
 from monitor.exporter.metrics import Metrics
 from monitor.exporter.mutes import MutesApi
@@ -57,7 +50,7 @@ from monitor.exporter.webconfig import WebConfig, protect
 from monitor.health import utcnow
 from monitor.history import HistoryError, HistoryStore
 from monitor.history.mutes import MuteStore, QuietSource
-from monitor.schedule import first_poll_delays, job_options
+from monitor.schedule import first_poll_delays
 from monitor.settings import (
     AccountConfig,
     AlertingSettings,
@@ -96,16 +89,9 @@ log = structlog.get_logger(__name__)
 #: history's last write what remains of SHUTDOWN_BUDGET_SECONDS; the rest is the interpreter's.
 SHUTDOWN_SECONDS = 5.0
 SHUTDOWN_BUDGET_SECONDS = 4.5
-POLL_GRACE_SECONDS = 1.5
-POLL_UNWIND_SECONDS = 0.5
 #: A second daemon on the same history file waits this long for the first to stop (a restart
 #: that overlaps) before it refuses to start.
 HISTORY_CLAIM_SECONDS = 6.0
-_EVENT_NAMES = {
-    EVENT_JOB_ERROR: "job_error",
-    EVENT_JOB_MISSED: "missed",
-    EVENT_JOB_MAX_INSTANCES: "skipped_overrun",
-}
 
 
 class Daemon:
@@ -145,13 +131,7 @@ class Daemon:
         self._clock = clock
         self._shard = shard
         self._outbound = self.alerting.resolved_outbound()  # as loaded (files read now)
-        self._pool = transport or shared_pool()
-        self._transport = SharedTransport(self._pool)
         self._loader = loader
-        self._workers: dict[str, Worker] = {}
-        self._budgets = Budgets()
-        self._shared_budgets: list[list[str]] = []  # as announced last
-        self._scheduler: AsyncIOScheduler | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reloading = asyncio.Lock()
         self.history = self._history(history or HistorySettings())
@@ -169,6 +149,7 @@ class Daemon:
         self.sinks = Sinks(
             self.metrics, clock, self.quiet, self.history, self.store, lambda: self.accounts
         )
+        self.workers = Workers(self.store, self.metrics, clock, transport)
         self.probing = Probing(
             probes or ProbeSettings(), self.store, self.history, self.metrics, clock, self._configs
         )
@@ -253,11 +234,7 @@ class Daemon:
             accounts=[a.name for a in self.accounts],
         )
         self.metrics.config_loaded(True, self._clock())
-        scheduler = AsyncIOScheduler(timezone=UTC)
-        scheduler.add_listener(
-            self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
-        )
-        self._scheduler = scheduler
+        scheduler = self.workers.new_scheduler()
         self.alerter = self._alerter()
         self.metrics.not_found_polls = self.alerter.not_found_polls
         self.probing.restore_inventories()
@@ -267,7 +244,7 @@ class Daemon:
             for account, delay in zip(self.accounts, first_poll_delays(self.accounts), strict=True):
                 self._start(account, start + timedelta(seconds=delay))
             self._announce_empty()
-            self._announce_shared_budgets()
+            self.workers.announce_shared_budgets(self.accounts)
             scheduler.start()
             await stop.wait()
         finally:
@@ -275,7 +252,7 @@ class Daemon:
             if scheduler.running:
                 scheduler.pause()
             await self.probing.stop()
-            await self._stop(list(self._workers.values()), reason="shutdown")
+            await self.workers.stop(list(self.workers.values()), reason="shutdown")
             if scheduler.running:
                 scheduler.shutdown(wait=False)
             await self.alerter.aclose()  # the sinks drain for DRAIN_SECONDS at most
@@ -285,7 +262,7 @@ class Daemon:
                     self._clock(),
                     timeout=max(0.2, deadline - time.monotonic()),
                 )
-            await self._pool.aclose()
+            await self.workers.aclose()
             self.server.stop()
             log.info("monitor_stopped")
 
@@ -322,74 +299,21 @@ class Daemon:
                 "ready and serves /metrics, and starts polling when a reload adds accounts",
             )
 
-    def _announce_shared_budgets(self) -> None:
-        """Once (at start, and when a reload changes them): the accounts that share an API
-        key, and so one request budget (Sendcloud limits requests per key)."""
-        groups = Budgets.shared(self.accounts)
-        names = [[a.name for a in group] for group in groups]
-        if names == self._shared_budgets:
-            return
-        self._shared_budgets = names
-        for group in groups:
-            log.info(
-                "request_budget_shared",
-                accounts=[a.name for a in group],
-                max_requests_per_minute=min(a.max_requests_per_minute for a in group),
-                hint="these accounts use the same API key, and Sendcloud limits requests per "
-                "key: they share one request budget, each planning with an equal part of it",
-            )
-
     def _start(self, account: AccountConfig, first: datetime | None = None) -> None:
         """An account's client, poller and job; its first poll runs at ``first`` (now)."""
-        assert self._scheduler is not None
         assert self.alerter is not None
-        worker = new_worker(
-            account,
-            self.store,
-            self.metrics,
-            clock=self._clock,
-            transport=self._transport,
-            budget=self._budgets.share(account, self.accounts),
-        )
+        worker = self.workers.new(account, self.accounts)
         worker.poller.after_cycle = self._after_cycle
         worker.poller.stream = self.positions.stream(account, self._errors_rising_window())
         # cause lookups take from the same budget, after the polls
         self.alerter.cause_budgets[account.name] = worker.budget
-        self._workers[account.name] = worker
         self._configs[account.name] = account
         self.store.add(account.name)
         self.probing.start_survey(worker)
-        worker.poller.announce_plan()
-        self._scheduler.add_job(
-            worker.poller.poll,
-            id=account.name,
-            name=f"poll {account.name}",
-            **job_options(account.poll_interval_seconds, first or datetime.now(UTC)),
-        )
+        self.workers.schedule(worker, first)
 
     def _errors_rising_window(self) -> timedelta:
         return timedelta(seconds=self.alerting.rules().errors_rising_window_seconds)
-
-    async def _stop(self, workers: list[Worker], *, reason: str) -> None:
-        """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
-        return normally: no job error, no traceback), and close the clients."""
-        pollers = [w.poller for w in workers]
-        waiting = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
-        if waiting:
-            _, pending = await asyncio.wait(waiting, timeout=POLL_GRACE_SECONDS)
-            for task in pending:
-                task.cancel()
-        stopped = [p.account.name for p in pollers if p.stop()]
-        if stopped:
-            event = "shutdown_cancelled_polls" if reason == "shutdown" else "reload_cancelled_polls"
-            log.info(event, polls=len(stopped), accounts=stopped)
-            unwinding = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
-            _, pending = await asyncio.wait(unwinding, timeout=POLL_UNWIND_SECONDS)
-            for task in pending:
-                task.cancel()
-        for worker in workers:
-            worker.budget.release()
-            await worker.client.aclose()
 
     def reload_blocking(self) -> tuple[bool, str]:
         """``reload`` from another thread (the HTTP server's POST /-/reload)."""
@@ -432,16 +356,13 @@ class Daemon:
     async def _apply(
         self, settings: Settings, accounts: list[AccountConfig], outbound: Outbound
     ) -> dict[str, list[str]]:
-        assert self._scheduler is not None
         assert self.alerter is not None
         new = {a.name: a for a in accounts}
-        change = account_changes({n: w.config for n, w in self._workers.items()}, accounts)
+        change = account_changes({n: w.config for n, w in self.workers.items()}, accounts)
         removed, changed, added = change.removed, change.changed, change.added
-        leaving = [self._workers.pop(n) for n in removed + changed]
-        for worker in leaving:
-            self._scheduler.remove_job(worker.config.name)
+        leaving = self.workers.remove(removed + changed)
         await self.probing.stop_surveys(removed + changed)
-        await self._stop(leaving, reason="reload")
+        await self.workers.stop(leaving, reason="reload")
         for name in removed:
             self.positions.forget(name)
             self.probing.forget(name)
@@ -457,7 +378,7 @@ class Daemon:
         self.quiet.windows = settings.alerting.windows()
         probes_changed = settings.probes != self.probing.settings
         if probes_changed:  # the runner and every survey start again with the new settings
-            await self.probing.restart(settings.probes, self._workers, changed)
+            await self.probing.restart(settings.probes, self.workers, changed)
         rules = settings.alerting.rules(self.probing.settings)
         delivery_changed = delivery(settings.alerting, outbound) != delivery(
             self.alerting, self._outbound
@@ -475,7 +396,7 @@ class Daemon:
             self.alerter.ids_configured[name] = account.integration_ids is not None
             self.metrics.add_account(name, account.poll_interval_seconds)
             self._start(account)
-        self._announce_shared_budgets()
+        self.workers.announce_shared_budgets(self.accounts)
         return change.summary()
 
     def _apply_retention(self, settings: HistorySettings) -> dict[str, list[str]]:
@@ -492,7 +413,7 @@ class Daemon:
         async def fetch_logs(account: str, integration_id: int) -> list[dict[str, Any]]:
             # the alerter took the request from the account's budget already (before its
             # timeout), in the background: after the polls
-            return await self._workers[account].client.integration_logs(
+            return await self.workers[account].client.integration_logs(
                 integration_id,
                 page_size=self.alerting.cause_logs_page_size,
                 background=True,
@@ -510,16 +431,6 @@ class Daemon:
             on_alert=self.metrics.alert_emitted,
             on_firing=self.metrics.alerts_firing,
         )
-
-    def _on_job_event(self, event: JobEvent) -> None:
-        name = _EVENT_NAMES.get(event.code, "other")
-        self.metrics.scheduler_event(str(event.job_id), name)
-        if name == "job_error":
-            log.error(
-                "poll_crashed", account=event.job_id, error=repr(getattr(event, "exception", None))
-            )
-        else:
-            log.warning("poll_not_run", account=event.job_id, reason=name)
 
 
 class HistoryInUse(HistoryError):

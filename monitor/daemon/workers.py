@@ -1,5 +1,7 @@
 """The per-account workers: each account's client and poller, the request budget of each API
-key (shared by the accounts configured with it), the connection pool every account shares."""
+key (shared by the accounts configured with it), the connection pool every account shares, and
+the scheduler's poll jobs (their events counted and logged; polls in flight stopped within a
+bound when their account stops)."""
 
 from __future__ import annotations
 
@@ -7,21 +9,32 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 import httpx
+import structlog
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MAX_INSTANCES,
+    EVENT_JOB_MISSED,
+    JobEvent,
+)
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from monitor.exporter.metrics import Metrics
 from monitor.health import utcnow
 from monitor.poller import AccountPoller
+from monitor.schedule import job_options
 from monitor.sendcloud import SendcloudClient
 from monitor.sendcloud.budget import BudgetShare, RequestBudget, Sleep
 from monitor.sendcloud.oauth import OAuth2ClientCredentials
 from monitor.sendcloud.transport import new_transport
 from monitor.settings import AccountConfig
 from monitor.store import Store
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -175,3 +188,142 @@ def shared_pool() -> httpx.AsyncBaseTransport:
 
 #: Sockets to the API at most, over all accounts.
 SHARED_POOL_CONNECTIONS = 64
+
+
+#: Polls in flight when their account stops (a reload, the shutdown) get this long to finish,
+#: and this long more to return once abandoned.
+POLL_GRACE_SECONDS = 1.5
+POLL_UNWIND_SECONDS = 0.5
+_EVENT_NAMES = {
+    EVENT_JOB_ERROR: "job_error",
+    EVENT_JOB_MISSED: "missed",
+    EVENT_JOB_MAX_INSTANCES: "skipped_overrun",
+}
+
+
+class Workers(Mapping[str, Worker]):
+    """The accounts at work, by name: each one's worker and its poll job on the scheduler,
+    the request budgets of their API keys, and the connection pool they share."""
+
+    def __init__(
+        self,
+        store: Store,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self._clock = clock
+        self._pool = transport or shared_pool()
+        self._transport = SharedTransport(self._pool)
+        self._workers: dict[str, Worker] = {}
+        self._budgets = Budgets()
+        self._shared_budgets: list[list[str]] = []  # as announced last
+        #: the poll jobs' scheduler (None before the daemon runs)
+        self.scheduler: AsyncIOScheduler | None = None
+
+    def __getitem__(self, name: str) -> Worker:
+        return self._workers[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._workers)
+
+    def __len__(self) -> int:
+        return len(self._workers)
+
+    def new_scheduler(self) -> AsyncIOScheduler:
+        """The scheduler of the poll jobs, its job events counted and logged; created inside
+        the running loop (APScheduler's AsyncIOScheduler binds to it)."""
+        scheduler = AsyncIOScheduler(timezone=UTC)
+        scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES
+        )
+        self.scheduler = scheduler
+        return scheduler
+
+    def new(self, account: AccountConfig, accounts: Sequence[AccountConfig]) -> Worker:
+        """An account's client and poller, with its share of its API key's budget
+        (``accounts``: every account configured now); at work from now on."""
+        worker = new_worker(
+            account,
+            self.store,
+            self.metrics,
+            clock=self._clock,
+            transport=self._transport,
+            budget=self._budgets.share(account, accounts),
+        )
+        self._workers[account.name] = worker
+        return worker
+
+    def schedule(self, worker: Worker, first: datetime | None = None) -> None:
+        """The worker's poll job; its first poll runs at ``first`` (now)."""
+        assert self.scheduler is not None
+        account = worker.config
+        worker.poller.announce_plan()
+        self.scheduler.add_job(
+            worker.poller.poll,
+            id=account.name,
+            name=f"poll {account.name}",
+            **job_options(account.poll_interval_seconds, first or datetime.now(UTC)),
+        )
+
+    def remove(self, names: Sequence[str]) -> list[Worker]:
+        """These accounts' workers leave, their jobs removed (``stop`` them then)."""
+        assert self.scheduler is not None
+        leaving = [self._workers.pop(n) for n in names]
+        for worker in leaving:
+            self.scheduler.remove_job(worker.config.name)
+        return leaving
+
+    async def stop(self, workers: list[Worker], *, reason: str) -> None:
+        """Let polls in flight finish for a moment, then abandon the rest cleanly (their jobs
+        return normally: no job error, no traceback), and close the clients."""
+        pollers = [w.poller for w in workers]
+        waiting = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
+        if waiting:
+            _, pending = await asyncio.wait(waiting, timeout=POLL_GRACE_SECONDS)
+            for task in pending:
+                task.cancel()
+        stopped = [p.account.name for p in pollers if p.stop()]
+        if stopped:
+            event = "shutdown_cancelled_polls" if reason == "shutdown" else "reload_cancelled_polls"
+            log.info(event, polls=len(stopped), accounts=stopped)
+            unwinding = [asyncio.ensure_future(p.idle.wait()) for p in pollers]
+            _, pending = await asyncio.wait(unwinding, timeout=POLL_UNWIND_SECONDS)
+            for task in pending:
+                task.cancel()
+        for worker in workers:
+            worker.budget.release()
+            await worker.client.aclose()
+
+    def announce_shared_budgets(self, accounts: Sequence[AccountConfig]) -> None:
+        """Once (at start, and when a reload changes them): the accounts that share an API
+        key, and so one request budget (Sendcloud limits requests per key)."""
+        groups = Budgets.shared(accounts)
+        names = [[a.name for a in group] for group in groups]
+        if names == self._shared_budgets:
+            return
+        self._shared_budgets = names
+        for group in groups:
+            log.info(
+                "request_budget_shared",
+                accounts=[a.name for a in group],
+                max_requests_per_minute=min(a.max_requests_per_minute for a in group),
+                hint="these accounts use the same API key, and Sendcloud limits requests per "
+                "key: they share one request budget, each planning with an equal part of it",
+            )
+
+    async def aclose(self) -> None:
+        """The shared connection pool closes (the clients are closed by ``stop``)."""
+        await self._pool.aclose()
+
+    def _on_job_event(self, event: JobEvent) -> None:
+        name = _EVENT_NAMES.get(event.code, "other")
+        self.metrics.scheduler_event(str(event.job_id), name)
+        if name == "job_error":
+            log.error(
+                "poll_crashed", account=event.job_id, error=repr(getattr(event, "exception", None))
+            )
+        else:
+            log.warning("poll_not_run", account=event.job_id, reason=name)
