@@ -69,6 +69,20 @@ MAY_IMPORT: dict[str, set[str]] = {
     "__main__": {"cli"},
 }
 
+#: package -> its module -> the modules of the same package it may import: downward inside a
+#: package too (the package's ``__init__`` re-exports; no module imports it)
+WITHIN: dict[str, dict[str, set[str]]] = {
+    "daemon": {
+        "reload": set(),
+        "sinks": set(),
+        "web": set(),
+        "positions": set(),
+        "workers": set(),
+        "probing": {"workers"},
+        "lifecycle": {"reload", "sinks", "web", "positions", "workers", "probing"},
+    },
+}
+
 
 def part(module: str) -> str:
     """The part a dotted module name belongs to: its first name below ``monitor``."""
@@ -112,6 +126,21 @@ def violations(package: Path) -> list[str]:
     return problems
 
 
+def within_violations(package: Path, name: str) -> list[str]:
+    """The imports of ``monitor.<name>``'s modules that point up, or sideways to a module not
+    in their row of WITHIN (the package itself counts as above all its modules)."""
+    problems = []
+    prefix = f"monitor.{name}"
+    for path in sorted((package / name).glob("*.py")):
+        if path.stem == "__init__":
+            continue
+        allowed = {f"{prefix}.{m}" for m in WITHIN[name][path.stem]}
+        for target in sorted(imports(path)):
+            if (target == prefix or target.startswith(f"{prefix}.")) and target not in allowed:
+                problems.append(f"{prefix}.{path.stem} imports {target}")
+    return problems
+
+
 def test_every_part_has_a_row_in_the_table() -> None:
     parts = {part(module_name(p, PACKAGE)) for p in PACKAGE.rglob("*.py")}
     assert parts == set(MAY_IMPORT)
@@ -119,6 +148,28 @@ def test_every_part_has_a_row_in_the_table() -> None:
 
 def test_imports_point_downward_only() -> None:
     assert violations(PACKAGE) == []
+
+
+def test_every_module_of_a_layered_package_has_a_row() -> None:
+    for name, rows in WITHIN.items():
+        modules = {p.stem for p in (PACKAGE / name).glob("*.py") if p.stem != "__init__"}
+        assert set(rows) == modules, name
+
+
+def test_imports_within_a_package_point_downward_only() -> None:
+    assert [p for name in WITHIN for p in within_violations(PACKAGE, name)] == []
+
+
+def test_the_check_within_a_package_catches_upward_imports(tmp_path: Path) -> None:
+    fake = tmp_path / "monitor" / "daemon"
+    fake.mkdir(parents=True)
+    (fake / "workers.py").write_text("from monitor.daemon.probing import Probing\n")
+    (fake / "probing.py").write_text("from monitor.daemon.workers import Worker\n")
+    (fake / "web.py").write_text("def f():\n    from monitor.daemon import Daemon\n")
+    assert within_violations(tmp_path / "monitor", "daemon") == [
+        "monitor.daemon.web imports monitor.daemon",
+        "monitor.daemon.workers imports monitor.daemon.probing",
+    ]
 
 
 def test_the_check_catches_a_lower_layer_importing_a_higher_one(tmp_path: Path) -> None:
@@ -173,6 +224,18 @@ def test_the_module_map_matches_the_tree() -> None:
         )
         if listed <= set(MAY_IMPORT) | {"base"}:
             assert listed - {"base"} == MAY_IMPORT[name], path
+
+
+def test_the_module_map_names_a_layered_package_bottom_up() -> None:
+    """The map names the modules of a package in WITHIN in an order each one's row allows:
+    every module it may import is named before it."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
+    for name in WITHIN:
+        row = next(line for line in text.splitlines() if line.startswith(f"| `monitor/{name}/`"))
+        named = re.findall(r"`([a-z_]+)` \(", row)
+        assert sorted(named) == sorted(WITHIN[name]), name
+        for i, module in enumerate(named):
+            assert WITHIN[name][module] <= set(named[:i]), module
 
 
 def test_the_contributor_guide_gives_the_same_layers() -> None:
